@@ -1,0 +1,31 @@
+# The README's two commands: `make demo` and `make test`. Everything they need is installed from here.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test venv system-packages clean
+
+# Debian packages the project uses beyond Python (PostGIS itself is installed by `geoservice db up`).
+system-packages:
+	@bash scripts/system-packages.sh
+
+$(STAMP): pyproject.toml
+	@bash scripts/system-packages.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/geoservice demo
+
+test: venv
+	$(BIN)/geoservice db up
+	$(BIN)/pytest
+
+clean:
+	-$(BIN)/geoservice db down
+	rm -rf $(VENV) .geoservice

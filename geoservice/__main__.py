@@ -1,0 +1,7 @@
+"""python -m geoservice"""
+
+import sys
+
+from geoservice.cli import main
+
+sys.exit(main())

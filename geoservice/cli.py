@@ -1,0 +1,138 @@
+"""The `geoservice` command: wires the stages together for a person; no logic of its own."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from geoservice import __version__, db
+from geoservice.errors import GeoserviceError, NotAvailableError
+from geoservice.settings import Settings, load_settings
+
+
+class _State:
+    debug = False
+
+
+def _echo(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", type=click.Path(path_type=Path), envvar="GEOSERVICE_CONFIG",
+              help="Configuration file (default: config/geoservice.yaml).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(__version__, prog_name="geoservice")
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
+    """geoservice: multi-plan integration (多规合一) — ingest, base map, conflicts, OGC API."""
+    _State.debug = debug or _State.debug
+    ctx.obj = config_file
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The validated settings for this invocation (loaded once)."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, Settings):
+        root.obj = load_settings(root.obj)
+    return root.obj
+
+
+@cli.group("db")
+def db_group() -> None:
+    """The database: embedded PostGIS, or GEOSERVICE_DATABASE_URL."""
+
+
+@db_group.command("up")
+@click.pass_context
+def db_up(ctx: click.Context) -> None:
+    """Start or reach the database, create PostGIS, apply migrations."""
+    settings = settings_of(ctx)
+    db.up(settings, _echo)
+    for line in db.status(settings).lines():
+        click.echo(line)
+
+
+@db_group.command("down")
+@click.pass_context
+def db_down(ctx: click.Context) -> None:
+    """Stop the embedded database (an external server is left alone)."""
+    was_running = db.down(settings_of(ctx), _echo)
+    click.echo("stopped" if was_running else "not running")
+
+
+@db_group.command("status")
+@click.pass_context
+def db_status(ctx: click.Context) -> None:
+    """Where the database is, whether it runs, versions, migrations."""
+    for line in db.status(settings_of(ctx)).lines():
+        click.echo(line)
+
+
+@db_group.command("migrate")
+@click.pass_context
+def db_migrate(ctx: click.Context) -> None:
+    """Apply pending migrations from sql/."""
+    count = db.run_migrations(settings_of(ctx), _echo)
+    click.echo(f"{count} migration(s) applied")
+
+
+def _not_yet(name: str, issue: str) -> None:
+    @cli.command(name, help=f"Not available yet: {issue}.",
+                 context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    def command() -> None:
+        raise NotAvailableError(f"`geoservice {name}` is not available yet ({issue})")
+
+
+for _name, _issue in {
+    "ingest": "the ingest stage is being built",
+    "integrate": "the base map stage is being built",
+    "detect": "conflict detection is being built",
+    "serve": "the OGC API server is being built",
+    "report": "the conflict ledger and reports are being built",
+}.items():
+    _not_yet(_name, _issue)
+
+
+@cli.command("demo")
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Run the main job on the demo data: bring up the database and report its status."""
+    settings = settings_of(ctx)
+    db.up(settings, _echo)
+    for line in db.status(settings).lines():
+        click.echo(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one clear line and a non-zero exit for every error; tracebacks only with --debug."""
+    _State.debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or bool(os.environ.get("GEOSERVICE_DEBUG"))
+    try:
+        cli.main(args=argv, prog_name="geoservice", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except GeoserviceError as exc:
+        if _State.debug:
+            traceback.print_exc()
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for a person at a terminal
+        if _State.debug:
+            traceback.print_exc()
+        click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

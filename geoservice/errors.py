@@ -1,0 +1,32 @@
+"""The error types users see. Each names where the problem is (file, key, row, layer) and what it is."""
+
+from __future__ import annotations
+
+
+class GeoserviceError(Exception):
+    """Base of every error the CLI prints as one line without a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(GeoserviceError):
+    """A configuration file or environment variable is wrong: names the file and the key."""
+
+    def __init__(self, source: str, key: str | None, problem: str) -> None:
+        self.source, self.key, self.problem = source, key, problem
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {problem}")
+
+
+class DatabaseError(GeoserviceError):
+    """The database cannot be reached, created or prepared; says why and what to do."""
+
+
+class MigrationError(GeoserviceError):
+    """A migration file failed or an applied one has changed."""
+
+
+class NotAvailableError(GeoserviceError):
+    """A subcommand whose stage is not built yet."""
+
+    exit_code = 2

@@ -1,0 +1,172 @@
+"""One Settings object: config/geoservice.yaml, validated, with environment overrides."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pyproj import CRS
+from pyproj.exceptions import CRSError
+
+from geoservice.errors import ConfigError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_RELPATH = Path("config/geoservice.yaml")
+
+#: environment variable -> dotted settings key it overrides
+ENV_OVERRIDES: dict[str, str] = {
+    "GEOSERVICE_DATABASE_URL": "database.url",
+    "GEOSERVICE_DB_NAME": "database.name",
+    "GEOSERVICE_DATA_DIR": "database.data_dir",
+    "GEOSERVICE_DB_PORT": "database.port",
+    "GEOSERVICE_PG_BIN_DIR": "database.bin_dir",
+    "GEOSERVICE_WORKING_CRS": "working_crs",
+    "GEOSERVICE_HOST": "server.host",
+    "GEOSERVICE_PORT": "server.port",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Strict):
+    """Where the data lives: an existing server (url) or the embedded cluster."""
+
+    url: str | None = None
+    name: str = Field("geoservice", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    data_dir: Path = Path(".geoservice/pgdata")
+    port: int | None = Field(None, ge=1024, le=65535)
+    server_user: str = "postgres"
+    bin_dir: Path | None = None
+    auto_install: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+
+class PathSettings(_Strict):
+    """Folders and files the stages read and write."""
+
+    layers: Path = Path("layers")
+    rules: Path = Path("config/rules.yaml")
+    classification: Path = Path("config/classification")
+    output: Path = Path(".geoservice/output")
+
+
+class ServerSettings(_Strict):
+    """Where `geoservice serve` listens."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5000, ge=1, le=65535)
+
+
+def _parse_crs(value: str) -> CRS:
+    try:
+        return CRS.from_user_input(value)
+    except CRSError as exc:
+        raise ValueError(f"unknown CRS {value!r}") from exc
+
+
+class Settings(_Strict):
+    """The whole configuration. Relative paths are resolved against `root`."""
+
+    root: Path = PACKAGE_ROOT
+    config_file: Path | None = None
+    working_crs: str = "EPSG:4548"
+    serving_crs: list[str] = Field(
+        default_factory=lambda: ["OGC:CRS84", "EPSG:4326", "EPSG:4490", "EPSG:4548", "EPSG:4549", "EPSG:4550", "EPSG:3857"]
+    )
+    database: DatabaseSettings = DatabaseSettings()
+    paths: PathSettings = PathSettings()
+    server: ServerSettings = ServerSettings()
+
+    @field_validator("working_crs")
+    @classmethod
+    def _projected_metres(cls, value: str) -> str:
+        crs = _parse_crs(value)
+        if not crs.is_projected or crs.axis_info[0].unit_name not in ("metre", "meter"):
+            raise ValueError(f"{value} is not a projected CRS in metres (areas must come out in m²)")
+        if crs.to_epsg() is None:
+            raise ValueError(f"{value} has no EPSG code; PostGIS needs an SRID")
+        return value
+
+    @field_validator("serving_crs")
+    @classmethod
+    def _known_crs(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("must list at least one CRS")
+        for value in values:
+            _parse_crs(value)
+        return values
+
+    @cached_property
+    def working_srid(self) -> int:
+        """The EPSG code of the working CRS, used as the PostGIS SRID."""
+        return int(CRS.from_user_input(self.working_crs).to_epsg())
+
+    def path(self, relative: Path) -> Path:
+        """A configured path made absolute against the project root."""
+        return relative if relative.is_absolute() else self.root / relative
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        child = data.setdefault(key, {})
+        if not isinstance(child, dict):
+            child = data[key] = {}
+        data = child
+    data[leaf] = value
+
+
+def find_config_file(environ: dict[str, str] | None = None) -> Path:
+    """GEOSERVICE_CONFIG, else config/geoservice.yaml in the current directory, else beside the package."""
+    env = os.environ if environ is None else environ
+    if env.get("GEOSERVICE_CONFIG"):
+        return Path(env["GEOSERVICE_CONFIG"]).resolve()
+    local = Path.cwd() / CONFIG_RELPATH
+    return local if local.exists() else PACKAGE_ROOT / CONFIG_RELPATH
+
+
+def load_settings(config_file: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read and validate the config file, apply environment overrides; raise ConfigError naming file and key."""
+    env = os.environ if environ is None else environ
+    path = (config_file or find_config_file(env)).resolve()
+    source = str(path)
+    if not path.exists():
+        raise ConfigError(source, None, "configuration file not found (set GEOSERVICE_CONFIG or run from the project root)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, None, f"not valid YAML: {exc}".replace("\n", " ")) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(source, None, "must be a mapping of keys to values")
+    for reserved in ("root", "config_file"):
+        if reserved in data:
+            raise ConfigError(source, reserved, "unknown key")
+    overridden: dict[str, str] = {}
+    for var, dotted in ENV_OVERRIDES.items():
+        if env.get(var):
+            _set_dotted(data, dotted, env[var])
+            overridden[dotted] = var
+    root = path.parent.parent if path.parent.name == "config" else path.parent
+    try:
+        return Settings(root=root, config_file=path, **data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"])
+            problem = "unknown key" if error["type"] == "extra_forbidden" else error["msg"].removeprefix("Value error, ")
+            where = f"environment variable {overridden[key]}" if key in overridden else source
+            problems.append((where, key, problem))
+        (where, key, problem), rest = problems[0], problems[1:]
+        raise ConfigError(where, key, problem + "".join(f"; {k}: {p}" for _, k, p in rest)) from exc
