@@ -9,7 +9,9 @@ from pathlib import Path
 
 import click
 
-from geoservice import __version__, db
+from geoservice import __version__, db, ingest
+from geoservice.progress import RichReporter
+from geoservice.views import show_ingest_summaries, show_versions
 from geoservice.errors import GeoserviceError, NotAvailableError
 from geoservice.settings import Settings, load_settings
 
@@ -88,8 +90,46 @@ def _not_yet(name: str, issue: str) -> None:
         raise NotAvailableError(f"`geoservice {name}` is not available yet ({issue})")
 
 
+@cli.command("ingest")
+@click.argument("definitions", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--all", "all_layers", is_flag=True, help="Every layers/*.yaml.")
+@click.option("--dry-run", is_flag=True, help="Validate and report; store nothing.")
+@click.option("--strict", is_flag=True, help="Fail the load when any row is repaired or rejected.")
+@click.pass_context
+def ingest_command(ctx: click.Context, definitions: tuple[Path, ...], all_layers: bool, dry_run: bool, strict: bool) -> None:
+    """Load layer files (layers/*.yaml) as new active versions."""
+    settings = settings_of(ctx)
+    if all_layers == bool(definitions):
+        raise click.UsageError("give layer definition files, or --all")
+    loaded = ingest.load_definitions(settings.path(settings.paths.layers)) if all_layers else [
+        ingest.load_definition(path) for path in definitions]
+    if not dry_run:
+        db.up(settings, _echo)
+    reporter = RichReporter()
+    summaries = [ingest.ingest_layer(settings, d, dry_run=dry_run, strict=strict, reporter=reporter) for d in loaded]
+    show_ingest_summaries(summaries, dry_run, reporter.console)
+
+
+@cli.group("layers", invoke_without_command=True)
+@click.argument("name", required=False)
+@click.pass_context
+def layers_group(ctx: click.Context, name: str | None) -> None:
+    """List stored layers and versions (or one layer's); `layers activate NAME VERSION` rolls back."""
+    if ctx.invoked_subcommand is None:
+        show_versions(ingest.list_versions(settings_of(ctx), name))
+
+
+@layers_group.command("activate")
+@click.argument("name")
+@click.argument("version", type=int)
+@click.pass_context
+def layers_activate(ctx: click.Context, name: str, version: int) -> None:
+    """Make VERSION of layer NAME the active one."""
+    ingest.activate_version(settings_of(ctx), name, version)
+    click.echo(f"{name}: version {version} is active")
+
+
 for _name, _issue in {
-    "ingest": "the ingest stage is being built",
     "integrate": "the base map stage is being built",
     "detect": "conflict detection is being built",
     "serve": "the OGC API server is being built",

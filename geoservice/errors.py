@@ -30,3 +30,19 @@ class NotAvailableError(GeoserviceError):
     """A subcommand whose stage is not built yet."""
 
     exit_code = 2
+
+
+def rows_text(rows: list[int], limit: int = 10) -> str:
+    """'row 5' / 'rows 1, 2, 3 and 17 more' for messages (rows are 1-based source rows)."""
+    shown = ", ".join(str(row) for row in rows[:limit])
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return f"{'row' if len(rows) == 1 else 'rows'} {shown}{more}"
+
+
+class IngestError(GeoserviceError):
+    """A source file cannot be loaded: names the file, the rows where it applies, and the problem."""
+
+    def __init__(self, source: str, problem: str, rows: list[int] | None = None) -> None:
+        self.source, self.problem, self.rows = source, problem, rows or []
+        where = f"{source}: {rows_text(self.rows)}" if self.rows else source
+        super().__init__(f"{where}: {problem}")

@@ -85,6 +85,7 @@ class Settings(_Strict):
     serving_crs: list[str] = Field(
         default_factory=lambda: ["OGC:CRS84", "EPSG:4326", "EPSG:4490", "EPSG:4548", "EPSG:4549", "EPSG:4550", "EPSG:3857"]
     )
+    construction_codes: list[str] = Field(default_factory=lambda: [f"{code:02d}" for code in range(7, 16)])
     database: DatabaseSettings = DatabaseSettings()
     paths: PathSettings = PathSettings()
     server: ServerSettings = ServerSettings()
@@ -106,6 +107,14 @@ class Settings(_Strict):
             raise ValueError("must list at least one CRS")
         for value in values:
             _parse_crs(value)
+        return values
+
+    @field_validator("construction_codes")
+    @classmethod
+    def _level1_codes(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if len(value) != 2 or not value.isdigit() or not 1 <= int(value) <= 24:
+                raise ValueError(f"{value!r} is not a level-1 用地用海 code (01–24)")
         return values
 
     @cached_property

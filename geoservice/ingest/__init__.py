@@ -1,0 +1,10 @@
+"""Ingest: bureau files → clean, classified, versioned layers in PostGIS."""
+
+from geoservice.ingest.definition import Definition, LayerDefinition, LayerKind, load_definition, load_definitions
+from geoservice.ingest.pipeline import IngestSummary, ingest_layer
+from geoservice.ingest.registry import VersionRow, activate_version, list_versions
+
+__all__ = [
+    "Definition", "IngestSummary", "LayerDefinition", "LayerKind", "VersionRow", "activate_version",
+    "ingest_layer", "list_versions", "load_definition", "load_definitions",
+]

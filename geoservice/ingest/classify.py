@@ -1,0 +1,82 @@
+"""Class codes: crosswalk CSVs (config/classification/) mapping source codes to 用地用海分类 (2023) codes."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from geoservice.errors import ConfigError
+
+UNIFIED = "unified"
+UNIFIED_FILE = "unified_2023.csv"
+
+
+@dataclass(frozen=True)
+class LandClass:
+    """One 用地用海 (2023) class."""
+
+    code: str
+    name_zh: str
+    name_en: str
+
+
+@dataclass(frozen=True)
+class Crosswalk:
+    """source code -> unified code, read from one CSV."""
+
+    name: str
+    mapping: dict[str, str]
+
+    def classify(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(unified codes, original codes as stripped text, unknown mask), vectorized over distinct codes.
+
+        Unknown and blank codes map to None; the caller decides whether that is an error.
+        """
+        text = pd.Series(codes, dtype="string").str.strip().fillna("").to_numpy(dtype=object)
+        distinct, inverse = np.unique(text.astype(str), return_inverse=True)
+        mapped = np.array([self.mapping.get(code) for code in distinct], dtype=object)[inverse.reshape(-1)]
+        return mapped, text, pd.isna(mapped)
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = [column for column in required if column not in (reader.fieldnames or [])]
+            if missing:
+                raise ConfigError(str(path), None, f"missing column(s) {', '.join(missing)}")
+            return [{k: (v or "").strip() for k, v in row.items()} for row in reader]
+    except FileNotFoundError as exc:
+        raise ConfigError(str(path), None, "crosswalk file not found") from exc
+
+
+def load_classes(folder: Path) -> dict[str, LandClass]:
+    """The 用地用海 (2023) classes from unified_2023.csv."""
+    rows = _read_csv(folder / UNIFIED_FILE, ("code", "name_zh", "name_en"))
+    return {row["code"]: LandClass(row["code"], row["name_zh"], row["name_en"]) for row in rows}
+
+
+def load_crosswalk(folder: Path, name: str) -> Crosswalk:
+    """Crosswalk `name` (config/classification/<name>.csv); 'unified' means codes already are 2023 codes."""
+    classes = load_classes(folder)
+    if name == UNIFIED:
+        return Crosswalk(name, {code: code for code in classes})
+    path = folder / f"{name}.csv"
+    mapping: dict[str, str] = {}
+    for number, row in enumerate(_read_csv(path, ("source_code", "unified_code")), start=2):
+        if row["unified_code"] not in classes:
+            raise ConfigError(str(path), f"line {number}", f"unified code {row['unified_code']!r} is not in {UNIFIED_FILE}")
+        if row["source_code"] in mapping:
+            raise ConfigError(str(path), f"line {number}", f"source code {row['source_code']!r} appears twice")
+        mapping[row["source_code"]] = row["unified_code"]
+    return Crosswalk(name, mapping)
+
+
+def is_construction(codes: np.ndarray, construction_codes: list[str]) -> np.ndarray:
+    """True where a unified code's level-1 class counts as construction land."""
+    prefixes = pd.Series(codes, dtype="string").str[:2].fillna("")
+    return prefixes.isin(construction_codes).to_numpy()

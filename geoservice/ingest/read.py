@@ -1,0 +1,184 @@
+"""Reading source files with pyogrio in Arrow batches: encoding detection, CRS from the file, checksums."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyogrio
+import pyogrio.errors
+import shapely
+
+from geoservice.errors import IngestError
+
+SHAPEFILE_SIDECARS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+BATCH_SIZE = 50_000
+#: .cpg contents seen in the wild -> encoding name GDAL and Python both know
+CPG_ALIASES = {"936": "GBK", "cp936": "GBK", "ansi 936": "GBK", "gb2312": "GBK", "utf8": "UTF-8", "65001": "UTF-8"}
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the file says about itself before any feature is read."""
+
+    path: Path
+    layer: str | None
+    feature_count: int
+    fields: list[str]
+    crs: str | None
+    encoding: str | None
+    encoding_origin: str
+    checksum: str
+
+
+@dataclass
+class Batch:
+    """One batch of rows: 1-based source rows, geometries (None where unreadable) and attribute columns."""
+
+    rows: np.ndarray
+    geometries: np.ndarray
+    columns: dict[str, np.ndarray]
+
+
+def _is_shapefile(path: Path) -> bool:
+    return path.suffix.lower() == ".shp" or (path.suffix.lower() == ".zip" and _zip_member(path, ".dbf") is not None)
+
+
+def _zip_member(path: Path, suffix: str) -> str | None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return next((n for n in archive.namelist() if n.lower().endswith(suffix) and not n.startswith("__MACOSX")), None)
+    except zipfile.BadZipFile as exc:
+        raise IngestError(str(path), f"not a readable zip archive ({exc})") from exc
+
+
+def _sidecar_bytes(path: Path, suffix: str) -> bytes | None:
+    """Contents of the shapefile's .dbf/.cpg/.prj (inside a zip too), or None when absent."""
+    if path.suffix.lower() == ".zip":
+        member = _zip_member(path, suffix)
+        if member is None:
+            return None
+        with zipfile.ZipFile(path) as archive:
+            return archive.read(member)
+    for candidate in (path.with_suffix(suffix), path.with_suffix(suffix.upper())):
+        if candidate.exists():
+            return candidate.read_bytes()
+    return None
+
+
+def checksum(path: Path) -> str:
+    """sha256 over the file (and a shapefile's sidecars), in a stable order."""
+    digest = hashlib.sha256()
+    files = [path.with_suffix(s) for s in SHAPEFILE_SIDECARS] if path.suffix.lower() == ".shp" else [path]
+    for file in files:
+        if file.exists():
+            digest.update(file.name.encode())
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def _dbf_text_bytes(dbf: bytes) -> bytes:
+    """Field names and record bytes of a .dbf (what an encoding applies to)."""
+    if len(dbf) < 32:
+        return b""
+    header_length = int.from_bytes(dbf[8:10], "little")
+    return dbf[32:header_length] + dbf[header_length:]
+
+
+def detect_encoding(path: Path, declared: str) -> tuple[str | None, str]:
+    """(encoding, where it came from). auto: .cpg if present, else strict UTF-8, else GB18030."""
+    if declared.lower() != "auto":
+        return declared, "declared"
+    if not _is_shapefile(path):
+        return None, "format (UTF-8)"
+    cpg = _sidecar_bytes(path, ".cpg")
+    if cpg and cpg.strip():
+        name = cpg.decode("ascii", "replace").strip()
+        return CPG_ALIASES.get(name.lower(), name), ".cpg"
+    dbf = _sidecar_bytes(path, ".dbf")
+    if dbf is None:
+        raise IngestError(str(path), "the shapefile has no .dbf file")
+    text = _dbf_text_bytes(dbf)
+    for encoding in ("UTF-8", "GB18030"):
+        try:
+            text.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        return encoding, "detected (no .cpg)"
+    raise IngestError(str(path), "text is neither UTF-8 nor GB18030: set `encoding` in the layer definition")
+
+
+def _check_shp_length(path: Path) -> None:
+    """A .shp whose header declares more bytes than the file has was cut off (GDAL reads it without complaint)."""
+    if path.suffix.lower() != ".shp":
+        return
+    with open(path, "rb") as handle:
+        header = handle.read(100)
+    actual = path.stat().st_size
+    if len(header) < 100:
+        raise IngestError(str(path), f"truncated: {actual} bytes, shorter than a .shp header")
+    declared = int.from_bytes(header[24:28], "big") * 2
+    if declared > actual:
+        raise IngestError(str(path), f"truncated: the .shp header says {declared} bytes but the file has {actual}")
+
+
+def inspect_source(path: Path, layer: str | None, encoding: str) -> SourceInfo:
+    """Open the file, check the layer exists, read its schema, CRS and feature count."""
+    if not path.exists():
+        raise IngestError(str(path), "source file not found")
+    _check_shp_length(path)
+    used, origin = detect_encoding(path, encoding)
+    try:
+        layers = pyogrio.list_layers(path)
+        names = [str(name) for name in layers[:, 0]]
+        if layer is None and len(names) > 1:
+            raise IngestError(str(path), f"holds several layers ({', '.join(names)}): set source.layer")
+        if layer is not None and layer not in names:
+            raise IngestError(str(path), f"has no layer {layer!r} (layers: {', '.join(names)})")
+        info = pyogrio.read_info(path, layer=layer, encoding=used, force_feature_count=True)
+    except pyogrio.errors.DataSourceError as exc:
+        raise IngestError(str(path), f"cannot be opened as a vector file (truncated or corrupt?): {exc}") from exc
+    except pyogrio.errors.DataLayerError as exc:
+        raise IngestError(str(path), f"cannot be read: {exc}") from exc
+    return SourceInfo(
+        path=path, layer=layer, feature_count=int(info["features"]), fields=[str(f) for f in info["fields"]],
+        crs=info["crs"], encoding=used, encoding_origin=origin, checksum=checksum(path),
+    )
+
+
+def _column(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """An Arrow column as a NumPy array (objects for text, with None for nulls)."""
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type) or array.null_count:
+        return np.asarray(array.to_pylist(), dtype=object)
+    return array.to_numpy(zero_copy_only=False)
+
+
+def read_batches(info: SourceInfo, columns: list[str]) -> Iterator[Batch]:
+    """The file's rows in Arrow batches: geometry parsed with Shapely (None where unreadable), chosen columns."""
+    row = 1
+    try:
+        with pyogrio.raw.open_arrow(
+            info.path, layer=info.layer, encoding=info.encoding, columns=columns, batch_size=BATCH_SIZE, use_pyarrow=True
+        ) as (meta, reader):
+            geometry_name = meta["geometry_name"] or "wkb_geometry"
+            for record_batch in reader:
+                count = record_batch.num_rows
+                wkb = np.asarray(record_batch.column(geometry_name).to_pylist(), dtype=object)
+                geometries = shapely.from_wkb(wkb, on_invalid="ignore")
+                yield Batch(
+                    rows=np.arange(row, row + count, dtype=np.int64),
+                    geometries=geometries,
+                    columns={name: _column(record_batch.column(name)) for name in columns},
+                )
+                row += count
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, pyogrio.errors.FieldError) as exc:
+        raise IngestError(str(info.path), f"reading stopped at row {row} (truncated or corrupt file?): {exc}") from exc
+    except OSError as exc:
+        raise IngestError(str(info.path), f"reading stopped at row {row}: {exc}") from exc

@@ -1,0 +1,95 @@
+"""Geometry cleaning, vectorized: drop Z/M, repair with make_valid keeping polygonal parts, normalize to MultiPolygon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from shapely import GeometryType
+
+KEPT, REPAIRED, REJECTED = 0, 1, 2
+STATUS_NAMES = {KEPT: "kept", REPAIRED: "repaired", REJECTED: "rejected"}
+POLYGONAL = (GeometryType.POLYGON, GeometryType.MULTIPOLYGON)
+#: indexed by shapely type id + 1
+TYPE_NAMES = np.array(["missing", "Point", "LineString", "LinearRing", "Polygon", "MultiPoint", "MultiLineString",
+                       "MultiPolygon", "GeometryCollection"], dtype=object)
+
+
+@dataclass
+class Cleaned:
+    """Per input row: the MultiPolygon (None when rejected), the status and the reason ('' when kept)."""
+
+    geometries: np.ndarray
+    status: np.ndarray
+    reasons: np.ndarray
+
+
+def multipolygons(geometries: np.ndarray) -> np.ndarray:
+    """Polygonal parts of each geometry as one MultiPolygon per row (None where a row has no polygonal area)."""
+    out = np.full(len(geometries), None, dtype=object)
+    present = ~shapely.is_missing(geometries) & ~shapely.is_empty(geometries)
+    if not present.any():
+        return out
+    rows = np.flatnonzero(present)
+    parts, index = shapely.get_parts(geometries[rows], return_index=True)
+    # collections may nest multipolygons: a second pass flattens them to polygons
+    parts, inner = shapely.get_parts(parts, return_index=True)
+    index = index[inner]
+    keep = (shapely.get_type_id(parts) == GeometryType.POLYGON) & (shapely.area(parts) > 0)
+    parts, index = parts[keep], index[keep]
+    if len(parts):
+        groups = np.unique(index)
+        out[rows[groups]] = shapely.multipolygons(parts, indices=np.searchsorted(groups, index))
+    return out
+
+
+def clean(geometries: np.ndarray) -> Cleaned:
+    """Classify and repair every geometry: kept / repaired / rejected, with the reason."""
+    count = len(geometries)
+    status = np.full(count, KEPT, dtype=np.int8)
+    reasons = np.full(count, "", dtype=object)
+
+    def mark(mask: np.ndarray, new_status: int, reason: str | np.ndarray) -> None:
+        target = mask & (status != REJECTED)
+        status[target] = np.maximum(status[target], new_status)
+        if isinstance(reason, np.ndarray):
+            reasons[target] = np.where(reasons[target] == "", reason[target], reasons[target] + "; " + reason[target])
+        else:
+            reasons[target] = np.where(reasons[target] == "", reason, reasons[target] + "; " + reason)
+
+    missing = shapely.is_missing(geometries)
+    mark(missing, REJECTED, "no geometry (missing or unreadable)")
+    empty = ~missing & shapely.is_empty(geometries)
+    mark(empty, REJECTED, "empty geometry")
+    present = ~missing & ~empty
+    types = shapely.get_type_id(geometries)
+    collection = present & (types == GeometryType.GEOMETRYCOLLECTION)
+    wrong_type = present & ~np.isin(types, POLYGONAL) & ~collection
+    mark(wrong_type, REJECTED, "not a polygon (" + TYPE_NAMES[types + 1] + ")")
+
+    work = geometries.copy()
+    dims = present & (shapely.has_z(work) | _has_m(work))
+    if dims.any():
+        work[dims] = shapely.force_2d(work[dims])
+        mark(dims, REPAIRED, "Z/M coordinates dropped")
+    usable = present & ~wrong_type
+    invalid = usable & ~shapely.is_valid(work)
+    if invalid.any():
+        why = np.full(count, "", dtype=object)
+        why[invalid] = shapely.is_valid_reason(work[invalid])
+        work[invalid] = shapely.make_valid(work[invalid])
+        mark(invalid, REPAIRED, "invalid geometry (" + why + ") repaired with make_valid")
+    if collection.any():
+        mark(collection & ~invalid, REPAIRED, "polygonal parts taken from a geometry collection")
+    result = np.full(count, None, dtype=object)
+    result[usable] = multipolygons(work[usable])
+    lost = usable & shapely.is_missing(result)
+    mark(lost, REJECTED, "no polygonal area left: degenerate or zero-area polygon that cannot be repaired")
+    result[status == REJECTED] = None
+    return Cleaned(result, status, reasons)
+
+
+def _has_m(geometries: np.ndarray) -> np.ndarray:
+    has_m = getattr(shapely, "has_m", None)
+    return has_m(geometries) if has_m is not None else np.zeros(len(geometries), bool)
