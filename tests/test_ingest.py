@@ -328,3 +328,14 @@ def test_killed_mid_copy_leaves_active_version_and_no_partial_rows(env) -> None:
     assert active(settings, name) == (1, 6)
     assert [v.version for v in list_versions(settings, name)] == [1]
     assert query(settings, "SELECT count(*) FROM pg_tables WHERE schemaname = 'geoservice' AND tablename LIKE 'feature_v%%'") == tables_before
+
+
+def test_text_with_tabs_newlines_backslashes_round_trips(env) -> None:
+    settings, folder, name = env
+    odd = ["制表\there", "换行\nhere", "反斜杠\\N", "quote \"'"]
+    fields = {**landuse_fields(4), "DLMC": odd, "BSM": ["a\\b", "c\td", "e", "f"]}
+    write_file(folder / "odd.geojson", squares(4), fields, crs="EPSG:4548", driver="GeoJSON")
+    ingest_layer(settings, load_definition(write_definition(folder, name, "odd.geojson", name_field="DLMC")))
+    rows = query(settings, "SELECT f.source_id, f.name, f.attributes->>'DLMC' FROM geoservice.feature f "
+                           "JOIN geoservice.layer_version v ON v.id = f.version_id WHERE v.layer = %s ORDER BY f.source_row", name)
+    assert rows == [(i, o, o) for i, o in zip(fields["BSM"], odd)]

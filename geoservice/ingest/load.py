@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import queue
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +16,7 @@ from psycopg2 import sql
 
 from geoservice.ingest.classify import LandClass
 from geoservice.ingest.definition import Definition
+from geoservice.ingest.repair import REPAIRED, to_multipolygon_ewkb
 
 COPY_COLUMNS = ("version_id", "source_row", "source_id", "name", "class_code", "original_code", "status",
                 "attributes", "area_m2", "geom")
@@ -65,32 +68,74 @@ def begin_version(cur: psycopg2.extensions.cursor, definition: Definition, sourc
     return new
 
 
-def copy_rows(
-    cur: psycopg2.extensions.cursor, new: NewVersion, srid: int, rows: np.ndarray, geometries: np.ndarray,
-    source_ids: np.ndarray | None, names: np.ndarray | None, class_codes: np.ndarray | None,
-    original_codes: np.ndarray | None, status: np.ndarray, attributes: pd.DataFrame,
-) -> None:
-    """COPY one batch of clean rows (CSV through psycopg2; geometry as hex EWKB, attributes as JSON)."""
+def _copy_text(values: np.ndarray | list | None, count: int) -> list[str]:
+    """Values as COPY text-format fields: backslash, tab, newline, CR escaped; None as \\N."""
+    if values is None:
+        return ["\\N"] * count
+    series = pd.Series(values, dtype="string")
+    for char, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
+        series = series.str.replace(char, escaped, regex=False)
+    return series.fillna("\\N").tolist()
+
+
+def copy_text(
+    new: NewVersion, srid: int, rows: np.ndarray, geometries: np.ndarray, source_ids: np.ndarray | None,
+    names: np.ndarray | None, class_codes: np.ndarray | None, original_codes: np.ndarray | None,
+    status: np.ndarray, attributes: pd.DataFrame,
+) -> str:
+    """One batch of clean rows as COPY text (geometry as hex EWKB MultiPolygon, attributes as JSON)."""
     count = len(rows)
-    empty = np.full(count, None, dtype=object)
     json_lines = (
         attributes.to_json(orient="records", lines=True, force_ascii=False, date_format="iso").splitlines()
-        if len(attributes.columns) else ["{}"] * count
+        if len(attributes.columns) else None
     )
-    frame = pd.DataFrame({
-        "version_id": np.full(count, new.id), "source_row": rows,
-        "source_id": empty if source_ids is None else source_ids, "name": empty if names is None else names,
-        "class_code": empty if class_codes is None else class_codes,
-        "original_code": empty if original_codes is None else original_codes,
-        "status": np.where(status == 1, "repaired", "kept"), "attributes": json_lines,
-        "area_m2": shapely.area(geometries),
-        "geom": shapely.to_wkb(shapely.set_srid(geometries, srid), hex=True, include_srid=True),
-    })
-    buffer = io.StringIO()
-    frame.to_csv(buffer, header=False, index=False)
-    buffer.seek(0)
-    columns = sql.SQL(", ").join(map(sql.Identifier, COPY_COLUMNS))
-    cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(new.table, columns).as_string(cur), buffer)
+    columns = [
+        [str(new.id)] * count, rows.astype(str).tolist(), _copy_text(source_ids, count), _copy_text(names, count),
+        _copy_text(class_codes, count), _copy_text(original_codes, count),
+        np.where(status == REPAIRED, "repaired", "kept").tolist(),
+        _copy_text(json_lines, count) if json_lines is not None else ["{}"] * count,
+        [repr(a) for a in shapely.area(geometries).tolist()],
+        [wkb.hex() for wkb in to_multipolygon_ewkb(geometries, srid)],
+    ]
+    return "\n".join(map("\t".join, zip(*columns))) + "\n"
+
+
+class CopyWriter:
+    """COPYs prepared batches on a background thread, so the server parses one batch while we prepare the next.
+
+    Only this thread touches the cursor between enter and exit; an error in it surfaces at the next `put` or at exit.
+    """
+
+    def __init__(self, cur: psycopg2.extensions.cursor, new: NewVersion) -> None:
+        names = sql.SQL(", ").join(map(sql.Identifier, COPY_COLUMNS))
+        self._statement = sql.SQL("COPY {} ({}) FROM STDIN").format(new.table, names).as_string(cur)
+        self._cur = cur
+        self._queue: queue.Queue[str | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="copy-writer", daemon=True)
+
+    def __enter__(self) -> CopyWriter:
+        self._thread.start()
+        return self
+
+    def put(self, text: str) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(text)
+
+    def _run(self) -> None:
+        while (text := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._cur.copy_expert(self._statement, io.StringIO(text))
+                except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                    self._error = exc
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if exc_type is None and self._error is not None:
+            raise self._error
 
 
 def finish_version(cur: psycopg2.extensions.cursor, new: NewVersion, summary: dict[str, object]) -> int:

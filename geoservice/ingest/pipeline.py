@@ -103,6 +103,21 @@ class LayerIngest:
         self.source = display(definition.source_path)
         self.working = CRS.from_user_input(settings.working_crs)
         self.collected = _Collected()
+        self.info = inspect_source(definition.source_path, self.layer.source.layer, self.layer.encoding)
+        self._check_fields(self.info)
+        self.source_crs = resolve_source_crs(self.layer, self.info.crs, self.source)
+        self.to_working = coordinate_function(self.layer, self.source_crs, self.working, self.source)
+        self.crosswalk: Crosswalk | None = None
+        if self.layer.code_field:
+            folder = settings.path(settings.paths.classification)
+            self.crosswalk = load_crosswalk(folder, self.layer.crosswalk or "")
+        crs = self.source_crs
+        self.summary = IngestSummary(
+            self.layer.name, self.source, f"{self.info.encoding or 'UTF-8'} ({self.info.encoding_origin})",
+            crs.to_string() if crs.to_epsg() is None else f"EPSG:{crs.to_epsg()}",
+        )
+        wanted = [self.layer.code_field, self.layer.id_field, self.layer.name_field, *self.layer.attributes]
+        self.columns = [c for c in dict.fromkeys(wanted) if c]
 
     def _check_fields(self, info: SourceInfo) -> None:
         layer = self.layer
@@ -115,26 +130,16 @@ class LayerIngest:
 
     def run(self) -> IngestSummary:
         started = time.perf_counter()
-        info = inspect_source(self.definition.source_path, self.layer.source.layer, self.layer.encoding)
-        self._check_fields(info)
-        source_crs = resolve_source_crs(self.layer, info.crs, self.source)
-        to_working = coordinate_function(self.layer, source_crs, self.working, self.source)
-        crosswalk = None
-        if self.layer.code_field:
-            crosswalk = load_crosswalk(self.settings.path(self.settings.paths.classification), self.layer.crosswalk or "")
-        summary = IngestSummary(
-            self.layer.name, self.source, f"{info.encoding or 'UTF-8'} ({info.encoding_origin})",
-            source_crs.to_string() if source_crs.to_epsg() is None else f"EPSG:{source_crs.to_epsg()}",
-        )
-        columns = [c for c in dict.fromkeys([self.layer.code_field, self.layer.id_field, self.layer.name_field, *self.layer.attributes]) if c]
+        summary = self.summary
         if self.dry_run:
-            self._read_all(info, columns, source_crs, to_working, crosswalk, summary, None, None)
+            self._read_all(None, None)
         else:
             with transaction(self.settings) as conn, conn.cursor() as cur:
                 classes = load_classes(self.settings.path(self.settings.paths.classification))
                 load.refresh_land_classes(cur, classes, self.settings.construction_codes)
-                new = load.begin_version(cur, self.definition, str(self.definition.source_path), info.checksum)
-                self._read_all(info, columns, source_crs, to_working, crosswalk, summary, cur, new)
+                new = load.begin_version(cur, self.definition, str(self.definition.source_path), self.info.checksum)
+                with load.CopyWriter(cur, new) as writer:
+                    self._read_all(writer, new)
                 summary.version = new.version
                 summary.seconds = time.perf_counter() - started
                 load.finish_version(cur, new, summary.as_dict())
@@ -142,62 +147,75 @@ class LayerIngest:
         summary.report = self._write_report(summary)
         return summary
 
-    def _read_all(self, info, columns, source_crs, to_working, crosswalk, summary, cur, new) -> None:  # noqa: ANN001
-        with self.reporter.task(f"ingest {self.layer.name}", info.feature_count) as task:
-            for batch in read_batches(info, columns):
-                self._batch(batch, source_crs, to_working, crosswalk, summary, cur, new)
+    def _read_all(self, writer: load.CopyWriter | None, new: load.NewVersion | None) -> None:
+        with self.reporter.task(f"ingest {self.layer.name}", self.info.feature_count) as task:
+            for batch in read_batches(self.info, self.columns):
+                text = self._batch(batch, new)
+                if writer is not None and text is not None:
+                    writer.put(text)
                 task.advance(len(batch.rows))
-        self._final_checks(summary)
+        self._final_checks(self.summary)
 
-    def _batch(self, batch: Batch, source_crs, to_working, crosswalk: Crosswalk | None, summary, cur, new) -> None:  # noqa: ANN001
-        cleaned = clean(batch.geometries)
-        present = cleaned.status != REJECTED
-        area = check_area_of_use(cleaned.geometries[present], source_crs)
-        outside_rows = np.flatnonzero(present)[area.outside]
-        cleaned.status[outside_rows] = REJECTED
+    def _geometries(self, batch: Batch) -> Cleaned:
+        """Clean, check the area of use, reproject, then repair what is invalid in the working CRS."""
+        cleaned = clean(batch.geometries, check_validity=False)
+        present = np.flatnonzero(cleaned.status != REJECTED)
+        area = check_area_of_use(cleaned.geometries[present], self.source_crs)
+        outside = present[area.outside]
         hint = np.where(area.swapped[area.outside], " — x and y look swapped (lat/lon or northing/easting order)",
                         " — wrong CRS or zone?")
-        cleaned.reasons[outside_rows] = f"coordinates outside the area of use of {summary.crs}" + hint.astype(object)
-        cleaned.geometries[outside_rows] = None
-        self.collected.outside.extend(batch.rows[outside_rows].tolist())
+        cleaned.status[outside] = REJECTED
+        cleaned.reasons[outside] = f"coordinates outside the area of use of {self.summary.crs}" + hint.astype(object)
+        cleaned.geometries[outside] = None
+        self.collected.outside.extend(batch.rows[outside].tolist())
         self.collected.swapped += int(area.swapped[area.outside].sum())
 
         keep = np.flatnonzero(cleaned.status != REJECTED)
         if len(keep):
             try:
-                moved = shapely.transform(cleaned.geometries[keep], to_working)
+                moved = shapely.transform(cleaned.geometries[keep], self.to_working)
             except ProjError as exc:
                 raise IngestError(self.source, f"reprojection failed: {exc}") from exc
-            _merge(cleaned, clean(moved), keep)
-            bad = keep[~np.isfinite(shapely.bounds(cleaned.geometries[keep])).all(axis=1) & (cleaned.status[keep] != REJECTED)]
-            cleaned.status[bad], cleaned.reasons[bad], cleaned.geometries[bad] = REJECTED, "cannot be reprojected", None
+            cleaned.geometries[keep] = moved
+            unusable = ~np.isfinite(shapely.bounds(moved)).all(axis=1)
+            cleaned.status[keep[unusable]], cleaned.reasons[keep[unusable]] = REJECTED, "cannot be reprojected"
+            cleaned.geometries[keep[unusable]] = None
+            keep = keep[~unusable]
+            broken = keep[~shapely.is_valid(cleaned.geometries[keep])]
+            if len(broken):
+                _merge(cleaned, clean(cleaned.geometries[broken]), broken)
+        return cleaned
 
-        status = cleaned.status
+    def _batch(self, batch: Batch, new: load.NewVersion | None) -> str | None:
+        """Process one batch; the COPY text of its good rows (None when nothing is to be stored)."""
+        cleaned = self._geometries(batch)
+        status, summary = cleaned.status, self.summary
         summary.rows_read += len(status)
         summary.kept += int((status == KEPT).sum())
         summary.repaired += int((status == REPAIRED).sum())
         summary.rejected += int((status == REJECTED).sum())
         for index in np.flatnonzero(status != KEPT):
-            summary.problems.append(RowProblem(int(batch.rows[index]), "geometry", "rejected" if status[index] == REJECTED else "repaired", str(cleaned.reasons[index])))
-
+            summary.problems.append(RowProblem(int(batch.rows[index]), "geometry", "rejected" if status[index] == REJECTED
+                                               else "repaired", str(cleaned.reasons[index])))
         ok = status != REJECTED
+        rows = batch.rows[ok]
         unified = original = None
-        if crosswalk is not None:
-            unified, original, unknown = crosswalk.classify(batch.columns[self.layer.code_field][ok])
+        if self.crosswalk is not None:
+            unified, original, unknown = self.crosswalk.classify(batch.columns[self.layer.code_field][ok])
             if self.layer.unknown_codes == "error":
-                for code, row in zip(original[unknown], batch.rows[ok][unknown]):
+                for code, row in zip(original[unknown], rows[unknown]):
                     self.collected.unknown_codes.setdefault(code, []).append(int(row))
         ids = None
         if self.layer.id_field:
             ids = pd.Series(batch.columns[self.layer.id_field][ok], dtype="string").str.strip().to_numpy(dtype=object)
             self.collected.ids.append(ids)
-            self.collected.id_rows.append(batch.rows[ok])
-        if cur is None or self.collected.unknown_codes or not ok.any():
-            return
+            self.collected.id_rows.append(rows)
+        if new is None or self.collected.unknown_codes or not ok.any():
+            return None
         names = batch.columns[self.layer.name_field][ok] if self.layer.name_field else None
         attributes = pd.DataFrame({name: batch.columns[name][ok] for name in self.layer.attributes})
-        load.copy_rows(cur, new, self.settings.working_srid, batch.rows[ok], cleaned.geometries[ok], ids, names,
-                       unified, original, status[ok], attributes)
+        return load.copy_text(new, self.settings.working_srid, rows, cleaned.geometries[ok], ids, names,
+                              unified, original, status[ok], attributes)
 
     def _final_checks(self, summary: IngestSummary) -> None:
         collected = self.collected

@@ -1,7 +1,11 @@
-"""Geometry cleaning, vectorized: drop Z/M, repair with make_valid keeping polygonal parts, normalize to MultiPolygon."""
+"""Geometry cleaning, vectorized: drop Z/M, repair with make_valid keeping polygonal parts.
+
+Rows come out as valid Polygons or MultiPolygons; `to_multipolygon_ewkb` writes them all as MultiPolygon.
+"""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +22,7 @@ TYPE_NAMES = np.array(["missing", "Point", "LineString", "LinearRing", "Polygon"
 
 @dataclass
 class Cleaned:
-    """Per input row: the MultiPolygon (None when rejected), the status and the reason ('' when kept)."""
+    """Per input row: the Polygon or MultiPolygon (None when rejected), the status and the reason ('' when kept)."""
 
     geometries: np.ndarray
     status: np.ndarray
@@ -44,8 +48,11 @@ def multipolygons(geometries: np.ndarray) -> np.ndarray:
     return out
 
 
-def clean(geometries: np.ndarray) -> Cleaned:
-    """Classify and repair every geometry: kept / repaired / rejected, with the reason."""
+def clean(geometries: np.ndarray, check_validity: bool = True) -> Cleaned:
+    """Classify and repair every geometry: kept / repaired / rejected, with the reason.
+
+    With check_validity=False only type, emptiness and Z/M are handled (validity is checked after reprojection).
+    """
     count = len(geometries)
     status = np.full(count, KEPT, dtype=np.int8)
     reasons = np.full(count, "", dtype=object)
@@ -74,7 +81,7 @@ def clean(geometries: np.ndarray) -> Cleaned:
         work[dims] = shapely.force_2d(work[dims])
         mark(dims, REPAIRED, "Z/M coordinates dropped")
     usable = present & ~wrong_type
-    invalid = usable & ~shapely.is_valid(work)
+    invalid = usable & ~shapely.is_valid(work) if check_validity else np.zeros(count, bool)
     if invalid.any():
         why = np.full(count, "", dtype=object)
         why[invalid] = shapely.is_valid_reason(work[invalid])
@@ -83,7 +90,10 @@ def clean(geometries: np.ndarray) -> Cleaned:
     if collection.any():
         mark(collection & ~invalid, REPAIRED, "polygonal parts taken from a geometry collection")
     result = np.full(count, None, dtype=object)
-    result[usable] = multipolygons(work[usable])
+    simple = usable & ~invalid & ~collection
+    result[simple] = work[simple]
+    extract = usable & ~simple
+    result[extract] = multipolygons(work[extract])
     lost = usable & shapely.is_missing(result)
     mark(lost, REJECTED, "no polygonal area left: degenerate or zero-area polygon that cannot be repaired")
     result[status == REJECTED] = None
@@ -93,3 +103,12 @@ def clean(geometries: np.ndarray) -> Cleaned:
 def _has_m(geometries: np.ndarray) -> np.ndarray:
     has_m = getattr(shapely, "has_m", None)
     return has_m(geometries) if has_m is not None else np.zeros(len(geometries), bool)
+
+
+def to_multipolygon_ewkb(geometries: np.ndarray, srid: int) -> list[bytes]:
+    """Little-endian EWKB MultiPolygons with SRID for valid Polygon/MultiPolygon rows (no GEOS object rebuilt)."""
+    header = b"\x01" + struct.pack("<II", 0x20000006, srid)
+    one = header + struct.pack("<I", 1)
+    wkb = shapely.to_wkb(geometries, byte_order=1, output_dimension=2)
+    is_polygon = shapely.get_type_id(geometries) == GeometryType.POLYGON
+    return [one + w if p else header + w[5:] for w, p in zip(wkb.tolist(), is_polygon.tolist())]
