@@ -123,33 +123,36 @@ class AreaCheck:
     swapped: np.ndarray
 
 
-def check_area_of_use(geometries: np.ndarray, source: CRS) -> AreaCheck:
-    """Test each geometry's bounding-box centre against the source CRS's area of use (with a margin)."""
-    count = len(geometries)
+def area_of_use_box(source: CRS) -> tuple[float, float, float, float] | None:
+    """The source CRS's area of use (widened by a margin) as a box in the source CRS's own x/y."""
     area = source.area_of_use
-    if area is None or count == 0 or source.geodetic_crs is None:
+    if area is None or source.geodetic_crs is None:
+        return None
+    m = AREA_MARGIN_DEGREES
+    west, south, east, north = max(area.west - m, -180), max(area.south - m, -90), min(area.east + m, 180), min(area.north + m, 90)
+    if source.is_geographic:
+        return west, south, east, north
+    edge = np.linspace(0.0, 1.0, 64)
+    lon = np.concatenate([west + (east - west) * edge, np.full(64, east), east - (east - west) * edge, np.full(64, west)])
+    lat = np.concatenate([np.full(64, south), south + (north - south) * edge, np.full(64, north), north - (north - south) * edge])
+    x, y = Transformer.from_crs(source.geodetic_crs, source, always_xy=True).transform(lon, lat)
+    x, y = np.asarray(x), np.asarray(y)
+    finite = np.isfinite(x) & np.isfinite(y)
+    return float(x[finite].min()), float(y[finite].min()), float(x[finite].max()), float(y[finite].max())
+
+
+def check_area_of_use(geometries: np.ndarray, source: CRS) -> AreaCheck:
+    """Test each geometry's bounding-box centre against the source CRS's area of use (plain array comparisons)."""
+    count = len(geometries)
+    box = area_of_use_box(source)
+    if box is None or count == 0:
         return AreaCheck(np.zeros(count, bool), np.zeros(count, bool))
     bounds = shapely.bounds(geometries)
     cx, cy = (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
-    to_lonlat = Transformer.from_crs(source, source.geodetic_crs, always_xy=True)
 
     def inside(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore"):
-            lon, lat = to_lonlat.transform(x, y)
-            lon, lat = np.asarray(lon), np.asarray(lat)
-            ok = np.isfinite(lon) & np.isfinite(lat)
-            ok &= (lon >= area.west - AREA_MARGIN_DEGREES) & (lon <= area.east + AREA_MARGIN_DEGREES)
-            ok &= (lat >= area.south - AREA_MARGIN_DEGREES) & (lat <= area.north + AREA_MARGIN_DEGREES)
-        if source.is_projected:  # a transverse Mercator inverse wraps far-away points back in: check the round trip
-            back_x, back_y = Transformer.from_crs(source.geodetic_crs, source, always_xy=True).transform(lon, lat)
-            with np.errstate(invalid="ignore"):
-                ok &= np.abs(np.asarray(back_x) - x) < 1.0
-                ok &= np.abs(np.asarray(back_y) - y) < 1.0
-        return ok
+        return (x >= box[0]) & (x <= box[2]) & (y >= box[1]) & (y <= box[3])
 
-    valid = ~np.isnan(cx)
-    outside = valid & ~inside(cx, cy)
-    swapped = np.zeros(count, bool)
-    if outside.any():
-        swapped[outside] = inside(cy[outside], cx[outside])
+    outside = ~np.isnan(cx) & ~inside(cx, cy)
+    swapped = outside & inside(cy, cx)
     return AreaCheck(outside, swapped)

@@ -68,14 +68,27 @@ def begin_version(cur: psycopg2.extensions.cursor, definition: Definition, sourc
     return new
 
 
+FIELD_SEPARATOR, NULL_MARK = "\x1f", "\x1e"
+
+
 def _copy_text(values: np.ndarray | list | None, count: int) -> list[str]:
-    """Values as COPY text-format fields: backslash, tab, newline, CR escaped; None as \\N."""
+    """Values as COPY text-format fields: backslash, tab, newline, CR escaped; None as \\N.
+
+    The column is escaped as one joined string (C-speed str.replace), falling back to pandas when a value
+    holds the joining characters themselves.
+    """
     if values is None:
         return ["\\N"] * count
-    series = pd.Series(values, dtype="string")
+    text = pd.Series(values, dtype="string").fillna(NULL_MARK).tolist()
+    joined = FIELD_SEPARATOR.join(text)
+    if joined.count(FIELD_SEPARATOR) != count - 1 or joined.count(NULL_MARK) != text.count(NULL_MARK):
+        series = pd.Series(values, dtype="string")
+        for char, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
+            series = series.str.replace(char, escaped, regex=False)
+        return series.fillna("\\N").tolist()
     for char, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
-        series = series.str.replace(char, escaped, regex=False)
-    return series.fillna("\\N").tolist()
+        joined = joined.replace(char, escaped)
+    return joined.replace(NULL_MARK, "\\N").split(FIELD_SEPARATOR)
 
 
 def copy_text(

@@ -19,7 +19,7 @@ from geoservice.ingest import load
 from geoservice.ingest.classify import Crosswalk, load_classes, load_crosswalk
 from geoservice.ingest.crs import check_area_of_use, coordinate_function, resolve_source_crs
 from geoservice.ingest.definition import Definition
-from geoservice.ingest.read import Batch, SourceInfo, inspect_source, read_batches
+from geoservice.ingest.read import Batch, SourceInfo, inspect_source, prefetch, read_batches
 from geoservice.ingest.repair import KEPT, REJECTED, REPAIRED, Cleaned, clean
 from geoservice.progress import Reporter, SilentReporter
 from geoservice.settings import Settings
@@ -149,7 +149,7 @@ class LayerIngest:
 
     def _read_all(self, writer: load.CopyWriter | None, new: load.NewVersion | None) -> None:
         with self.reporter.task(f"ingest {self.layer.name}", self.info.feature_count) as task:
-            for batch in read_batches(self.info, self.columns):
+            for batch in prefetch(read_batches(self.info, self.columns)):
                 text = self._batch(batch, new)
                 if writer is not None and text is not None:
                     writer.put(text)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -182,3 +184,36 @@ def read_batches(info: SourceInfo, columns: list[str]) -> Iterator[Batch]:
         raise IngestError(str(info.path), f"reading stopped at row {row} (truncated or corrupt file?): {exc}") from exc
     except OSError as exc:
         raise IngestError(str(info.path), f"reading stopped at row {row}: {exc}") from exc
+
+
+def prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
+    """Read ahead on a background thread (GDAL, Arrow and WKB parsing release the GIL); errors re-raised here."""
+    slots: queue.Queue[Batch | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if stop.is_set():
+                    return
+                slots.put(batch)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            slots.put(exc)
+            return
+        slots.put(None)
+
+    thread = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := slots.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                slots.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
