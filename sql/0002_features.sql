@@ -1,5 +1,5 @@
 -- Source features of every layer version, in the working CRS. One partition per layer version
--- (geoservice.feature_v<version id>): a load fills and indexes its own table, then attaches it in the
+-- (geoservice.feature_p<version id>): a load fills and indexes its own table, then attaches it in the
 -- same transaction, so readers never see half a load and old versions can be dropped whole.
 
 CREATE SEQUENCE geoservice.feature_id_seq;

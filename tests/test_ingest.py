@@ -311,14 +311,14 @@ def test_killed_mid_copy_leaves_active_version_and_no_partial_rows(env) -> None:
     config = folder / "config" / "geoservice.yaml"
     config.parent.mkdir()
     config.write_text(f"paths:\n  classification: {settings.paths.classification}\n  output: {folder / 'out'}\n")
-    tables_before = query(settings, "SELECT count(*) FROM pg_tables WHERE schemaname = 'geoservice' AND tablename LIKE 'feature_v%%'")
+    tables_before = query(settings, "SELECT count(*) FROM pg_tables WHERE schemaname = 'geoservice' AND tablename LIKE 'feature_p%%'")
     proc = subprocess.Popen([sys.executable, "-m", "geoservice", "--config", str(config), "ingest", str(definition)],
                             env={**os.environ, "GEOSERVICE_DATABASE_URL": settings.database.url},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     copying = []
     while not copying and proc.poll() is None and time.monotonic() < deadline:
-        copying = query(settings, "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'COPY%%feature_v%%'")
+        copying = query(settings, "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'COPY%%feature_p%%'")
         time.sleep(0.01)
     assert copying, f"never saw the COPY: {proc.stderr.read() if proc.poll() is not None else 'timeout'}"
     proc.send_signal(signal.SIGKILL)
@@ -327,7 +327,7 @@ def test_killed_mid_copy_leaves_active_version_and_no_partial_rows(env) -> None:
         time.sleep(0.05)  # the server notices the dead client and rolls the transaction back
     assert active(settings, name) == (1, 6)
     assert [v.version for v in list_versions(settings, name)] == [1]
-    assert query(settings, "SELECT count(*) FROM pg_tables WHERE schemaname = 'geoservice' AND tablename LIKE 'feature_v%%'") == tables_before
+    assert query(settings, "SELECT count(*) FROM pg_tables WHERE schemaname = 'geoservice' AND tablename LIKE 'feature_p%%'") == tables_before
 
 
 def test_text_with_tabs_newlines_backslashes_round_trips(env) -> None:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import queue
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,8 +13,10 @@ from psycopg2 import sql
 
 from geoservice.ingest.classify import LandClass
 from geoservice.ingest.definition import Definition
-from geoservice.ingest.repair import REPAIRED, to_multipolygon_ewkb
+from geoservice.db import bulk, partitions
+from geoservice.ingest.repair import REPAIRED
 
+PARENT = "feature"
 COPY_COLUMNS = ("version_id", "source_row", "source_id", "name", "class_code", "original_code", "status",
                 "attributes", "area_m2", "geom")
 
@@ -32,7 +31,7 @@ class NewVersion:
 
     @property
     def table(self) -> sql.Identifier:
-        return sql.Identifier("geoservice", f"feature_v{self.id}")
+        return sql.Identifier(partitions.SCHEMA, partitions.partition_name(PARENT, self.id))
 
 
 def refresh_land_classes(cur: psycopg2.extensions.cursor, classes: dict[str, LandClass], construction: list[str]) -> None:
@@ -64,31 +63,8 @@ def begin_version(cur: psycopg2.extensions.cursor, definition: Definition, sourc
         (layer.name, number, source_path, checksum),
     )
     new = NewVersion(cur.fetchone()[0], layer.name, number)
-    cur.execute(sql.SQL("CREATE TABLE {} (LIKE geoservice.feature INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(new.table))
+    partitions.create_partition_table(cur, PARENT, new.id)
     return new
-
-
-FIELD_SEPARATOR, NULL_MARK = "\x1f", "\x1e"
-
-
-def _copy_text(values: np.ndarray | list | None, count: int) -> list[str]:
-    """Values as COPY text-format fields: backslash, tab, newline, CR escaped; None as \\N.
-
-    The column is escaped as one joined string (C-speed str.replace), falling back to pandas when a value
-    holds the joining characters themselves.
-    """
-    if values is None:
-        return ["\\N"] * count
-    text = pd.Series(values, dtype="string").fillna(NULL_MARK).tolist()
-    joined = FIELD_SEPARATOR.join(text)
-    if joined.count(FIELD_SEPARATOR) != count - 1 or joined.count(NULL_MARK) != text.count(NULL_MARK):
-        series = pd.Series(values, dtype="string")
-        for char, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
-            series = series.str.replace(char, escaped, regex=False)
-        return series.fillna("\\N").tolist()
-    for char, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
-        joined = joined.replace(char, escaped)
-    return joined.replace(NULL_MARK, "\\N").split(FIELD_SEPARATOR)
 
 
 def copy_text(
@@ -102,71 +78,24 @@ def copy_text(
         attributes.to_json(orient="records", lines=True, force_ascii=False, date_format="iso").splitlines()
         if len(attributes.columns) else None
     )
-    columns = [
-        [str(new.id)] * count, rows.astype(str).tolist(), _copy_text(source_ids, count), _copy_text(names, count),
-        _copy_text(class_codes, count), _copy_text(original_codes, count),
+    return bulk.copy_text([
+        [str(new.id)] * count, bulk.number_field(rows), bulk.text_field(source_ids, count), bulk.text_field(names, count),
+        bulk.text_field(class_codes, count), bulk.text_field(original_codes, count),
         np.where(status == REPAIRED, "repaired", "kept").tolist(),
-        _copy_text(json_lines, count) if json_lines is not None else ["{}"] * count,
-        [repr(a) for a in shapely.area(geometries).tolist()],
-        [wkb.hex() for wkb in to_multipolygon_ewkb(geometries, srid)],
-    ]
-    return "\n".join(map("\t".join, zip(*columns))) + "\n"
-
-
-class CopyWriter:
-    """COPYs prepared batches on a background thread, so the server parses one batch while we prepare the next.
-
-    Only this thread touches the cursor between enter and exit; an error in it surfaces at the next `put` or at exit.
-    """
-
-    def __init__(self, cur: psycopg2.extensions.cursor, new: NewVersion) -> None:
-        names = sql.SQL(", ").join(map(sql.Identifier, COPY_COLUMNS))
-        self._statement = sql.SQL("COPY {} ({}) FROM STDIN").format(new.table, names).as_string(cur)
-        self._cur = cur
-        self._queue: queue.Queue[str | None] = queue.Queue(maxsize=2)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="copy-writer", daemon=True)
-
-    def __enter__(self) -> CopyWriter:
-        self._thread.start()
-        return self
-
-    def put(self, text: str) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put(text)
-
-    def _run(self) -> None:
-        while (text := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self._cur.copy_expert(self._statement, io.StringIO(text))
-                except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-                    self._error = exc
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        if exc_type is None and self._error is not None:
-            raise self._error
+        bulk.text_field(json_lines, count) if json_lines is not None else ["{}"] * count,
+        bulk.number_field(shapely.area(geometries)), bulk.multipolygon_ewkb_hex(geometries, srid),
+    ])
 
 
 def finish_version(cur: psycopg2.extensions.cursor, new: NewVersion, summary: dict[str, object]) -> int:
-    """Index the new table, attach it as a partition, record counts, make it the active version."""
-    name = f"feature_v{new.id}"
-    cur.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK (version_id = {})").format(
-        new.table, sql.Identifier(f"{name}_version"), sql.Literal(new.id)))
-    cur.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (version_id, id)").format(new.table))
-    cur.execute(sql.SQL("CREATE INDEX {} ON {} USING gist (geom)").format(sql.Identifier(f"{name}_geom"), new.table))
-    cur.execute(sql.SQL("CREATE INDEX {} ON {} (version_id, class_code)").format(sql.Identifier(f"{name}_class"), new.table))
-    cur.execute(sql.SQL("ALTER TABLE geoservice.feature ATTACH PARTITION {} FOR VALUES IN ({})").format(
-        new.table, sql.Literal(new.id)))
+    """Index and attach the new version's table, record counts, make it the active version."""
+    partitions.attach_partition(cur, PARENT, "version_id", new.id, ("version_id", "id"),
+                                {"geom": "USING gist (geom)", "class": "(version_id, class_code)"})
     cur.execute(sql.SQL("SELECT count(*) FROM {}").format(new.table))
     count = cur.fetchone()[0]
     cur.execute("UPDATE geoservice.layer_version SET feature_count = %s, summary = %s WHERE id = %s",
                 (count, json.dumps(summary, ensure_ascii=False), new.id))
     activate(cur, new.layer, new.version)
-    cur.execute(sql.SQL("ANALYZE {}").format(new.table))
     return count
 
 

@@ -13,7 +13,7 @@ import shapely
 from pyproj import CRS
 from pyproj.exceptions import ProjError
 
-from geoservice.db import transaction
+from geoservice.db import bulk, transaction
 from geoservice.errors import IngestError, rows_text
 from geoservice.ingest import load
 from geoservice.ingest.classify import Crosswalk, load_classes, load_crosswalk
@@ -138,7 +138,7 @@ class LayerIngest:
                 classes = load_classes(self.settings.path(self.settings.paths.classification))
                 load.refresh_land_classes(cur, classes, self.settings.construction_codes)
                 new = load.begin_version(cur, self.definition, str(self.definition.source_path), self.info.checksum)
-                with load.CopyWriter(cur, new) as writer:
+                with bulk.CopyWriter(cur, new.table, load.COPY_COLUMNS) as writer:
                     self._read_all(writer, new)
                 summary.version = new.version
                 summary.seconds = time.perf_counter() - started
@@ -147,7 +147,7 @@ class LayerIngest:
         summary.report = self._write_report(summary)
         return summary
 
-    def _read_all(self, writer: load.CopyWriter | None, new: load.NewVersion | None) -> None:
+    def _read_all(self, writer: bulk.CopyWriter | None, new: load.NewVersion | None) -> None:
         with self.reporter.task(f"ingest {self.layer.name}", self.info.feature_count) as task:
             for batch in prefetch(read_batches(self.info, self.columns)):
                 text = self._batch(batch, new)

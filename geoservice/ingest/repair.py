@@ -1,11 +1,10 @@
 """Geometry cleaning, vectorized: drop Z/M, repair with make_valid keeping polygonal parts.
 
-Rows come out as valid Polygons or MultiPolygons; `to_multipolygon_ewkb` writes them all as MultiPolygon.
+Rows come out as valid Polygons or MultiPolygons; the loader writes them all as MultiPolygon.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,11 +103,3 @@ def _has_m(geometries: np.ndarray) -> np.ndarray:
     has_m = getattr(shapely, "has_m", None)
     return has_m(geometries) if has_m is not None else np.zeros(len(geometries), bool)
 
-
-def to_multipolygon_ewkb(geometries: np.ndarray, srid: int) -> list[bytes]:
-    """Little-endian EWKB MultiPolygons with SRID for valid Polygon/MultiPolygon rows (no GEOS object rebuilt)."""
-    header = b"\x01" + struct.pack("<II", 0x20000006, srid)
-    one = header + struct.pack("<I", 1)
-    wkb = shapely.to_wkb(geometries, byte_order=1, output_dimension=2)
-    is_polygon = shapely.get_type_id(geometries) == GeometryType.POLYGON
-    return [one + w if p else header + w[5:] for w, p in zip(wkb.tolist(), is_polygon.tolist())]
