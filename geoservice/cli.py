@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from geoservice import __version__, db, ingest
+from geoservice import __version__, basemap, conflicts, db, ingest
 from geoservice.progress import RichReporter
-from geoservice.views import show_ingest_summaries, show_versions
+from geoservice.views import show_detection, show_ingest_summaries, show_integration, show_versions
 from geoservice.errors import GeoserviceError, NotAvailableError
 from geoservice.settings import Settings, load_settings
 
@@ -129,9 +129,26 @@ def layers_activate(ctx: click.Context, name: str, version: int) -> None:
     click.echo(f"{name}: version {version} is active")
 
 
+@cli.command("integrate")
+@click.pass_context
+def integrate_command(ctx: click.Context) -> None:
+    """Build the base map (一张图) from the active plan layers."""
+    settings = settings_of(ctx)
+    db.up(settings, _echo)
+    show_integration(basemap.integrate(settings, RichReporter()))
+
+
+@cli.command("detect")
+@click.option("--rule", "rule_ids", multiple=True, help="Only this rule (repeatable); default: every enabled rule.")
+@click.pass_context
+def detect_command(ctx: click.Context, rule_ids: tuple[str, ...]) -> None:
+    """Detect conflicts with the rules in config/rules.yaml; store a new detection run."""
+    settings = settings_of(ctx)
+    db.up(settings, _echo)
+    show_detection(conflicts.detect(settings, list(rule_ids) or None, RichReporter()))
+
+
 for _name, _issue in {
-    "integrate": "the base map stage is being built",
-    "detect": "conflict detection is being built",
     "serve": "the OGC API server is being built",
     "report": "the conflict ledger and reports are being built",
 }.items():

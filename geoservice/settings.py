@@ -62,6 +62,17 @@ class PathSettings(_Strict):
     output: Path = Path(".geoservice/output")
 
 
+class IntegrationSettings(_Strict):
+    """How the base map is built: which plan layers, what counts as a sliver, when a patch is inside a line."""
+
+    land_use_layer: str | None = None
+    urban_plan_layer: str | None = None
+    district_layer: str | None = None
+    sliver_area_m2: float = Field(1.0, ge=0)
+    inside_share: float = Field(0.5, gt=0, le=1)
+    threads: int | None = Field(None, ge=1)
+
+
 class ServerSettings(_Strict):
     """Where `geoservice serve` listens."""
 
@@ -88,6 +99,7 @@ class Settings(_Strict):
     construction_codes: list[str] = Field(default_factory=lambda: [f"{code:02d}" for code in range(7, 16)])
     database: DatabaseSettings = DatabaseSettings()
     paths: PathSettings = PathSettings()
+    integration: IntegrationSettings = IntegrationSettings()
     server: ServerSettings = ServerSettings()
 
     @field_validator("working_crs")

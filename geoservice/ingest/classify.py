@@ -29,17 +29,20 @@ class Crosswalk:
     """source code -> unified code, read from one CSV."""
 
     name: str
-    mapping: dict[str, str]
+    mapping: dict[str, str | None]
 
     def classify(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(unified codes, original codes as stripped text, unknown mask), vectorized over distinct codes.
 
-        Unknown and blank codes map to None; the caller decides whether that is an error.
+        Unknown codes, and known ones the crosswalk maps to no unified class (blank), map to None; only the
+        unknown ones are flagged: the caller decides whether that is an error.
         """
         text = pd.Series(codes, dtype="string").str.strip().fillna("").to_numpy(dtype=object)
         distinct, inverse = np.unique(text.astype(str), return_inverse=True)
-        mapped = np.array([self.mapping.get(code) for code in distinct], dtype=object)[inverse.reshape(-1)]
-        return mapped, text, pd.isna(mapped)
+        inverse = inverse.reshape(-1)
+        mapped = np.array([self.mapping.get(code) for code in distinct.tolist()], dtype=object)[inverse]
+        unknown = np.array([code not in self.mapping for code in distinct.tolist()], dtype=bool)[inverse]
+        return mapped, text, unknown
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
@@ -66,17 +69,12 @@ def load_crosswalk(folder: Path, name: str) -> Crosswalk:
     if name == UNIFIED:
         return Crosswalk(name, {code: code for code in classes})
     path = folder / f"{name}.csv"
-    mapping: dict[str, str] = {}
+    mapping: dict[str, str | None] = {}
     for number, row in enumerate(_read_csv(path, ("source_code", "unified_code")), start=2):
-        if row["unified_code"] not in classes:
+        if row["unified_code"] and row["unified_code"] not in classes:
             raise ConfigError(str(path), f"line {number}", f"unified code {row['unified_code']!r} is not in {UNIFIED_FILE}")
         if row["source_code"] in mapping:
             raise ConfigError(str(path), f"line {number}", f"source code {row['source_code']!r} appears twice")
-        mapping[row["source_code"]] = row["unified_code"]
+        mapping[row["source_code"]] = row["unified_code"] or None  # blank: a known code with no unified class
     return Crosswalk(name, mapping)
 
-
-def is_construction(codes: np.ndarray, construction_codes: list[str]) -> np.ndarray:
-    """True where a unified code's level-1 class counts as construction land."""
-    prefixes = pd.Series(codes, dtype="string").str[:2].fillna("")
-    return prefixes.isin(construction_codes).to_numpy()

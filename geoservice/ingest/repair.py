@@ -11,6 +11,8 @@ import numpy as np
 import shapely
 from shapely import GeometryType
 
+from geoservice.overlay import polygonal
+
 KEPT, REPAIRED, REJECTED = 0, 1, 2
 STATUS_NAMES = {KEPT: "kept", REPAIRED: "repaired", REJECTED: "rejected"}
 POLYGONAL = (GeometryType.POLYGON, GeometryType.MULTIPOLYGON)
@@ -26,25 +28,6 @@ class Cleaned:
     geometries: np.ndarray
     status: np.ndarray
     reasons: np.ndarray
-
-
-def multipolygons(geometries: np.ndarray) -> np.ndarray:
-    """Polygonal parts of each geometry as one MultiPolygon per row (None where a row has no polygonal area)."""
-    out = np.full(len(geometries), None, dtype=object)
-    present = ~shapely.is_missing(geometries) & ~shapely.is_empty(geometries)
-    if not present.any():
-        return out
-    rows = np.flatnonzero(present)
-    parts, index = shapely.get_parts(geometries[rows], return_index=True)
-    # collections may nest multipolygons: a second pass flattens them to polygons
-    parts, inner = shapely.get_parts(parts, return_index=True)
-    index = index[inner]
-    keep = (shapely.get_type_id(parts) == GeometryType.POLYGON) & (shapely.area(parts) > 0)
-    parts, index = parts[keep], index[keep]
-    if len(parts):
-        groups = np.unique(index)
-        out[rows[groups]] = shapely.multipolygons(parts, indices=np.searchsorted(groups, index))
-    return out
 
 
 def clean(geometries: np.ndarray, check_validity: bool = True) -> Cleaned:
@@ -92,7 +75,8 @@ def clean(geometries: np.ndarray, check_validity: bool = True) -> Cleaned:
     simple = usable & ~invalid & ~collection
     result[simple] = work[simple]
     extract = usable & ~simple
-    result[extract] = multipolygons(work[extract])
+    parts, index = polygonal(work[extract], return_index=True)
+    result[np.flatnonzero(extract)[index]] = parts
     lost = usable & shapely.is_missing(result)
     mark(lost, REJECTED, "no polygonal area left: degenerate or zero-area polygon that cannot be repaired")
     result[status == REJECTED] = None

@@ -1,0 +1,237 @@
+"""`geoservice detect`: evaluate the rules against the active layers and store a new current detection run."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+import shapely
+
+from geoservice.conflicts import evaluate
+from geoservice.conflicts.evaluate import Found
+from geoservice.conflicts.rules import (
+    ForbiddenOverlap, LinesOverlap, MustBeWithin, PlanDifference, RasterThreshold, Rule, RuleSet, load_rules,
+)
+from geoservice.db import bulk, partitions, transaction
+from geoservice.db.layers import ActiveLayer, FeatureArrays, active_layers, one_layer_of_kind, read_features
+from geoservice.errors import ConfigError, GeoserviceError
+from geoservice.overlay.zones import split_by_zones
+from geoservice.progress import Reporter, SilentReporter
+from geoservice.raster import zonal_statistic
+from geoservice.settings import Settings
+
+PARENT = "conflict"
+COPY_COLUMNS = ("run_id", "rule_id", "rule_type", "severity", "area_m2", "layer_a", "feature_a", "source_id_a", "code_a",
+                "layer_b", "feature_b", "source_id_b", "code_b", "district_code", "district_name", "details", "geom")
+
+
+@dataclass
+class RuleResult:
+    """One rule's conflicts, split by district, ready to store."""
+
+    rule: Rule
+    found: Found
+    district_index: np.ndarray
+    seconds: float
+
+    @property
+    def areas(self) -> np.ndarray:
+        return shapely.area(self.found.pieces)
+
+
+@dataclass
+class DetectionSummary:
+    """What one detection run found: count and area by rule and by rule × district."""
+
+    run_id: int | None
+    rules_checksum: str
+    layer_versions: dict[str, dict[str, int]]
+    by_rule: dict[str, dict[str, object]]
+    by_rule_district: list[dict[str, object]]
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "run_id"}
+
+
+class LayerCatalog:
+    """Active layers read on demand (each at most once), resolved by name or by kind."""
+
+    def __init__(self, cur, settings: Settings) -> None:  # noqa: ANN001 - a psycopg2 cursor
+        self.cur, self.settings = cur, settings
+        self.layers = active_layers(cur)
+        self.cache: dict[str, FeatureArrays] = {}
+
+    def resolve(self, name_or_kind: str, where: str) -> ActiveLayer:
+        for layer in self.layers:
+            if layer.name == name_or_kind:
+                return layer
+        try:
+            return one_layer_of_kind(self.layers, name_or_kind, None)
+        except GeoserviceError as exc:
+            raise GeoserviceError(f"{where}: no active layer named or of kind {name_or_kind!r} ({exc})") from exc
+
+    def features(self, name_or_kind: str, where: str) -> FeatureArrays:
+        layer = self.resolve(name_or_kind, where)
+        if layer.name not in self.cache:
+            self.cache[layer.name] = read_features(self.cur, layer)
+        return self.cache[layer.name]
+
+    def plan(self, kind: str, where: str) -> FeatureArrays:
+        configured = {"land_use": self.settings.integration.land_use_layer,
+                      "urban_plan": self.settings.integration.urban_plan_layer}[kind]
+        return self.features(configured or kind, where)
+
+    def districts(self) -> FeatureArrays | None:
+        name = self.settings.integration.district_layer
+        found = [layer for layer in self.layers if layer.kind == "district" and (name is None or layer.name == name)]
+        if not found:
+            return None
+        return self.features(found[0].name, "districts")
+
+    def used(self) -> dict[str, dict[str, int]]:
+        by_name = {layer.name: layer for layer in self.layers}
+        return {name: {"version": by_name[name].version, "id": by_name[name].version_id} for name in sorted(self.cache)}
+
+
+def evaluate_rule(rule: Rule, catalog: LayerCatalog, settings: Settings) -> list[Found]:
+    """The raw conflict pieces of one rule (before the minimum area and the district split), per layer pair."""
+    where = f"rule {rule.id}"
+    construction = settings.construction_codes
+    threads = settings.integration.threads
+    if isinstance(rule, PlanDifference):
+        land, plan = catalog.plan("land_use", where), catalog.plan("urban_plan", where)
+        results = []
+        for difference in rule.classes:
+            found = evaluate.plan_difference(land, plan, difference, construction, threads)
+            found.details = [{"difference": difference}] * len(found)
+            results.append(found)
+        return results
+    if isinstance(rule, LinesOverlap):
+        return [evaluate.lines_overlap(catalog.features(a, where), catalog.features(b, where), threads)
+                for a, b in combinations(rule.layers, 2)]
+    subject = catalog.plan(rule.subject.plan, where) if rule.subject.plan else catalog.features(rule.subject.layer, where)
+    mask = evaluate.subject_mask(subject, rule.subject, construction)
+    if isinstance(rule, ForbiddenOverlap):
+        return [evaluate.forbidden_overlap(subject, mask, catalog.features(rule.constraint, where), threads)]
+    if isinstance(rule, MustBeWithin):
+        return [evaluate.outside(subject, mask, catalog.features(rule.container, where), threads)]
+    if isinstance(rule, RasterThreshold):
+        values = zonal_statistic(settings.path(rule.raster), subject.geometries[mask], settings.working_crs,
+                                 rule.statistic, rule.band, rule.value)
+        return [evaluate.exceeding(subject, mask, values, rule.threshold, rule.statistic)]
+    raise ConfigError("rules", rule.id, f"unknown rule type {type(rule).__name__}")
+
+
+def run_rules(settings: Settings, rules: list[Rule], catalog: LayerCatalog, reporter: Reporter) -> list[RuleResult]:
+    """Evaluate each rule, drop pieces under its minimum area, split what is left by district."""
+    districts = catalog.districts()
+    zones = districts.geometries if districts is not None else np.empty(0, dtype=object)
+    results = []
+    with reporter.task("detect", len(rules)) as task:
+        for rule in rules:
+            started = time.perf_counter()
+            for found in evaluate_rule(rule, catalog, settings):
+                found = evaluate.drop_small(found, rule.min_area_m2)
+                piece_index, district_index, parts = split_by_zones(found.pieces, zones, settings.integration.threads)
+                keep = shapely.area(parts) >= settings.integration.sliver_area_m2
+                piece_index, district_index, parts = piece_index[keep], district_index[keep], parts[keep]
+                details = [found.details[i] for i in piece_index.tolist()] if found.details else [{}] * len(parts)
+                split = Found(found.layer_a, found.layer_b, found.index_a[piece_index], found.index_b[piece_index], parts, details)
+                results.append(RuleResult(rule, split, district_index, time.perf_counter() - started))
+            task.advance(1)
+    return results
+
+
+def _take(values: np.ndarray | None, index: np.ndarray) -> np.ndarray:
+    out = np.full(len(index), None, dtype=object)
+    if values is not None:
+        out[index >= 0] = values[index[index >= 0]]
+    return out
+
+
+def _payload(run_id: int, result: RuleResult, districts: FeatureArrays | None, srid: int) -> str:
+    found, rule = result.found, result.rule
+    n = len(found)
+    b = found.layer_b
+    return bulk.copy_text([
+        [str(run_id)] * n, [rule.id] * n, [rule.type] * n, [rule.severity] * n, bulk.number_field(result.areas),
+        [found.layer_a.layer] * n, bulk.number_field(found.layer_a.ids[found.index_a]),
+        bulk.text_field(found.layer_a.source_ids[found.index_a], n), bulk.text_field(found.layer_a.codes[found.index_a], n),
+        bulk.text_field([b.layer] * n if b is not None else None, n),
+        bulk.text_field(_take(b.ids if b is not None else None, found.index_b), n),
+        bulk.text_field(_take(b.source_ids if b is not None else None, found.index_b), n),
+        bulk.text_field(_take(b.codes if b is not None else None, found.index_b), n),
+        bulk.text_field(_take(districts.source_ids if districts else None, result.district_index), n),
+        bulk.text_field(_take(districts.names if districts else None, result.district_index), n),
+        bulk.text_field([json.dumps(d, ensure_ascii=False) for d in found.details], n),
+        bulk.multipolygon_ewkb_hex(found.pieces, srid),
+    ])
+
+
+def summarize(results: list[RuleResult], districts: FeatureArrays | None) -> tuple[dict[str, dict[str, object]], list[dict[str, object]]]:
+    """Count, area (ha) and seconds by rule; count and area by rule × district."""
+    by_rule: dict[str, dict[str, object]] = {}
+    cells: dict[tuple[str, str], list[float]] = {}
+    for result in results:
+        entry = by_rule.setdefault(result.rule.id, {"title_zh": result.rule.title_zh, "title_en": result.rule.title_en,
+                                                    "severity": result.rule.severity, "count": 0, "ha": 0.0, "seconds": 0.0})
+        areas = result.areas
+        entry["count"] += len(areas)
+        entry["ha"] += float(areas.sum()) / 1e4
+        entry["seconds"] += result.seconds
+        names = _take(districts.names if districts else None, result.district_index)
+        for name, area in zip(names.tolist(), areas.tolist()):
+            cell = cells.setdefault((result.rule.id, name or "(no district)"), [0, 0.0])
+            cell[0] += 1
+            cell[1] += area / 1e4
+    for entry in by_rule.values():
+        entry["ha"], entry["seconds"] = round(entry["ha"], 4), round(entry["seconds"], 3)
+    table = [{"rule": rule, "district": district, "count": count, "ha": round(ha, 4)}
+             for (rule, district), (count, ha) in sorted(cells.items())]
+    return by_rule, table
+
+
+def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Reporter | None = None,
+           rules: RuleSet | None = None) -> DetectionSummary:
+    """Run the rules against the active layers; store a new current detection run with its conflicts."""
+    reporter = reporter or SilentReporter()
+    started = time.perf_counter()
+    rules = rules or load_rules(settings.path(settings.paths.rules))
+    selected = rules.selected(rule_ids)
+    with transaction(settings) as conn, conn.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        catalog = LayerCatalog(cur, settings)
+        results = run_rules(settings, selected, catalog, reporter)
+        districts = catalog.districts()
+        versions = catalog.used()
+        cur.execute("SELECT id FROM geoservice.integration_run WHERE is_current")
+        row = cur.fetchone()
+    by_rule, table = summarize(results, districts)
+    for rule in selected:
+        by_rule.setdefault(rule.id, {"title_zh": rule.title_zh, "title_en": rule.title_en, "severity": rule.severity,
+                                     "count": 0, "ha": 0.0, "seconds": 0.0})
+    with transaction(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO geoservice.detection_run (integration_run_id, layer_versions, rules_checksum, rules) "
+            "VALUES (%s, %s, %s, %s) RETURNING id",
+            (row[0] if row else None, json.dumps(versions), rules.checksum,
+             json.dumps([rule.model_dump(mode="json") for rule in selected], ensure_ascii=False)),
+        )
+        run_id = cur.fetchone()[0]
+        table_name = partitions.create_partition_table(cur, PARENT, run_id)
+        with bulk.CopyWriter(cur, table_name, COPY_COLUMNS) as writer:
+            for result in results:
+                if len(result.found):
+                    writer.put(_payload(run_id, result, districts, settings.working_srid))
+        partitions.attach_partition(cur, PARENT, "run_id", run_id, ("run_id", "id"),
+                                    {"geom": "USING gist (geom)", "rule": "(run_id, rule_id)"})
+        summary = DetectionSummary(run_id, rules.checksum, versions, by_rule, table, round(time.perf_counter() - started, 3))
+        cur.execute("UPDATE geoservice.detection_run SET is_current = false WHERE is_current")
+        cur.execute("UPDATE geoservice.detection_run SET is_current = true, finished_at = now(), summary = %s WHERE id = %s",
+                    (json.dumps(summary.as_dict(), ensure_ascii=False), run_id))
+    return summary

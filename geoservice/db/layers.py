@@ -1,0 +1,86 @@
+"""Reading what ingest stored: active layer versions and their features as arrays for the geometry stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg2.extensions
+import shapely
+
+from geoservice.errors import GeoserviceError
+
+
+@dataclass(frozen=True)
+class ActiveLayer:
+    """The active version of one stored layer."""
+
+    name: str
+    kind: str
+    title: str
+    version: int
+    version_id: int
+    feature_count: int
+
+
+@dataclass
+class FeatureArrays:
+    """Aligned arrays of one layer version: feature ids, unified class codes (None when unclassified), names, geometries."""
+
+    layer: str
+    ids: np.ndarray
+    codes: np.ndarray
+    names: np.ndarray
+    source_ids: np.ndarray
+    geometries: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, mask: np.ndarray) -> FeatureArrays:
+        return FeatureArrays(self.layer, self.ids[mask], self.codes[mask], self.names[mask], self.source_ids[mask],
+                             self.geometries[mask])
+
+
+def active_layers(cur: psycopg2.extensions.cursor) -> list[ActiveLayer]:
+    """Every stored layer's active version, by name."""
+    cur.execute(
+        "SELECT l.name, l.kind, l.title, v.version, v.id, v.feature_count FROM geoservice.layer l "
+        "JOIN geoservice.layer_version v ON v.layer = l.name AND v.is_active ORDER BY l.name"
+    )
+    return [ActiveLayer(*row) for row in cur.fetchall()]
+
+
+def layers_of_kind(layers: list[ActiveLayer], kind: str, name: str | None = None, required: bool = True) -> list[ActiveLayer]:
+    """The active layers of a kind (or the named one); an error when a required one is missing."""
+    found = [layer for layer in layers if layer.kind == kind and (name is None or layer.name == name)]
+    if required and not found:
+        what = f"layer {name!r} of kind {kind}" if name else f"no active layer of kind {kind}"
+        raise GeoserviceError(f"{what} is stored: ingest it first (`geoservice ingest`)")
+    return found
+
+
+def one_layer_of_kind(layers: list[ActiveLayer], kind: str, name: str | None) -> ActiveLayer:
+    """Exactly one active layer of a kind, or the configured one."""
+    found = layers_of_kind(layers, kind, name)
+    if len(found) > 1:
+        raise GeoserviceError(f"several active layers of kind {kind} ({', '.join(l.name for l in found)}): "
+                              f"name the one to use in config/geoservice.yaml")
+    return found[0]
+
+
+def read_features(cur: psycopg2.extensions.cursor, layer: ActiveLayer) -> FeatureArrays:
+    """All features of a layer version, ordered by id (deterministic)."""
+    cur.execute(
+        "SELECT id, class_code, name, source_id, ST_AsBinary(geom) FROM geoservice.feature "
+        "WHERE version_id = %s ORDER BY id", (layer.version_id,)
+    )
+    rows = cur.fetchall()
+    if not rows:
+        empty = np.empty(0, dtype=object)
+        return FeatureArrays(layer.name, np.empty(0, dtype=np.int64), empty, empty, empty, empty)
+    ids, codes, names, source_ids, wkb = zip(*rows)
+    return FeatureArrays(
+        layer.name, np.asarray(ids, dtype=np.int64), np.asarray(codes, dtype=object), np.asarray(names, dtype=object),
+        np.asarray(source_ids, dtype=object), shapely.from_wkb(np.asarray([bytes(w) for w in wkb], dtype=object)),
+    )

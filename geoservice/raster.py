@@ -1,0 +1,136 @@
+"""Rasters (GeoTIFF or any GDAL raster) with rasterio: zonal statistics of polygons, read block by block.
+
+Polygons are taken to the raster's CRS (so cells are never resampled), rasterized with their index as the
+burn value inside each block window, and cell values aggregated with bincount: no per-polygon Python loop.
+A polygon too small to contain a cell centre takes the cell at its representative point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.features
+import rasterio.windows
+import shapely
+from pyproj import CRS, Transformer
+
+from geoservice.errors import GeoserviceError
+
+BLOCK = 2048
+
+
+@dataclass
+class ZonalSums:
+    """Per-polygon accumulators over valid (not nodata) cells."""
+
+    count: np.ndarray
+    total: np.ndarray
+    maximum: np.ndarray
+    above: np.ndarray
+
+    def statistic(self, name: str) -> np.ndarray:
+        """mean, max or share_above per polygon (NaN where a polygon has no valid cell)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if name == "mean":
+                return np.where(self.count > 0, self.total / self.count, np.nan)
+            if name == "max":
+                return np.where(self.count > 0, self.maximum, np.nan)
+            if name == "share_above":
+                return np.where(self.count > 0, self.above / self.count, np.nan)
+        raise ValueError(f"unknown statistic {name!r}")
+
+
+def to_raster_crs(geometries: np.ndarray, working_crs: str, raster_crs: CRS | None, path: Path) -> np.ndarray:
+    """Geometries in the raster's CRS (unchanged when it is the working CRS)."""
+    if raster_crs is None:
+        raise GeoserviceError(f"{path}: the raster has no CRS")
+    working = CRS.from_user_input(working_crs)
+    if CRS.from_user_input(raster_crs) == working:
+        return geometries
+    transformer = Transformer.from_crs(working, raster_crs, always_xy=True)
+    return shapely.transform(geometries, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+
+
+def zonal_sums(path: Path, geometries: np.ndarray, working_crs: str, band: int = 1, above: float | None = None) -> ZonalSums:
+    """Count, sum, max (and count above `above`) of each polygon's cells."""
+    n = len(geometries)
+    sums = ZonalSums(np.zeros(n), np.zeros(n), np.full(n, -np.inf), np.zeros(n))
+    try:
+        dataset = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise GeoserviceError(f"{path}: cannot open the raster ({exc})") from exc
+    with dataset:
+        if band > dataset.count:
+            raise GeoserviceError(f"{path}: has {dataset.count} band(s), band {band} asked for")
+        if n == 0:
+            return sums
+        shapes = to_raster_crs(geometries, working_crs, dataset.crs, path)
+        tree = shapely.STRtree(shapes)
+        full = rasterio.windows.Window(0, 0, dataset.width, dataset.height)
+        bounds = shapely.total_bounds(shapes)
+        area = rasterio.windows.from_bounds(*bounds, transform=dataset.transform).round_offsets().round_lengths()
+        try:
+            area = area.intersection(full)
+        except rasterio.errors.WindowError:
+            return sums  # the polygons do not overlap the raster
+        for row in range(int(area.row_off), int(area.row_off + area.height), BLOCK):
+            for col in range(int(area.col_off), int(area.col_off + area.width), BLOCK):
+                window = rasterio.windows.Window(col, row, min(BLOCK, area.col_off + area.width - col),
+                                                 min(BLOCK, area.row_off + area.height - row))
+                _accumulate(dataset, band, window, shapes, tree, above, sums)
+        _fill_small(dataset, band, shapes, above, sums)
+    return sums
+
+
+def _accumulate(dataset: rasterio.io.DatasetReader, band: int, window: rasterio.windows.Window, shapes: np.ndarray,
+                tree: shapely.STRtree, above: float | None, sums: ZonalSums) -> None:
+    transform = dataset.window_transform(window)
+    block_box = shapely.box(*rasterio.windows.bounds(window, dataset.transform))
+    hits = tree.query(block_box, predicate="intersects")
+    if len(hits) == 0:
+        return
+    labels = rasterio.features.rasterize(
+        zip(shapes[hits], hits + 1), out_shape=(int(window.height), int(window.width)), transform=transform,
+        fill=0, dtype="int32",
+    )
+    data = dataset.read(band, window=window, masked=True)
+    valid = (labels > 0) & ~np.ma.getmaskarray(data)
+    index = labels[valid] - 1
+    values = np.asarray(data.data[valid], dtype=np.float64)
+    n = len(sums.count)
+    sums.count += np.bincount(index, minlength=n)
+    sums.total += np.bincount(index, weights=values, minlength=n)
+    np.maximum.at(sums.maximum, index, values)
+    if above is not None:
+        sums.above += np.bincount(index, weights=(values > above).astype(np.float64), minlength=n)
+
+
+def _fill_small(dataset: rasterio.io.DatasetReader, band: int, shapes: np.ndarray, above: float | None, sums: ZonalSums) -> None:
+    """Polygons smaller than a cell: the value of the cell under their representative point."""
+    small = np.flatnonzero(sums.count == 0)
+    if len(small) == 0:
+        return
+    points = shapely.get_coordinates(shapely.point_on_surface(shapes[small]))
+    left, bottom, right, top = dataset.bounds
+    inside = (points[:, 0] >= left) & (points[:, 0] < right) & (points[:, 1] > bottom) & (points[:, 1] <= top)
+    if not inside.any():
+        return
+    small, points = small[inside], points[inside]
+    nodata = dataset.nodatavals[band - 1]
+    values = np.array([v[0] for v in dataset.sample(points.tolist(), indexes=band, masked=True)], dtype=object)
+    good = np.array([v is not np.ma.masked and (nodata is None or v != nodata) for v in values.tolist()], bool)
+    small, values = small[good], values[good].astype(np.float64)
+    sums.count[small] = 1
+    sums.total[small] = values
+    sums.maximum[small] = values
+    if above is not None:
+        sums.above[small] = (values > above).astype(np.float64)
+
+
+def zonal_statistic(path: Path, geometries: np.ndarray, working_crs: str, statistic: str, band: int = 1,
+                    value: float | None = None) -> np.ndarray:
+    """One statistic per polygon: mean, max or share_above (share of cells above `value`)."""
+    return zonal_sums(path, geometries, working_crs, band, value if statistic == "share_above" else None).statistic(statistic)
