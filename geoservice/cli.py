@@ -158,11 +158,14 @@ for _name, _issue in {
 @cli.command("demo")
 @click.pass_context
 def demo(ctx: click.Context) -> None:
-    """Run the main job on the demo data: bring up the database and report its status."""
+    """The main job on the demo data: database up, ingest every layer, build the base map, detect conflicts."""
     settings = settings_of(ctx)
     db.up(settings, _echo)
-    for line in db.status(settings).lines():
-        click.echo(line)
+    reporter = RichReporter()
+    definitions = ingest.load_definitions(settings.path(settings.paths.layers))
+    show_ingest_summaries([ingest.ingest_layer(settings, d, reporter=reporter) for d in definitions], False, reporter.console)
+    show_integration(basemap.integrate(settings, reporter))
+    show_detection(conflicts.detect(settings, None, reporter))
 
 
 def main(argv: list[str] | None = None) -> int:

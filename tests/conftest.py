@@ -57,3 +57,20 @@ def cluster_settings(base_settings: Settings) -> Iterator[Settings]:
     yield own
     db.down(own, _quiet)
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def demo_settings(base_settings: Settings) -> Iterator[Settings]:
+    """A fresh database of its own with the demo layers ingested, integrated and detected (in that order)."""
+    from geoservice.basemap import integrate
+    from geoservice.conflicts import detect
+    from geoservice.ingest import ingest_layer, load_definitions
+
+    name = f"geoservice_demo_{os.getpid()}"
+    scratch = db.create_scratch_database(base_settings, name, _quiet)
+    for definition in load_definitions(scratch.path(scratch.paths.layers)):
+        ingest_layer(scratch, definition)
+    integrate(scratch)
+    detect(scratch)
+    yield scratch
+    db.drop_database(scratch.database.url, name)
