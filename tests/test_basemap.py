@@ -67,3 +67,36 @@ def test_new_run_becomes_current_and_keeps_history(demo_settings) -> None:
     counts = query(demo_settings, "SELECT run_id, count(*) FROM geoservice.basemap_patch WHERE run_id IN (%s, %s) "
                                   "GROUP BY run_id ORDER BY run_id", before, summary.run_id)
     assert counts[0][1] == counts[1][1] == summary.patches
+
+
+def test_readers_see_the_previous_base_map_until_the_new_one_commits(demo_settings) -> None:
+    import threading
+    import time
+
+    from geoservice.db.connection import connect_url
+
+    before = query(demo_settings, "SELECT id, (SELECT count(*) FROM geoservice.basemap_patch p WHERE p.run_id = r.id) "
+                                  "FROM geoservice.integration_run r WHERE is_current")[0]
+    blocker = connect_url(demo_settings.database.url)
+    blocker.autocommit = False
+    with blocker.cursor() as cur:  # integrate blocks at ATTACH PARTITION, after its COPY, until this lock goes
+        cur.execute("LOCK TABLE geoservice.basemap_patch IN SHARE UPDATE EXCLUSIVE MODE")
+    result: dict[str, object] = {}
+    worker = threading.Thread(target=lambda: result.setdefault("summary", integrate(demo_settings)))
+    worker.start()
+    try:
+        deadline, waiting = time.monotonic() + 60, []
+        while time.monotonic() < deadline and not waiting:
+            waiting = query(demo_settings, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                           "AND query LIKE 'ALTER TABLE%%ATTACH%%'")
+            time.sleep(0.05)
+        assert waiting, "integrate never reached ATTACH PARTITION"
+        assert query(demo_settings, "SELECT id FROM geoservice.integration_run WHERE is_current") == [(before[0],)]
+        visible = query(demo_settings, "SELECT run_id, count(*) FROM geoservice.basemap_patch p JOIN geoservice.integration_run r "
+                                       "ON r.id = p.run_id WHERE r.is_current GROUP BY run_id")
+        assert visible == [before]
+    finally:
+        blocker.rollback()
+        blocker.close()
+        worker.join(timeout=120)
+    assert query(demo_settings, "SELECT id FROM geoservice.integration_run WHERE is_current") == [(result["summary"].run_id,)]
