@@ -1,9 +1,9 @@
 """Database access: the embedded local PostGIS, connections, migrations."""
 
-from geoservice.db.connection import SCHEMA, connect_url, create_engine, database_url, transaction
+from geoservice.db.connection import SCHEMA, connect_url, database_url, transaction
 from geoservice.db.lifecycle import create_scratch_database, down, drop_database, run_migrations, status, up
 
 __all__ = [
-    "SCHEMA", "connect_url", "create_engine", "create_scratch_database", "database_url", "down",
+    "SCHEMA", "connect_url", "create_scratch_database", "database_url", "down",
     "drop_database", "run_migrations", "status", "transaction", "up",
 ]

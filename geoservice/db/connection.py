@@ -1,4 +1,4 @@
-"""Connections: the database URL from settings, psycopg2 connections, the SQLAlchemy engine."""
+"""Connections: the database URL from settings and psycopg2 connections."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import psycopg2.extensions
-import sqlalchemy
 
 from geoservice.db.embedded import EmbeddedCluster
 from geoservice.db.packages import Echo
@@ -71,8 +70,3 @@ def transaction(settings: Settings) -> Iterator[psycopg2.extensions.connection]:
     finally:
         conn.close()
 
-
-def create_engine(settings: Settings) -> sqlalchemy.Engine:
-    """SQLAlchemy engine (psycopg2 driver) for the configured database."""
-    url = database_url(settings).replace("postgresql://", "postgresql+psycopg2://", 1)
-    return sqlalchemy.create_engine(url, pool_pre_ping=True)
