@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import queue
 import struct
 import threading
@@ -20,30 +21,66 @@ ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 NULL = "\\N"
 
 
-def text_field(values: np.ndarray | Sequence[object] | None, count: int) -> list[str]:
-    """Values as COPY text-format fields: backslash, tab, newline, CR escaped; None/NA as \\N.
+def _as_text(value: object) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return NULL_MARK
+    return value if isinstance(value, str) else str(value)
 
-    The column is escaped as one joined string (C-speed str.replace), falling back to pandas when a value
-    holds the joining characters themselves.
+
+def text_field(values: np.ndarray | Sequence[object] | None, count: int) -> list[str]:
+    """Values as COPY text-format fields: backslash, tab, newline, CR escaped; None/NA/NaN as \\N.
+
+    The column is escaped as one joined string (C-speed str.replace), falling back to per-value escaping when
+    a value holds the joining characters themselves.
     """
     if values is None:
         return [NULL] * count
-    text = pd.Series(values, dtype="string").fillna(NULL_MARK).tolist()
+    text = [_as_text(v) for v in (values.tolist() if isinstance(values, np.ndarray) else values)]
     joined = FIELD_SEPARATOR.join(text)
     if joined.count(FIELD_SEPARATOR) != count - 1 or joined.count(NULL_MARK) != text.count(NULL_MARK):
-        series = pd.Series(values, dtype="string")
-        for char, escaped in ESCAPES:
-            series = series.str.replace(char, escaped, regex=False)
-        return series.fillna(NULL).tolist()
+        return [NULL if v == NULL_MARK else _escape(v) for v in text]
+    return _escape(joined).replace(NULL_MARK, NULL).split(FIELD_SEPARATOR)
+
+
+def _escape(text: str) -> str:
     for char, escaped in ESCAPES:
-        joined = joined.replace(char, escaped)
-    return joined.replace(NULL_MARK, NULL).split(FIELD_SEPARATOR)
+        text = text.replace(char, escaped)
+    return text
+
+
+def _jsonable(value: object) -> object:
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def _json_values(values: list[object]) -> list[str]:
+    """Each value as JSON text, encoded in one C-speed json.dumps call (\\x1f inside strings is escaped)."""
+    clean = [v if type(v) is str else _jsonable(v) for v in values]
+    encoded = json.dumps(clean, ensure_ascii=False, separators=(FIELD_SEPARATOR, ":"), default=str)
+    return encoded[1:-1].split(FIELD_SEPARATOR) if clean else []
+
+
+def json_field(columns: dict[str, np.ndarray], count: int) -> list[str]:
+    """Rows of attribute columns as JSON objects (COPY-escaped), built column-wise."""
+    if not columns:
+        return ["{}"] * count
+    keys = [json.dumps(name, ensure_ascii=False) + ":" for name in columns]
+    encoded = [_json_values(np.asarray(values, dtype=object).tolist()) for values in columns.values()]
+    if len(keys) == 1:
+        prefix = "{" + keys[0]
+        return text_field([prefix + value + "}" for value in encoded[0]], count)
+    pieces = [[("{" if index == 0 else ",") + key + value for value in values]
+              for index, (key, values) in enumerate(zip(keys, encoded))]
+    pieces.append(["}"] * count)
+    return text_field(list(map("".join, zip(*pieces))), count)
 
 
 def number_field(values: np.ndarray) -> list[str]:
-    """Numbers as COPY fields (exact repr for floats; NaN as NULL)."""
+    """Numbers as COPY fields (shortest exact repr for floats, through json.dumps; NaN as NULL)."""
     if values.dtype.kind == "f":
-        return [NULL if v != v else repr(v) for v in values.tolist()]
+        encoded = json.dumps(values.tolist(), separators=(FIELD_SEPARATOR, ":"))[1:-1].split(FIELD_SEPARATOR)
+        return [NULL if v == "NaN" else v for v in encoded] if np.isnan(values).any() else encoded
     return values.astype(str).tolist()
 
 

@@ -22,7 +22,7 @@ def partition_name(parent: str, key: int) -> str:
 def create_partition_table(cur: psycopg2.extensions.cursor, parent: str, key: int) -> sql.Identifier:
     """An empty, unattached table shaped like `parent` (defaults and checks included)."""
     table = sql.Identifier(SCHEMA, partition_name(parent, key))
-    cur.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
+    cur.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)").format(
         table, sql.Identifier(SCHEMA, parent)))
     return table
 
@@ -34,6 +34,7 @@ def attach_partition(
     """Constrain, index (name suffix -> 'USING gist (geom)' style definition), attach and ANALYZE one partition."""
     name = partition_name(parent, key)
     table = sql.Identifier(SCHEMA, name)
+    cur.execute("SET LOCAL maintenance_work_mem = '512MB'")
     cur.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} = {})").format(
         table, sql.Identifier(f"{name}_key"), sql.Identifier(key_column), sql.Literal(key)))
     cur.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(table, sql.SQL(", ").join(map(sql.Identifier, primary_key))))

@@ -6,9 +6,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import psycopg2.extensions
-import shapely
 from psycopg2 import sql
 
 from geoservice.ingest.classify import LandClass
@@ -18,7 +16,7 @@ from geoservice.ingest.repair import REPAIRED
 
 PARENT = "feature"
 COPY_COLUMNS = ("version_id", "source_row", "source_id", "name", "class_code", "original_code", "status",
-                "attributes", "area_m2", "geom")
+                "attributes", "geom")
 
 
 @dataclass(frozen=True)
@@ -70,33 +68,26 @@ def begin_version(cur: psycopg2.extensions.cursor, definition: Definition, sourc
 def copy_text(
     new: NewVersion, srid: int, rows: np.ndarray, geometries: np.ndarray, source_ids: np.ndarray | None,
     names: np.ndarray | None, class_codes: np.ndarray | None, original_codes: np.ndarray | None,
-    status: np.ndarray, attributes: pd.DataFrame,
+    status: np.ndarray, attributes: dict[str, np.ndarray],
 ) -> str:
-    """One batch of clean rows as COPY text (geometry as hex EWKB MultiPolygon, attributes as JSON)."""
+    """One batch of clean rows as COPY text (geometry as hex EWKB MultiPolygon, attributes as JSON; PostGIS
+    computes area_m2)."""
     count = len(rows)
-    json_lines = (
-        attributes.to_json(orient="records", lines=True, force_ascii=False, date_format="iso").splitlines()
-        if len(attributes.columns) else None
-    )
     return bulk.copy_text([
         [str(new.id)] * count, bulk.number_field(rows), bulk.text_field(source_ids, count), bulk.text_field(names, count),
         bulk.text_field(class_codes, count), bulk.text_field(original_codes, count),
-        np.where(status == REPAIRED, "repaired", "kept").tolist(),
-        bulk.text_field(json_lines, count) if json_lines is not None else ["{}"] * count,
-        bulk.number_field(shapely.area(geometries)), bulk.multipolygon_ewkb_hex(geometries, srid),
+        np.where(status == REPAIRED, "repaired", "kept").tolist(), bulk.json_field(attributes, count),
+        bulk.multipolygon_ewkb_hex(geometries, srid),
     ])
 
 
-def finish_version(cur: psycopg2.extensions.cursor, new: NewVersion, summary: dict[str, object]) -> int:
+def finish_version(cur: psycopg2.extensions.cursor, new: NewVersion, count: int, summary: dict[str, object]) -> None:
     """Index and attach the new version's table, record counts, make it the active version."""
     partitions.attach_partition(cur, PARENT, "version_id", new.id, ("version_id", "id"),
                                 {"geom": "USING gist (geom)", "class": "(version_id, class_code)"})
-    cur.execute(sql.SQL("SELECT count(*) FROM {}").format(new.table))
-    count = cur.fetchone()[0]
     cur.execute("UPDATE geoservice.layer_version SET feature_count = %s, summary = %s WHERE id = %s",
                 (count, json.dumps(summary, ensure_ascii=False), new.id))
     activate(cur, new.layer, new.version)
-    return count
 
 
 def activate(cur: psycopg2.extensions.cursor, layer: str, version: int) -> bool:

@@ -21,11 +21,14 @@ from geoservice.ingest.crs import check_area_of_use, coordinate_function, resolv
 from geoservice.ingest.definition import Definition
 from geoservice.ingest.read import Batch, SourceInfo, inspect_source, prefetch, read_batches
 from geoservice.ingest.repair import KEPT, REJECTED, REPAIRED, Cleaned, clean
+from geoservice.overlay.threads import pool
 from geoservice.progress import Reporter, SilentReporter
 from geoservice.settings import Settings
 
 #: more than this share of rows outside the CRS's area of use means the CRS itself is wrong
 WRONG_CRS_SHARE = 0.5
+#: rows per chunk for the threaded geometry work (reprojection, validity)
+CHUNK = 8192
 
 
 def display(path: Path) -> str:
@@ -129,6 +132,10 @@ class LayerIngest:
                                                f"the file has: {', '.join(info.fields)}")
 
     def run(self) -> IngestSummary:
+        with pool(None) as self.pool:
+            return self._run()
+
+    def _run(self) -> IngestSummary:
         started = time.perf_counter()
         summary = self.summary
         if self.dry_run:
@@ -142,7 +149,7 @@ class LayerIngest:
                     self._read_all(writer, new)
                 summary.version = new.version
                 summary.seconds = time.perf_counter() - started
-                load.finish_version(cur, new, summary.as_dict())
+                load.finish_version(cur, new, summary.kept + summary.repaired, summary.as_dict())
         summary.seconds = time.perf_counter() - started
         summary.report = self._write_report(summary)
         return summary
@@ -172,8 +179,10 @@ class LayerIngest:
 
         keep = np.flatnonzero(cleaned.status != REJECTED)
         if len(keep):
+            subset = cleaned.geometries[keep]
             try:
-                moved = shapely.transform(cleaned.geometries[keep], self.to_working)
+                moved = np.concatenate(self.pool.map_chunks(
+                    lambda a, b: shapely.transform(subset[a:b], self.to_working), len(subset), CHUNK))
             except ProjError as exc:
                 raise IngestError(self.source, f"reprojection failed: {exc}") from exc
             cleaned.geometries[keep] = moved
@@ -181,7 +190,9 @@ class LayerIngest:
             cleaned.status[keep[unusable]], cleaned.reasons[keep[unusable]] = REJECTED, "cannot be reprojected"
             cleaned.geometries[keep[unusable]] = None
             keep = keep[~unusable]
-            broken = keep[~shapely.is_valid(cleaned.geometries[keep])]
+            kept = cleaned.geometries[keep]
+            valid = np.concatenate(self.pool.map_chunks(lambda a, b: shapely.is_valid(kept[a:b]), len(kept), CHUNK))
+            broken = keep[~valid]
             if len(broken):
                 _merge(cleaned, clean(cleaned.geometries[broken]), broken)
         return cleaned
@@ -213,7 +224,7 @@ class LayerIngest:
         if new is None or self.collected.unknown_codes or not ok.any():
             return None
         names = batch.columns[self.layer.name_field][ok] if self.layer.name_field else None
-        attributes = pd.DataFrame({name: batch.columns[name][ok] for name in self.layer.attributes})
+        attributes = {name: batch.columns[name][ok] for name in self.layer.attributes}
         return load.copy_text(new, self.settings.working_srid, rows, cleaned.geometries[ok], ids, names,
                               unified, original, status[ok], attributes)
 
