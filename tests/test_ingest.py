@@ -14,11 +14,11 @@ import pytest
 import shapely
 from pyproj import Transformer
 
-from geoservice.db.connection import connect_url
 from geoservice.errors import IngestError
 from geoservice.ingest import activate_version, ingest_layer, list_versions, load_definition
 from geoservice.ingest.crs import helmert7_pipeline
 from geoservice.ingest.definition import Helmert7
+from sql_helpers import query
 from ingest_files import ORIGIN, landuse_fields, squares, write_classification, write_definition, write_file
 
 
@@ -27,16 +27,6 @@ def env(settings, tmp_path: Path):
     """Settings with a test crosswalk folder and output folder; a data folder; a unique layer name."""
     paths = settings.paths.model_copy(update={"classification": write_classification(tmp_path / "cls"), "output": tmp_path / "out"})
     return settings.model_copy(update={"paths": paths}), tmp_path, f"t_{uuid.uuid4().hex[:8]}"
-
-
-def query(settings, sql: str, *params):
-    conn = connect_url(settings.database.url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def active(settings, layer: str) -> tuple[int, int] | None:
