@@ -273,7 +273,7 @@ def test_gcj02_inverse_is_exact_and_explains_the_cnmaps_offset() -> None:
 
 def test_helmert_round_trip_and_the_layer_definition_agree() -> None:
     definition = yaml.safe_load((LAYERS / "dev_boundary.yaml").read_text(encoding="utf-8"))
-    assert definition["transform"]["helmert7"] == datum.XIAN80_TO_CGCS2000.as_dict()
+    assert definition["transform"]["helmert7"] == datum.XIAN80_TO_CGCS2000.model_dump()
     truth = pyogrio.read_dataframe(DEMO_DIR / "truth" / "dev_boundary_4548.geojson")
     delivered = pyogrio.read_dataframe(DEMO_DIR / "dev_boundary.zip")
     assert delivered.crs.to_epsg() == 2384 and truth.crs.to_epsg() == 4548

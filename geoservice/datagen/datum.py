@@ -8,30 +8,12 @@ parameters below, so an ingest that applies them forward (source → CGCS2000) g
 
 from __future__ import annotations
 
-import re
-import warnings
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 
-
-@dataclass(frozen=True)
-class Helmert7:
-    """From the source datum to CGCS2000: translations in m, rotations in arc-seconds, scale in ppm."""
-
-    dx: float
-    dy: float
-    dz: float
-    rx: float
-    ry: float
-    rz: float
-    scale_ppm: float
-    convention: str = "coordinate_frame"
-
-    def as_dict(self) -> dict[str, float | str]:
-        return asdict(self)
+from geoservice.ingest.crs import helmert7_pipeline
+from geoservice.ingest.definition import Helmert7
 
 
 #: The demo's (made-up but plausible) Xi'an 1980 → CGCS2000 parameters; layers/dev_boundary.yaml has the same.
@@ -40,35 +22,9 @@ XIAN80_GK_117E = "EPSG:2384"  # Xian 1980 / 3-degree Gauss-Kruger CM 117E
 CGCS2000_GK_117E = "EPSG:4548"  # CGCS2000 / 3-degree Gauss-Kruger CM 117E
 
 
-def _projection_steps(crs: CRS) -> tuple[str, str]:
-    """(projection step, ellipsoid parameters) of a projected CRS, for a pipeline (x = easting)."""
-    if not crs.is_projected:
-        raise ValueError(f"{crs.name} is not a projected CRS")
-    ellipsoid = f"+a={crs.ellipsoid.semi_major_metre!r} +rf={crs.ellipsoid.inverse_flattening!r}"
-    with warnings.catch_warnings():  # the PROJ string loses nothing a tmerc step needs
-        warnings.simplefilter("ignore", UserWarning)
-        proj4 = crs.to_proj4()
-    proj4 = re.sub(r"\+(ellps|a|b|rf|datum|towgs84|units|no_defs|type|nadgrids)(=\S*)?", "", proj4)
-    return " ".join(proj4.split()) + " " + ellipsoid, ellipsoid
-
-
 def helmert_pipeline(helmert: Helmert7, source_crs: str, target_crs: str) -> str:
-    """PROJ pipeline: source projected → geographic → geocentric (source ellipsoid) → Helmert →
-    geocentric⁻¹ (target ellipsoid) → target projected."""
-    source_projection, source_ellipsoid = _projection_steps(CRS.from_user_input(source_crs))
-    target_projection, target_ellipsoid = _projection_steps(CRS.from_user_input(target_crs))
-    h = helmert
-    return " ".join(
-        [
-            "+proj=pipeline",
-            f"+step +inv {source_projection}",
-            f"+step +proj=cart {source_ellipsoid}",
-            f"+step +proj=helmert +x={h.dx!r} +y={h.dy!r} +z={h.dz!r} +rx={h.rx!r} +ry={h.ry!r} +rz={h.rz!r}"
-            f" +s={h.scale_ppm!r} +convention={h.convention}",
-            f"+step +inv +proj=cart {target_ellipsoid}",
-            f"+step {target_projection}",
-        ]
-    )
+    """The PROJ pipeline ingest builds for these parameters (source projected → target projected)."""
+    return helmert7_pipeline(CRS.from_user_input(source_crs), CRS.from_user_input(target_crs), helmert)
 
 
 def _move(geometry: np.ndarray, transformer: Transformer, direction: str) -> np.ndarray:
