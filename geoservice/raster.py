@@ -2,7 +2,8 @@
 
 Polygons are taken to the raster's CRS (so cells are never resampled), rasterized with their index as the
 burn value inside each block window, and cell values aggregated with bincount: no per-polygon Python loop.
-A polygon too small to contain a cell centre takes the cell at its representative point.
+A polygon too small to contain a cell centre takes the cell at its representative point. Cell areas are
+true areas in the working CRS (a lon/lat raster's cells shrink northwards), from each cell's corners.
 """
 
 from __future__ import annotations
@@ -24,12 +25,18 @@ BLOCK = 2048
 
 @dataclass
 class ZonalSums:
-    """Per-polygon accumulators over valid (not nodata) cells."""
+    """Per-polygon accumulators over valid (not nodata) cells; areas are true m² in the working CRS."""
 
     count: np.ndarray
     total: np.ndarray
     maximum: np.ndarray
     above: np.ndarray
+    area: np.ndarray
+    area_above: np.ndarray
+
+    @staticmethod
+    def zeros(n: int) -> ZonalSums:
+        return ZonalSums(np.zeros(n), np.zeros(n), np.full(n, -np.inf), np.zeros(n), np.zeros(n), np.zeros(n))
 
     def statistic(self, name: str) -> np.ndarray:
         """mean, max or share_above per polygon (NaN where a polygon has no valid cell)."""
@@ -57,7 +64,7 @@ def to_raster_crs(geometries: np.ndarray, working_crs: str, raster_crs: CRS | No
 def zonal_sums(path: Path, geometries: np.ndarray, working_crs: str, band: int = 1, above: float | None = None) -> ZonalSums:
     """Count, sum, max (and count above `above`) of each polygon's cells."""
     n = len(geometries)
-    sums = ZonalSums(np.zeros(n), np.zeros(n), np.full(n, -np.inf), np.zeros(n))
+    sums = ZonalSums.zeros(n)
     try:
         dataset = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
@@ -68,6 +75,7 @@ def zonal_sums(path: Path, geometries: np.ndarray, working_crs: str, band: int =
         if n == 0:
             return sums
         shapes = to_raster_crs(geometries, working_crs, dataset.crs, path)
+        to_working = _to_working(dataset.crs, working_crs)
         tree = shapely.STRtree(shapes)
         full = rasterio.windows.Window(0, 0, dataset.width, dataset.height)
         bounds = shapely.total_bounds(shapes)
@@ -80,13 +88,33 @@ def zonal_sums(path: Path, geometries: np.ndarray, working_crs: str, band: int =
             for col in range(int(area.col_off), int(area.col_off + area.width), BLOCK):
                 window = rasterio.windows.Window(col, row, min(BLOCK, area.col_off + area.width - col),
                                                  min(BLOCK, area.row_off + area.height - row))
-                _accumulate(dataset, band, window, shapes, tree, above, sums)
-        _fill_small(dataset, band, shapes, above, sums)
+                _accumulate(dataset, band, window, shapes, tree, above, sums, to_working)
+        _fill_small(dataset, band, shapes, above, sums, to_working)
     return sums
 
 
+def _to_working(raster_crs: CRS | None, working_crs: str) -> Transformer | None:
+    """None when the raster is in the working CRS (cells then have one constant area)."""
+    working = CRS.from_user_input(working_crs)
+    return None if CRS.from_user_input(raster_crs) == working else Transformer.from_crs(raster_crs, working, always_xy=True)
+
+
+def cell_areas(transform: rasterio.Affine, rows: int, cols: int, to_working: Transformer | None) -> np.ndarray:
+    """True area (m², working CRS) of each cell of a window: its four corners taken to the working CRS."""
+    if to_working is None:
+        return np.full((rows, cols), abs(transform.a * transform.e - transform.b * transform.d))
+    c, r = np.meshgrid(np.arange(cols + 1), np.arange(rows + 1))
+    c, r = c.ravel(), r.ravel()
+    x, y = transform.a * c + transform.b * r + transform.c, transform.d * c + transform.e * r + transform.f
+    wx, wy = to_working.transform(x, y)
+    wx, wy = np.asarray(wx).reshape(rows + 1, cols + 1), np.asarray(wy).reshape(rows + 1, cols + 1)
+    corners = [(wx[:-1, :-1], wy[:-1, :-1]), (wx[:-1, 1:], wy[:-1, 1:]), (wx[1:, 1:], wy[1:, 1:]), (wx[1:, :-1], wy[1:, :-1])]
+    twice = sum(xa * yb - xb * ya for (xa, ya), (xb, yb) in zip(corners, corners[1:] + corners[:1]))
+    return np.abs(twice) / 2.0
+
+
 def _accumulate(dataset: rasterio.io.DatasetReader, band: int, window: rasterio.windows.Window, shapes: np.ndarray,
-                tree: shapely.STRtree, above: float | None, sums: ZonalSums) -> None:
+                tree: shapely.STRtree, above: float | None, sums: ZonalSums, to_working: Transformer | None) -> None:
     transform = dataset.window_transform(window)
     block_box = shapely.box(*rasterio.windows.bounds(window, dataset.transform))
     hits = tree.query(block_box, predicate="intersects")
@@ -100,16 +128,21 @@ def _accumulate(dataset: rasterio.io.DatasetReader, band: int, window: rasterio.
     valid = (labels > 0) & ~np.ma.getmaskarray(data)
     index = labels[valid] - 1
     values = np.asarray(data.data[valid], dtype=np.float64)
+    areas = cell_areas(transform, int(window.height), int(window.width), to_working)[valid]
     n = len(sums.count)
     sums.count += np.bincount(index, minlength=n)
     sums.total += np.bincount(index, weights=values, minlength=n)
+    sums.area += np.bincount(index, weights=areas, minlength=n)
     np.maximum.at(sums.maximum, index, values)
     if above is not None:
-        sums.above += np.bincount(index, weights=(values > above).astype(np.float64), minlength=n)
+        over = values > above
+        sums.above += np.bincount(index, weights=over.astype(np.float64), minlength=n)
+        sums.area_above += np.bincount(index[over], weights=areas[over], minlength=n)
 
 
-def _fill_small(dataset: rasterio.io.DatasetReader, band: int, shapes: np.ndarray, above: float | None, sums: ZonalSums) -> None:
-    """Polygons smaller than a cell: the value of the cell under their representative point."""
+def _fill_small(dataset: rasterio.io.DatasetReader, band: int, shapes: np.ndarray, above: float | None, sums: ZonalSums,
+                to_working: Transformer | None) -> None:
+    """Polygons smaller than a cell: the value of the cell under their representative point, over their own area."""
     small = np.flatnonzero(sums.count == 0)
     if len(small) == 0:
         return
@@ -123,11 +156,15 @@ def _fill_small(dataset: rasterio.io.DatasetReader, band: int, shapes: np.ndarra
     values = np.array([v[0] for v in dataset.sample(points.tolist(), indexes=band, masked=True)], dtype=object)
     good = np.array([v is not np.ma.masked and (nodata is None or v != nodata) for v in values.tolist()], bool)
     small, values = small[good], values[good].astype(np.float64)
+    own = shapely.area(shapes[small]) if to_working is None else shapely.area(
+        shapely.transform(shapes[small], lambda xy: np.column_stack(to_working.transform(xy[:, 0], xy[:, 1]))))
     sums.count[small] = 1
     sums.total[small] = values
     sums.maximum[small] = values
+    sums.area[small] = own
     if above is not None:
         sums.above[small] = (values > above).astype(np.float64)
+        sums.area_above[small] = np.where(values > above, own, 0.0)
 
 
 def zonal_statistic(path: Path, geometries: np.ndarray, working_crs: str, statistic: str, band: int = 1,

@@ -47,6 +47,8 @@ def test_known_values_nodata_and_small_polygons(tmp_path: Path) -> None:
     assert mean[:3] == pytest.approx([3.0, 2 / 3, 7.0]) and np.isnan(mean[3])
     assert sums.statistic("max")[:3] == pytest.approx([4.0, 1.0, 7.0])
     assert sums.statistic("share_above")[:3] == pytest.approx([20 / 30, 0.0, 1.0])
+    assert sums.area.tolist() == pytest.approx([3000.0, 300.0, 4.0, 0.0])  # 10 m cells; the small one: its own area
+    assert sums.area_above.tolist() == pytest.approx([2000.0, 0.0, 4.0, 0.0])
 
 
 def test_raster_in_another_crs(tmp_path: Path) -> None:
@@ -60,6 +62,9 @@ def test_raster_in_another_crs(tmp_path: Path) -> None:
     ring = [(lon + 10 * step, lat), (lon + 20 * step, lat), (lon + 20 * step, lat + 100 * step), (lon + 10 * step, lat + 100 * step)]
     polygon = shapely.Polygon([to_xy.transform(*p) for p in ring])
     assert zonal_statistic(path, np.array([polygon]), "EPSG:4548", "mean")[0] == pytest.approx(14.5, abs=0.05)
+    sums = zonal_sums(path, np.array([polygon]), "EPSG:4548", above=14.5)
+    assert sums.area[0] == pytest.approx(polygon.area, rel=1e-3)  # true m² of lon/lat cells
+    assert sums.area_above[0] == pytest.approx(polygon.area / 2, rel=2e-3)
 
 
 def test_raster_rules_match_per_polygon_masking(demo_settings) -> None:
