@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,15 +74,11 @@ def plane4_function(p: Plane4) -> CoordFunction:
     return apply
 
 
-def _transformer_function(make: Callable[[], Transformer]) -> CoordFunction:
-    """A coordinate function over a Transformer made once per thread (Transformers are not shared across threads)."""
-    make()  # fail here, on the caller's thread, when PROJ refuses the transformation
-    local = threading.local()
+def _transformer_function(transformer: Transformer) -> CoordFunction:
+    """A coordinate function over a Transformer (pyproj ≥ 3.1 Transformers are safe to share across threads)."""
 
     def apply(xy: np.ndarray) -> np.ndarray:
-        if not hasattr(local, "transformer"):
-            local.transformer = make()
-        x, y = local.transformer.transform(xy[:, 0], xy[:, 1], errcheck=True)
+        x, y = transformer.transform(xy[:, 0], xy[:, 1], errcheck=True)
         return np.column_stack([x, y])
 
     return apply
@@ -99,7 +94,7 @@ def _custom(transform: Transform, source: CRS, target: CRS, where: str) -> Coord
         if transform.plane4 is not None:
             return plane4_function(transform.plane4)
         pipeline = transform.pipeline or helmert7_pipeline(source, target, transform.helmert7)  # type: ignore[arg-type]
-        return _transformer_function(lambda: Transformer.from_pipeline(pipeline))
+        return _transformer_function(Transformer.from_pipeline(pipeline))
     except (ProjError, CRSError) as exc:
         raise IngestError(where, f"transform: PROJ refuses it: {exc}") from exc
 
@@ -111,7 +106,7 @@ def coordinate_function(definition: LayerDefinition, source: CRS, working: CRS, 
         first = _custom(definition.transform, source, middle, where)
         if middle == working:
             return first
-        second = _transformer_function(lambda: Transformer.from_crs(middle, working, always_xy=True))
+        second = _transformer_function(Transformer.from_crs(middle, working, always_xy=True))
         return lambda xy: second(first(xy))
     if not _same_datum_family(source, working):
         raise IngestError(
@@ -119,7 +114,7 @@ def coordinate_function(definition: LayerDefinition, source: CRS, working: CRS, 
             f"no datum transformation from {source.datum.name} to {working.datum.name} is known to PROJ (only a no-op "
             "'ballpark' shift, off by up to ~100 m): give transform.helmert7 or transform.plane4 parameters",
         )
-    return _transformer_function(lambda: Transformer.from_crs(source, working, always_xy=True))
+    return _transformer_function(Transformer.from_crs(source, working, always_xy=True))
 
 
 @dataclass(frozen=True)
