@@ -21,6 +21,7 @@ from geoservice.errors import ConfigError, GeoserviceError
 from geoservice.overlay.zones import split_by_zones
 from geoservice.progress import Reporter, SilentReporter
 from geoservice.raster import zonal_statistic
+from geoservice.review.cases import link_run
 from geoservice.settings import Settings
 
 PARENT = "conflict"
@@ -59,12 +60,18 @@ class DetectionSummary:
 
 
 class LayerCatalog:
-    """Active layers read on demand (each at most once), resolved by name or by kind."""
+    """Active layers read on demand (each at most once), resolved by name or by kind.
 
-    def __init__(self, cur, settings: Settings) -> None:  # noqa: ANN001 - a psycopg2 cursor
+    With an `envelope`, only features whose box meets it are read (an on-demand check of one project);
+    `substitutes` stand in for whole layers (the submitted project as the construction layer).
+    """
+
+    def __init__(self, cur, settings: Settings, envelope: tuple[float, float, float, float] | None = None,  # noqa: ANN001
+                 substitutes: dict[str, FeatureArrays] | None = None) -> None:
         self.cur, self.settings = cur, settings
         self.layers = active_layers(cur)
-        self.cache: dict[str, FeatureArrays] = {}
+        self.envelope = (*envelope, settings.working_srid) if envelope else None
+        self.cache: dict[str, FeatureArrays] = dict(substitutes or {})
 
     def resolve(self, name_or_kind: str, where: str) -> ActiveLayer:
         for layer in self.layers:
@@ -78,7 +85,7 @@ class LayerCatalog:
     def features(self, name_or_kind: str, where: str) -> FeatureArrays:
         layer = self.resolve(name_or_kind, where)
         if layer.name not in self.cache:
-            self.cache[layer.name] = read_features(self.cur, layer)
+            self.cache[layer.name] = read_features(self.cur, layer, self.envelope)
         return self.cache[layer.name]
 
     def plan(self, kind: str, where: str) -> FeatureArrays:
@@ -95,7 +102,8 @@ class LayerCatalog:
 
     def used(self) -> dict[str, dict[str, int]]:
         by_name = {layer.name: layer for layer in self.layers}
-        return {name: {"version": by_name[name].version, "id": by_name[name].version_id} for name in sorted(self.cache)}
+        return {name: {"version": by_name[name].version, "id": by_name[name].version_id}
+                for name in sorted(self.cache) if name in by_name}
 
 
 def evaluate_rule(rule: Rule, catalog: LayerCatalog, settings: Settings) -> list[Found]:
@@ -127,21 +135,31 @@ def evaluate_rule(rule: Rule, catalog: LayerCatalog, settings: Settings) -> list
     raise ConfigError("rules", rule.id, f"unknown rule type {type(rule).__name__}")
 
 
+def finish(found: Found, rule: Rule, zones: np.ndarray, settings: Settings) -> tuple[Found, np.ndarray]:
+    """A rule's raw pieces without those under its minimum area, split by district, slivers dropped."""
+    found = evaluate.drop_small(found, rule.min_area_m2)
+    piece_index, district_index, parts = split_by_zones(found.pieces, zones, settings.integration.threads)
+    keep = shapely.area(parts) >= settings.integration.sliver_area_m2
+    piece_index, district_index, parts = piece_index[keep], district_index[keep], parts[keep]
+    details = [found.details[i] for i in piece_index.tolist()] if found.details else [{}] * len(parts)
+    return Found(found.layer_a, found.layer_b, found.index_a[piece_index], found.index_b[piece_index], parts, details), district_index
+
+
+def district_zones(catalog: LayerCatalog) -> tuple[FeatureArrays | None, np.ndarray]:
+    """The district layer's features and geometries (no geometries when there is no district layer)."""
+    districts = catalog.districts()
+    return districts, (districts.geometries if districts is not None else np.empty(0, dtype=object))
+
+
 def run_rules(settings: Settings, rules: list[Rule], catalog: LayerCatalog, reporter: Reporter) -> list[RuleResult]:
     """Evaluate each rule, drop pieces under its minimum area, split what is left by district."""
-    districts = catalog.districts()
-    zones = districts.geometries if districts is not None else np.empty(0, dtype=object)
+    _, zones = district_zones(catalog)
     results = []
     with reporter.task("detect", len(rules)) as task:
         for rule in rules:
             started = time.perf_counter()
             for found in evaluate_rule(rule, catalog, settings):
-                found = evaluate.drop_small(found, rule.min_area_m2)
-                piece_index, district_index, parts = split_by_zones(found.pieces, zones, settings.integration.threads)
-                keep = shapely.area(parts) >= settings.integration.sliver_area_m2
-                piece_index, district_index, parts = piece_index[keep], district_index[keep], parts[keep]
-                details = [found.details[i] for i in piece_index.tolist()] if found.details else [{}] * len(parts)
-                split = Found(found.layer_a, found.layer_b, found.index_a[piece_index], found.index_b[piece_index], parts, details)
+                split, district_index = finish(found, rule, zones, settings)
                 results.append(RuleResult(rule, split, district_index, time.perf_counter() - started))
             task.advance(1)
     return results
@@ -228,6 +246,7 @@ def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Repo
             for result in results:
                 if len(result.found):
                     writer.put(_payload(run_id, result, districts, settings.working_srid))
+        link_run(cur, table_name, run_id, [rule.id for rule in selected])
         partitions.attach_partition(cur, PARENT, "run_id", run_id, ("run_id", "id"),
                                     {"geom": "USING gist (geom)", "rule": "(run_id, rule_id)"})
         summary = DetectionSummary(run_id, rules.checksum, versions, by_rule, table, round(time.perf_counter() - started, 3))

@@ -69,11 +69,13 @@ def one_layer_of_kind(layers: list[ActiveLayer], kind: str, name: str | None) ->
     return found[0]
 
 
-def read_features(cur: psycopg2.extensions.cursor, layer: ActiveLayer) -> FeatureArrays:
-    """All features of a layer version, ordered by id (deterministic)."""
+def read_features(cur: psycopg2.extensions.cursor, layer: ActiveLayer,
+                  envelope: tuple[float, float, float, float, int] | None = None) -> FeatureArrays:
+    """The features of a layer version (those whose box meets `envelope` (xmin, ymin, xmax, ymax, srid)), by id."""
+    where = "version_id = %s" + (" AND geom && ST_MakeEnvelope(%s, %s, %s, %s, %s)" if envelope else "")
     cur.execute(
-        "SELECT id, class_code, name, source_id, ST_AsBinary(geom) FROM geoservice.feature "
-        "WHERE version_id = %s ORDER BY id", (layer.version_id,)
+        f"SELECT id, class_code, name, source_id, ST_AsBinary(geom) FROM geoservice.feature WHERE {where} ORDER BY id",
+        (layer.version_id, *(envelope or ())),
     )
     rows = cur.fetchall()
     if not rows:

@@ -1,6 +1,7 @@
 """Queries for location services: point lookup, project check on submit, hazard exposure."""
 
+from geoservice.queries.check import check_project
 from geoservice.queries.lookup import lookup_point
 from geoservice.queries.points import QueryError
 
-__all__ = ["QueryError", "lookup_point"]
+__all__ = ["QueryError", "check_project", "lookup_point"]

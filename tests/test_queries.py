@@ -1,0 +1,115 @@
+"""Queries for location services: point lookup and project check, on the demo data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import pytest
+import shapely
+import yaml
+from pyproj import Transformer
+
+from geoservice.conflicts import detect, load_rules
+from geoservice.db.connection import connect_url
+from geoservice.ingest import activate_version, ingest_layer, list_versions, load_definition
+from geoservice.queries import QueryError, check_project, lookup_point
+from sql_helpers import active, query
+
+TO_CRS84 = Transformer.from_crs("EPSG:4548", "OGC:CRS84", always_xy=True)
+
+
+@pytest.fixture()
+def cur(demo_settings):
+    conn = connect_url(demo_settings.database.url)
+    try:
+        with conn.cursor() as cursor:
+            yield cursor
+    finally:
+        conn.close()
+
+
+def test_lookup_matches_sql_in_every_crs(demo_settings, cur) -> None:
+    rows = query(demo_settings, """
+        SELECT p.id, p.land_code, p.plan_code, p.district_code, ST_X(pt), ST_Y(pt) FROM (
+            SELECT p.*, ST_PointOnSurface(p.geom) AS pt FROM geoservice.basemap_patch p
+            JOIN geoservice.integration_run r ON r.id = p.run_id WHERE r.is_current ORDER BY p.id LIMIT 20) p""")
+    for patch_id, land, plan, district, x, y in rows:
+        found = lookup_point(cur, demo_settings, x, y, "EPSG:4548")
+        assert (found["patch"]["id"], found["patch"]["land_use"]["code"], found["patch"]["urban_plan"]["code"],
+                found["district"]["code"]) == (patch_id, land, plan, district)
+        lon, lat = TO_CRS84.transform(x, y)
+        assert lookup_point(cur, demo_settings, lon, lat)["patch"]["id"] == patch_id
+        assert lookup_point(cur, demo_settings, lon, lat, "EPSG:4490")["patch"]["id"] == patch_id
+
+
+def test_lookup_lines_and_conflicts(demo_settings, cur) -> None:
+    x, y = query(demo_settings, f"SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p FROM {active('red_line')} r "
+                                "ORDER BY id LIMIT 1) q")[0]
+    found = lookup_point(cur, demo_settings, x, y, "EPSG:4548")
+    assert "red_line" in {line["kind"] for line in found["protection_lines"]}
+    x, y, cid = query(demo_settings, "SELECT ST_X(p), ST_Y(p), id FROM (SELECT ST_PointOnSurface(c.geom) p, c.id FROM "
+                                     "geoservice.conflict c JOIN geoservice.detection_run r ON r.id = c.run_id "
+                                     "WHERE r.is_current AND c.status = 'open' ORDER BY c.area_m2 DESC LIMIT 1) q")[0]
+    conflicts = lookup_point(cur, demo_settings, x, y, "EPSG:4548")["conflicts"]
+    assert cid in {c["id"] for c in conflicts} and all(c["title_zh"] for c in conflicts)
+
+
+def test_lookup_bad_input(demo_settings, cur) -> None:
+    with pytest.raises(QueryError, match=r"lies outside the base map"):
+        lookup_point(cur, demo_settings, 116.0, 40.0)
+    with pytest.raises(QueryError, match=r"unknown CRS 'EPSG:999999'"):
+        lookup_point(cur, demo_settings, 118.1, 24.5, "EPSG:999999")
+    with pytest.raises(QueryError, match=r"not supported here"):
+        lookup_point(cur, demo_settings, 118.1, 24.5, "EPSG:32650")
+
+
+def test_check_bad_geometry(demo_settings, cur) -> None:
+    rules = load_rules(demo_settings.path(demo_settings.paths.rules))
+    bow_tie = shapely.Polygon([(118.1, 24.5), (118.11, 24.51), (118.11, 24.5), (118.1, 24.51)])
+    with pytest.raises(QueryError, match=r"invalid: Self-intersection"):
+        check_project(cur, demo_settings, rules, bow_tie)
+    with pytest.raises(QueryError, match=r"must be a Polygon or MultiPolygon, not a Point"):
+        check_project(cur, demo_settings, rules, shapely.Point(118.1, 24.5))
+
+
+def test_check_equals_full_detection_with_the_project(demo_settings, cur, tmp_path: Path) -> None:
+    x, y = query(demo_settings, f"SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p FROM {active('red_line')} r "
+                                "ORDER BY id LIMIT 1) q")[0]
+    ring = np.array([(-400, -300), (500, -350), (450, 400), (-350, 380)]) + (x, y)
+    project_4548 = shapely.Polygon(ring)
+    project_4490 = shapely.Polygon(np.column_stack(
+        Transformer.from_crs("EPSG:4548", "EPSG:4490", always_xy=True).transform(ring[:, 0], ring[:, 1])))
+    rules = load_rules(demo_settings.path(demo_settings.paths.rules))
+    checked = check_project(cur, demo_settings, rules, project_4490, "EPSG:4490", "1001")
+    assert {c["rule_id"] for c in checked} >= {"projects_in_red_line"}
+
+    definition_file = demo_settings.path(demo_settings.paths.layers) / "projects.yaml"
+    definition = yaml.safe_load(definition_file.read_text(encoding="utf-8"))
+    source = definition_file.parent / definition["source"]["path"]
+    meta, _, geometry, fields = pyogrio.raw.read(source)
+    to_4490 = Transformer.from_crs("EPSG:4548", "EPSG:4490", always_xy=True)
+    extra = shapely.transform(project_4548, lambda xy: np.column_stack(to_4490.transform(xy[:, 0], xy[:, 1])))
+    columns = {name: np.append(values.astype(object), None) for name, values in zip(meta["fields"], fields)}
+    columns[definition["id_field"]][-1] = "CHECK-TEST"
+    columns[definition["code_field"]][-1] = "1001"
+    path = tmp_path / "projects_plus_one.geojson"
+    pyogrio.raw.write(path, np.append(geometry, shapely.to_wkb(extra)), list(columns.values()), list(columns),
+                      crs="EPSG:4490", driver="GeoJSON", geometry_type="Unknown")
+    (tmp_path / "projects.yaml").write_text(yaml.safe_dump({**definition, "source": {"path": path.name}}, allow_unicode=True))
+    before = [v.version for v in list_versions(demo_settings, "projects") if v.is_active][0]
+    try:
+        ingest_layer(demo_settings, load_definition(tmp_path / "projects.yaml"))
+        detect(demo_settings)
+        stored = query(demo_settings, "SELECT rule_id, area_m2, code_a, source_id_b, district_code FROM geoservice.conflict c "
+                                      "JOIN geoservice.detection_run r ON r.id = c.run_id WHERE r.is_current "
+                                      "AND source_id_a = 'CHECK-TEST' ORDER BY 1, 4, 5")
+    finally:
+        activate_version(demo_settings, "projects", before)
+        detect(demo_settings)
+    ours = sorted((c["rule_id"], c["area_m2"], c["code_a"], c["source_id_b"], c["district_code"]) for c in checked)
+    assert len(ours) == len(stored)
+    for mine, theirs in zip(ours, stored):
+        assert mine[0] == theirs[0] and mine[2:] == theirs[2:]
+        assert mine[1] == pytest.approx(theirs[1], rel=1e-9)  # the ingest round trip (EPSG:4490 file) moves nothing
