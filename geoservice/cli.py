@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 import traceback
@@ -9,11 +10,13 @@ from pathlib import Path
 
 import click
 
-from geoservice import __version__, basemap, conflicts, db, ingest
+from geoservice import __version__, basemap, conflicts, db, ingest, report, review, serve
+from geoservice.errors import GeoserviceError
 from geoservice.progress import RichReporter
-from geoservice.views import show_detection, show_ingest_summaries, show_integration, show_versions
-from geoservice.errors import GeoserviceError, NotAvailableError
 from geoservice.settings import Settings, load_settings
+from geoservice.views import (
+    show_case, show_detection, show_ingest_summaries, show_integration, show_statistics, show_versions,
+)
 
 
 class _State:
@@ -83,13 +86,6 @@ def db_migrate(ctx: click.Context) -> None:
     click.echo(f"{count} migration(s) applied")
 
 
-def _not_yet(name: str, issue: str) -> None:
-    @cli.command(name, help=f"Not available yet: {issue}.",
-                 context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-    def command() -> None:
-        raise NotAvailableError(f"`geoservice {name}` is not available yet ({issue})")
-
-
 @cli.command("ingest")
 @click.argument("definitions", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--all", "all_layers", is_flag=True, help="Every layers/*.yaml.")
@@ -148,17 +144,72 @@ def detect_command(ctx: click.Context, rule_ids: tuple[str, ...]) -> None:
     show_detection(conflicts.detect(settings, list(rule_ids) or None, RichReporter()))
 
 
-for _name, _issue in {
-    "serve": "the OGC API server is being built",
-    "report": "the conflict ledger and reports are being built",
-}.items():
-    _not_yet(_name, _issue)
+@cli.command("serve")
+@click.option("--host", help="Address to listen on (default: server.host).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: server.port).")
+@click.option("--write-config", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the pygeoapi configuration and its OpenAPI document (PATH stem + -openapi.json), then exit.")
+@click.pass_context
+def serve_command(ctx: click.Context, host: str | None, port: int | None, write_config: Path | None) -> None:
+    """Serve the layers, the base map and the conflicts as OGC API – Features (pygeoapi)."""
+    settings = serve.with_address(settings_of(ctx), host, port)
+    db.up(settings, _echo)
+    if write_config:
+        for line in serve.written_config_lines(serve.write_pygeoapi_config(settings, write_config)):
+            click.echo(line)
+        return
+    serve.run(settings, lambda collections: [click.echo(line) for line in serve.serving_lines(settings, collections)])
+
+
+@cli.command("report")
+@click.option("--run", "run_id", type=int, help="Detection run id (default: the current run).")
+@click.option("--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="How to print the statistics.")
+@click.option("--export", "export_path", type=click.Path(path_type=Path),
+              help="Write the ledger instead: a .gpkg, .csv or .xlsx file, or a folder for all three.")
+@click.option("--english", is_flag=True, help="English column headers in the export (default: Chinese).")
+@click.option("--all", "write_everything", is_flag=True,
+              help="Write the ledger exports, the HTML report and PNG pictures under the output folder.")
+@click.pass_context
+def report_command(ctx: click.Context, run_id: int | None, output_format: str, export_path: Path | None, english: bool,
+                   write_everything: bool) -> None:
+    """Statistics of a detection run's conflict ledger (冲突台账); exports and pictures."""
+    settings = settings_of(ctx)
+    db.up(settings, _echo)
+    if export_path or write_everything:
+        written = report.export_ledger(settings, export_path, run_id, english) if export_path else report.write_all(settings, run_id)
+        for path in written:
+            click.echo(str(path))
+        return
+    stats = report.statistics(settings, run_id)
+    if output_format == "table":
+        show_statistics(stats)
+    else:
+        click.echo(stats.to_json() if output_format == "json" else stats.to_csv(), nl=output_format == "json")
+
+
+@cli.command("review")
+@click.argument("conflict_id", type=int)
+@click.option("--status", type=click.Choice(review.STATUSES), help="The new status; without it, show the case and its history.")
+@click.option("--comment", default="", help="The opinion (处理意见); required for resolved and waived.")
+@click.option("--reviewer", default=getpass.getuser, show_default="the login name", help="Who decides.")
+@click.pass_context
+def review_command(ctx: click.Context, conflict_id: int, status: str | None, comment: str, reviewer: str) -> None:
+    """Show or change the review status of conflict CONFLICT_ID (its 图斑编号 in the ledger, of any run)."""
+    settings = settings_of(ctx)
+    db.up(settings, _echo)
+    if status is None and comment:
+        raise click.UsageError("--comment goes with --status")
+    if status is not None:
+        review.set_status(settings, conflict_id, status, comment, reviewer)
+    show_case(review.get_case(settings, conflict_id), review.history(settings, conflict_id))
 
 
 @cli.command("demo")
 @click.pass_context
 def demo(ctx: click.Context) -> None:
-    """The main job on the demo data: database up, ingest every layer, build the base map, detect conflicts."""
+    """The main job on the demo data: database up, ingest every layer, build the base map, detect conflicts,
+    write the conflict ledger and report."""
     settings = settings_of(ctx)
     db.up(settings, _echo)
     reporter = RichReporter()
@@ -166,6 +217,10 @@ def demo(ctx: click.Context) -> None:
     show_ingest_summaries([ingest.ingest_layer(settings, d, reporter=reporter) for d in definitions], False, reporter.console)
     show_integration(basemap.integrate(settings, reporter))
     show_detection(conflicts.detect(settings, None, reporter))
+    written = report.write_all(settings)
+    click.echo(f"conflict ledger and report: {written[0].parent}")
+    for path in written:
+        click.echo(f"  {path.name}")
 
 
 def main(argv: list[str] | None = None) -> int:

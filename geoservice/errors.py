@@ -26,12 +26,6 @@ class MigrationError(GeoserviceError):
     """A migration file failed or an applied one has changed."""
 
 
-class NotAvailableError(GeoserviceError):
-    """A subcommand whose stage is not built yet."""
-
-    exit_code = 2
-
-
 def rows_text(rows: list[int], limit: int = 10) -> str:
     """'row 5' / 'rows 1, 2, 3 and 17 more' for messages (rows are 1-based source rows)."""
     shown = ", ".join(str(row) for row in rows[:limit])

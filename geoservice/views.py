@@ -8,6 +8,8 @@ from rich.table import Table
 from geoservice.basemap import IntegrationSummary
 from geoservice.conflicts import DetectionSummary
 from geoservice.ingest import IngestSummary, VersionRow
+from geoservice.report import Statistics
+from geoservice.review import Case, CaseEvent
 
 PROBLEMS_SHOWN = 5
 
@@ -85,3 +87,64 @@ def show_detection(summary: DetectionSummary) -> None:
         by_district.add_row(str(row["rule"]), str(row["district"]), str(row["count"]), f"{row['ha']:,.2f}")
     console.print(by_district)
     console.print(f"{summary.seconds:.1f} s", markup=False, highlight=False)
+
+
+NUMERIC_COLUMNS = {"count", "patches", "ha", "district ha", "planned ha", "sum ha", "union ha", "% of district"}
+
+
+def _hectares(value: object) -> str:
+    return "" if value is None else f"{value:,.2f}"
+
+
+def _percent(value: object) -> str:
+    return "" if value is None else f"{value:.2f}%"
+
+
+def show_statistics(stats: Statistics) -> None:
+    """A run's statistics: by rule, by rule × district, by district (shares), plan differences, review status."""
+    console = Console()
+    run = stats.run
+    console.print(f"detection run {run.id}{' (current)' if run.is_current else ''}, base map run {run.integration_run_id}",
+                  markup=False, highlight=False)
+    tables = [
+        ("conflicts by rule", ("rule", "title", "count", "ha"),
+         [(r["rule"], r["title_zh"], str(r["count"]), _hectares(r["ha"])) for r in stats.by_rule]),
+        ("conflicts by rule and district", ("rule", "district", "count", "ha", "% of district"),
+         [(r["rule"], r["district"] or "(none)", str(r["count"]), _hectares(r["ha"]), _percent(r["share_pct"]))
+          for r in stats.by_rule_district]),
+        ("districts", ("district", "code", "district ha", "planned ha", "count", "sum ha", "union ha", "% of district"),
+         [(r["district"] or "(none)", r["district_code"], _hectares(r["district_ha"]), _hectares(r["planned_ha"]),
+           str(r["count"]), _hectares(r["ha"]), _hectares(r["union_ha"]), _percent(r["share_pct"])) for r in stats.by_district]),
+        ("base map by plan difference and district", ("class", "district", "patches", "ha", "% of district"),
+         [(DIFFERENCE_TITLES.get(r["difference"], r["difference"]), r["district"] or "(none)", str(r["count"]),
+           _hectares(r["ha"]), _percent(r["share_pct"])) for r in stats.by_difference]),
+        ("review status", ("status", "count", "ha"),
+         [(r["status"], str(r["count"]), _hectares(r["ha"])) for r in stats.by_status]),
+        ("in this run", ("presence", "count", "ha"),
+         [(r["presence"], str(r["count"]), _hectares(r["ha"])) for r in stats.by_presence]),
+    ]
+    for title, columns, rows in tables:
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column, justify="right" if column in NUMERIC_COLUMNS else "left")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+
+
+def show_case(case: Case, events: list[CaseEvent]) -> None:
+    """A conflict's case (status, opinion, reviewer, runs) and its audit trail."""
+    console = Console()
+    where = f"{case.layer_a} {case.key_a}" + (f" × {case.layer_b} {case.key_b}" if case.layer_b else "")
+    console.print(f"case {case.id}: {case.rule_id}, {where}, district {case.district_code or '(none)'}; "
+                  f"runs {case.first_run_id}–{case.last_run_id}", markup=False, highlight=False)
+    reviewed = f" by {case.reviewer} at {case.reviewed_at:%Y-%m-%d %H:%M:%S}" if case.reviewed_at else ""
+    console.print(f"status: {case.status}{reviewed}" + (f"; opinion: {case.opinion}" if case.opinion else ""),
+                  markup=False, highlight=False)
+    table = Table(title="history")
+    for column in ("when", "who", "from", "to", "comment", "conflict"):
+        table.add_column(column)
+    for event in events:
+        table.add_row(f"{event.changed_at:%Y-%m-%d %H:%M:%S}", event.reviewer, event.from_status, event.to_status,
+                      event.comment, str(event.conflict_id or ""))
+    console.print(table)

@@ -35,12 +35,6 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
     assert "Traceback" in result.stderr and result.stderr.rstrip().endswith("bogus: unknown key")
 
 
-def test_unbuilt_subcommand_says_so() -> None:
-    result = run("report", "--anything")
-    assert result.returncode == 2
-    assert "not available yet" in result.stderr and "Traceback" not in result.stderr
-
-
 def test_usage_error_exit_code() -> None:
     result = run("db", "sideways")
     assert result.returncode == 2

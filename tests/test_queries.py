@@ -113,3 +113,68 @@ def test_check_equals_full_detection_with_the_project(demo_settings, cur, tmp_pa
     for mine, theirs in zip(ours, stored):
         assert mine[0] == theirs[0] and mine[2:] == theirs[2:]
         assert mine[1] == pytest.approx(theirs[1], rel=1e-9)  # the ingest round trip (EPSG:4490 file) moves nothing
+
+
+def test_exposure_by_hand_on_a_generated_raster(demo_settings, cur, tmp_path: Path) -> None:
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from geoservice.queries import hazard_exposure
+
+    x0, y0 = query(demo_settings, "SELECT floor(ST_X(p) / 100) * 100 - 2500, floor(ST_Y(p) / 100) * 100 - 2500 FROM "
+                                  "(SELECT ST_Centroid(ST_Collect(geom)) p FROM geoservice.basemap_patch p "
+                                  "JOIN geoservice.integration_run r ON r.id = p.run_id WHERE r.is_current "
+                                  "AND district_code = '350203') q")[0]
+    values = np.zeros((50, 50), dtype=np.float32)
+    values[:, :25] = 2.0          # the western half is flooded 2 m deep
+    values[:5, :5] = -9999.0      # nodata in the north-west corner
+    path = tmp_path / "flood.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=50, height=50, count=1, dtype="float32", crs="EPSG:4548",
+                       transform=from_origin(x0, y0 + 5000, 100, 100), nodata=-9999.0) as out:
+        out.write(values, 1)
+    result = hazard_exposure(cur, demo_settings, path, threshold=1.0)
+
+    rows = query(demo_settings, "SELECT district_code, ST_AsBinary(geom) FROM geoservice.basemap_patch p "
+                                "JOIN geoservice.integration_run r ON r.id = p.run_id WHERE r.is_current "
+                                "AND geom && ST_MakeEnvelope(%s, %s, %s, %s, 4548)", x0, y0, x0 + 5000, y0 + 5000)
+    cx, cy = np.meshgrid(x0 + 50 + 100 * np.arange(50), y0 + 5000 - 50 - 100 * np.arange(50))
+    flooded = values > 1.0
+    by_district: dict[str, float] = {}
+    for code, wkb in rows:  # by hand: flooded cell centres in each patch; a patch with none takes the cell under it
+        patch = shapely.from_wkb(bytes(wkb))
+        inside = shapely.contains_xy(patch, cx, cy)
+        if inside.any():
+            area = float((inside & flooded).sum()) * 100 * 100
+        else:
+            point = patch.point_on_surface()
+            col, row = int((point.x - x0) // 100), int((y0 + 5000 - point.y) // 100)
+            area = patch.area if 0 <= col < 50 and 0 <= row < 50 and flooded[row, col] else 0.0
+        if area:
+            by_district[code] = by_district.get(code, 0.0) + area
+    got = {d["district_code"]: d["exposed_m2"] for d in result["by_district"] if d["exposed_m2"] > 0}
+    assert got.keys() == by_district.keys() and got
+    for code, area in by_district.items():
+        assert got[code] == pytest.approx(area, rel=1e-9)
+    assert result["exposed_m2"] == pytest.approx(sum(by_district.values()), rel=1e-9)
+    assert all(p["exposed_m2"] > 0 for p in result["exposed_construction_patches"])
+
+
+def test_exposure_bad_input(demo_settings, cur, tmp_path: Path) -> None:
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from geoservice.queries import hazard_exposure
+
+    far = tmp_path / "far.tif"
+    with rasterio.open(far, "w", driver="GTiff", width=10, height=10, count=1, dtype="float32", crs="EPSG:4548",
+                       transform=from_origin(300_000, 5_000_000, 100, 100)) as out:
+        out.write(np.ones((10, 10), dtype=np.float32), 1)
+    with pytest.raises(QueryError, match=r"far.tif does not overlap the base map"):
+        hazard_exposure(cur, demo_settings, far, 0.5)
+    (tmp_path / "junk.tif").write_bytes(b"not a tiff")
+    with pytest.raises(QueryError, match=r"junk.tif: not a readable raster"):
+        hazard_exposure(cur, demo_settings, tmp_path / "junk.tif", 0.5)
+    with pytest.raises(QueryError, match=r"no raster 'nope'"):
+        hazard_exposure(cur, demo_settings, "nope", 0.5)
+    with pytest.raises(QueryError, match=r"band 3 asked for"):
+        hazard_exposure(cur, demo_settings, "flood_depth", 0.5, band=3)
