@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import sys
 import traceback
 from pathlib import Path
 
 import click
+import shapely.geometry
 
-from geoservice import __version__, basemap, conflicts, db, ingest, report, review, serve
+from geoservice import __version__, basemap, conflicts, db, ingest, queries, report, review, serve
 from geoservice.errors import GeoserviceError
 from geoservice.progress import RichReporter
 from geoservice.settings import Settings, load_settings
 from geoservice.views import (
-    show_case, show_detection, show_ingest_summaries, show_integration, show_statistics, show_versions,
+    show_case, show_detection, show_exposure, show_ingest_summaries, show_integration, show_project_check,
+    show_statistics, show_versions,
 )
 
 
@@ -203,6 +206,56 @@ def review_command(ctx: click.Context, conflict_id: int, status: str | None, com
     if status is not None:
         review.set_status(settings, conflict_id, status, comment, reviewer)
     show_case(review.get_case(settings, conflict_id), review.history(settings, conflict_id))
+
+
+def _print_json(data: object) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+@cli.command("lookup")
+@click.argument("x", type=float)
+@click.argument("y", type=float)
+@click.option("--crs", default=None, help="CRS of x, y (x = longitude/easting); default OGC:CRS84.")
+@click.pass_context
+def lookup_command(ctx: click.Context, x: float, y: float, crs: str | None) -> None:
+    """What every plan says at a point: patch, codes, protection lines, district, open conflicts (JSON)."""
+    settings = settings_of(ctx)
+    with db.transaction(settings) as conn, conn.cursor() as cur:
+        _print_json(queries.lookup_point(cur, settings, x, y, crs))
+
+
+@cli.command("check")
+@click.argument("project", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--crs", default=None, help="CRS of the file's coordinates when it does not say (default: the file's).")
+@click.option("--code", default=None, help="The project's planned 用地用海 code (e.g. 0701).")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def check_command(ctx: click.Context, project: Path, crs: str | None, code: str | None, output_format: str) -> None:
+    """The conflicts a proposed project (a polygon file) would create under the current rules; nothing is stored."""
+    settings = settings_of(ctx)
+    geometry, file_crs = queries.read_project_file(project)
+    rules = conflicts.load_rules(settings.path(settings.paths.rules))
+    with db.transaction(settings) as conn, conn.cursor() as cur:
+        found = queries.check_project(cur, settings, rules, geometry, crs or file_crs, code)
+    if output_format == "json":
+        _print_json([{**c, "geometry": shapely.geometry.mapping(c["geometry"])} for c in found])
+    else:
+        show_project_check(found)
+
+
+@cli.command("exposure")
+@click.argument("raster")
+@click.option("--threshold", type=float, required=True, help="Cells above this value are exposed.")
+@click.option("--band", type=int, default=None, help="Raster band (default: the registered band, else 1).")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def exposure_command(ctx: click.Context, raster: str, threshold: float, band: int | None, output_format: str) -> None:
+    """Exposed area of the base map under a hazard raster (a registered name or a file), by district and class."""
+    settings = settings_of(ctx)
+    registered = settings.rasters.get(raster)
+    with db.transaction(settings) as conn, conn.cursor() as cur:
+        result = queries.hazard_exposure(cur, settings, raster, threshold, band or (registered.band if registered else 1))
+    _print_json(result) if output_format == "json" else show_exposure(result)
 
 
 @cli.command("demo")

@@ -148,3 +148,39 @@ def show_case(case: Case, events: list[CaseEvent]) -> None:
         table.add_row(f"{event.changed_at:%Y-%m-%d %H:%M:%S}", event.reviewer, event.from_status, event.to_status,
                       event.comment, str(event.conflict_id or ""))
     console.print(table)
+
+
+def show_project_check(found: list[dict[str, object]]) -> None:
+    """The conflicts a submitted project would create, one row each."""
+    console = Console()
+    if not found:
+        console.print("no conflict: the project fits every rule", markup=False, highlight=False)
+        return
+    table = Table(title=f"the project would create {len(found)} conflict(s)")
+    for column in ("rule", "title", "severity", "m²", "other feature", "district"):
+        table.add_column(column, justify="right" if column == "m²" else "left")
+    for c in found:
+        other = f"{c['layer_b']} {c['source_id_b'] or c['feature_b']}" if c["layer_b"] else "-"
+        table.add_row(str(c["rule_id"]), str(c["title_zh"]), str(c["severity"]), f"{c['area_m2']:,.1f}", other,
+                      str(c["district_name"] or "-"))
+    console.print(table)
+
+
+def show_exposure(result: dict[str, object]) -> None:
+    """Exposed area by district and by planned class, and the most exposed construction patches."""
+    console = Console()
+    console.print(f"{result['raster']} band {result['band']} above {result['threshold']}: "
+                  f"{result['exposed_ha']:,.2f} ha exposed over {result['patches_examined']} base-map patches",
+                  markup=False, highlight=False)
+    for title, rows, key in (("by district", result["by_district"], "district_name"),
+                             ("by urban-plan class", result["by_urban_plan_class"], "name")):
+        table = Table(title=f"exposure {title}")
+        for column in ("", "exposed ha", "area ha", "share"):
+            table.add_column(column, justify="left" if column == "" else "right")
+        for row in rows:
+            if row["exposed_m2"] > 0:
+                label = row[key] or row.get("code") or "-"
+                table.add_row(str(label), f"{row['exposed_ha']:,.2f}", f"{row['area_m2'] / 1e4:,.2f}", f"{row['share']:.1%}")
+        console.print(table)
+    patches = result["exposed_construction_patches"]
+    console.print(f"exposed planned-construction patches: {len(patches)}", markup=False, highlight=False)

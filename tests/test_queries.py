@@ -178,3 +178,32 @@ def test_exposure_bad_input(demo_settings, cur, tmp_path: Path) -> None:
         hazard_exposure(cur, demo_settings, "nope", 0.5)
     with pytest.raises(QueryError, match=r"band 3 asked for"):
         hazard_exposure(cur, demo_settings, "flood_depth", 0.5, band=3)
+
+
+def test_cli_lookup_check_exposure(demo_settings, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "geoservice", *args], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "GEOSERVICE_DATABASE_URL": demo_settings.database.url})
+
+    found = run("lookup", "118.09", "24.47")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["district"]["name"] == "思明区"
+    outside = run("lookup", "116", "40")
+    assert outside.returncode == 1 and outside.stderr.startswith("error: the point (116.0, 40.0)") and "Traceback" not in outside.stderr
+    x, y = query(demo_settings, f"SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p FROM {active('red_line')} r "
+                                "ORDER BY id LIMIT 1) q")[0]
+    project = tmp_path / "project.geojson"
+    project.write_text(json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {},
+                       "geometry": shapely.geometry.mapping(shapely.box(x - 200, y - 200, x + 200, y + 200))}]}))
+    checked = run("check", str(project), "--crs", "EPSG:4548", "--code", "0701", "--format", "json")
+    assert checked.returncode == 0, checked.stderr
+    assert "projects_in_red_line" in {c["rule_id"] for c in json.loads(checked.stdout)}
+    assert run("check", str(project), "--crs", "EPSG:4548").stdout.count("conflict(s)") == 1
+    exposure = run("exposure", "flood_depth", "--threshold", "0.5", "--format", "json")
+    assert exposure.returncode == 0, exposure.stderr
+    assert json.loads(exposure.stdout)["exposed_m2"] > 0

@@ -1,8 +1,8 @@
 """Queries for location services: point lookup, project check on submit, hazard exposure."""
 
-from geoservice.queries.check import check_project
+from geoservice.queries.check import check_project, read_project_file
 from geoservice.queries.exposure import hazard_exposure
 from geoservice.queries.lookup import lookup_point
 from geoservice.queries.points import QueryError
 
-__all__ = ["QueryError", "check_project", "hazard_exposure", "lookup_point"]
+__all__ = ["QueryError", "check_project", "hazard_exposure", "lookup_point", "read_project_file"]

@@ -7,10 +7,13 @@ so the answer equals what a full detection with the project added would find for
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg2.extensions
+import pyogrio
+import pyogrio.errors
 import shapely
 
 from geoservice.conflicts.detect import LayerCatalog, district_zones, evaluate_rule, finish
@@ -37,6 +40,19 @@ def project_geometry(settings: Settings, geometry: shapely.Geometry, crs: str | 
     if not moved.is_valid or moved.area <= 0:
         raise QueryError("the project geometry has no area in the working CRS")
     return moved
+
+
+def read_project_file(path: Path) -> tuple[shapely.Geometry, str | None]:
+    """The polygons of a project file (GeoJSON, GeoPackage, Shapefile) as one geometry, and the file's CRS."""
+    try:
+        meta, _, wkb, _ = pyogrio.raw.read(path, read_geometry=True, columns=[])
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
+        raise QueryError(f"{path}: cannot be read as a vector file ({exc})") from exc
+    geometries = shapely.from_wkb(wkb)
+    if len(geometries) == 0:
+        raise QueryError(f"{path}: holds no feature")
+    geometry = geometries[0] if len(geometries) == 1 else shapely.union_all(geometries)
+    return geometry, meta.get("crs")
 
 
 def _construction_rules(rules: list[Rule], catalog: LayerCatalog, construction: str) -> list[Rule]:
