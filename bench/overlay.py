@@ -298,7 +298,8 @@ def report(n: int, results: list[tuple[Outcome, str]], threads: int) -> None:
         if bare and bare.seconds:
             lines.append(f"ours union / bare intersection = {union.seconds / bare.seconds:.2f} (target ≤ 1.0)")
         if n >= 1_000_000:
-            lines.append(f"ours union at 1M: {union.seconds:.1f} s (target ≤ 60 s), peak {union.peak_mb:.0f} MB (target ≤ 4096)")
+            lines.append(f"ours union at 1M: {union.seconds:.1f} s (target ≤ 60 s), peak {fmt(union.peak_mb, '.0f')} MB "
+                         "(target ≤ 4096)")
         print("targets: " + "; ".join(lines) + f"  [threads={threads}, cpus={os.cpu_count()}]")
 
 
