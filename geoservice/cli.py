@@ -259,10 +259,11 @@ def exposure_command(ctx: click.Context, raster: str, threshold: float, band: in
 
 
 @cli.command("demo")
+@click.option("--serve/--no-serve", "and_serve", default=True, help="End by serving the results (default) or stop.")
 @click.pass_context
-def demo(ctx: click.Context) -> None:
+def demo(ctx: click.Context, and_serve: bool) -> None:
     """The main job on the demo data: database up, ingest every layer, build the base map, detect conflicts,
-    write the conflict ledger and report."""
+    write the conflict ledger and report, then serve everything (OGC API) until Ctrl-C."""
     settings = settings_of(ctx)
     db.up(settings, _echo)
     reporter = RichReporter()
@@ -274,6 +275,8 @@ def demo(ctx: click.Context) -> None:
     click.echo(f"conflict ledger and report: {written[0].parent}")
     for path in written:
         click.echo(f"  {path.name}")
+    if and_serve:
+        serve.run(settings, lambda collections: [click.echo(line) for line in serve.serving_lines(settings, collections)])
 
 
 def main(argv: list[str] | None = None) -> int:

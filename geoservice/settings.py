@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
@@ -73,11 +73,43 @@ class IntegrationSettings(_Strict):
     threads: int | None = Field(None, ge=1)
 
 
+class RasterSettings(_Strict):
+    """A registered raster (hazard grid, constraint surface) the exposure query can name."""
+
+    path: Path
+    title: str = ""
+    band: int = Field(1, ge=1)
+    unit: str = ""
+
+
+class ServerLimits(_Strict):
+    """Page sizes of OGC API items requests (pygeoapi caps `limit` at 10 unless these are set)."""
+
+    default_items: int = Field(10, ge=1)
+    max_items: int = Field(10000, ge=1)
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> ServerLimits:
+        if self.default_items > self.max_items:
+            raise ValueError(f"default_items ({self.default_items}) is larger than max_items ({self.max_items})")
+        return self
+
+
 class ServerSettings(_Strict):
-    """Where `geoservice serve` listens."""
+    """Where `geoservice serve` listens and how it pages."""
 
     host: str = "127.0.0.1"
     port: int = Field(5000, ge=1, le=65535)
+    url: str | None = Field(None, pattern=r"^https?://[^\s]+[^/\s]$")
+    limits: ServerLimits = ServerLimits()
+    exact_count_limit: int = Field(10000, ge=0)
+    pool_size: int = Field(8, ge=1, le=100)
+    map_tiles: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The public base URL links are written with: `url`, else http://host:port."""
+        return self.url or f"http://{self.host}:{self.port}"
 
 
 def _parse_crs(value: str) -> CRS:
@@ -100,6 +132,7 @@ class Settings(_Strict):
     database: DatabaseSettings = DatabaseSettings()
     paths: PathSettings = PathSettings()
     integration: IntegrationSettings = IntegrationSettings()
+    rasters: dict[str, RasterSettings] = Field(default_factory=dict)
     server: ServerSettings = ServerSettings()
 
     @field_validator("working_crs")

@@ -1,0 +1,91 @@
+"""Serving: layers, the base map and conflicts as OGC API – Features through pygeoapi and our PostGIS provider."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from geoservice import db
+from geoservice.errors import GeoserviceError
+from geoservice.serve.catalog import CONFLICTS, Collection, read_collections
+from geoservice.serve.config import ConfigFiles, write_config
+from geoservice.settings import Settings
+
+__all__ = ["Collection", "ConfigFiles", "ServeError", "read_served_collections", "run", "serving_lines", "with_address",
+           "write_pygeoapi_config", "written_config_lines"]
+
+
+class ServeError(GeoserviceError):
+    """The server cannot start: says why (port taken, nothing to serve)."""
+
+
+def with_address(settings: Settings, host: str | None, port: int | None) -> Settings:
+    """The settings with the listening address of the command line, when given."""
+    overrides = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
+    return settings.model_copy(update={"server": settings.server.model_copy(update=overrides)})
+
+
+def serving_lines(settings: Settings, collections: list[Collection]) -> list[str]:
+    """What a person reads when the server is up: where the landing page and the conflicts are."""
+    base = settings.server.base_url
+    lines = [f"serving {len(collections)} collections ({', '.join(c.name for c in collections)})",
+             f"landing page: {base}/"]
+    if any(c.name == CONFLICTS for c in collections):
+        lines.append(f"conflicts:    {base}/collections/{CONFLICTS}  (map: {base}/collections/{CONFLICTS}/items?f=html)")
+    lines.append("stop with Ctrl-C")
+    return lines
+
+
+def written_config_lines(files: ConfigFiles) -> list[str]:
+    """What `serve --write-config` tells: the files, and how to run pygeoapi on them."""
+    run = f"PYGEOAPI_CONFIG={files.config} PYGEOAPI_OPENAPI={files.openapi} uvicorn pygeoapi.starlette_app:APP"
+    return [f"wrote {files.config} (it holds the database URL: mode 0600) and {files.openapi}", f"run pygeoapi with: {run}"]
+
+
+def read_served_collections(settings: Settings) -> tuple[list[Collection], str]:
+    """What the database holds to serve, and its URL."""
+    url = db.database_url(settings)
+    conn = db.connect_url(url)
+    try:
+        collections = read_collections(conn)
+    finally:
+        conn.close()
+    if not collections:
+        raise ServeError("nothing to serve: no active layer, base map or detection run (run `geoservice demo` or ingest)")
+    return collections, url
+
+
+def write_pygeoapi_config(settings: Settings, path: Path) -> ConfigFiles:
+    """Write the pygeoapi configuration for what the database holds, and its OpenAPI document."""
+    collections, url = read_served_collections(settings)
+    return write_config(settings, collections, url, path)
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+            raise ServeError(f"server.port: {host}:{port} {reason}; choose another with --port") from exc
+
+
+def run(settings: Settings, announce: Callable[[list[Collection]], None]) -> None:
+    """Generate the configuration into a private temporary folder and serve it with uvicorn until stopped."""
+    import uvicorn
+
+    from geoservice.serve.app import create_app
+
+    server = settings.server
+    _check_port(server.host, server.port)
+    collections, url = read_served_collections(settings)
+    with tempfile.TemporaryDirectory(prefix="geoservice-serve-") as folder:
+        files = write_config(settings, collections, url, Path(folder) / "pygeoapi.yml")
+        app = create_app(files)
+        announce(collections)
+        uvicorn.run(app, host=server.host, port=server.port, log_level="warning", access_log=False,
+                    loop="uvloop", http="httptools", timeout_graceful_shutdown=5)

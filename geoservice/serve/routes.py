@@ -1,0 +1,223 @@
+"""geoservice's own endpoints in front of pygeoapi: items and single items as PostGIS-written text, conformance.
+
+pygeoapi 0.21's items API turns a provider's result into a dict and serializes it again (three times the
+cost of the query for a page of 1,000), builds offset-only links, rejects `filter-lang=cql2-text`, parses
+`filter` as ECQL, transforms a bbox by its two corners into the storage CRS, answers an unknown item with
+400 and ignores unknown parameters. These routes call the same provider and answer JSON and HTML
+themselves; other formats (JSON-LD, CSV) and everything else go to pygeoapi.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from pygeoapi.api import API, SYSTEM_LOCALE, APIRequest
+from pygeoapi.util import render_j2_template
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from geoservice.serve.cql import FilterError
+from geoservice.serve.crs import CRS84
+from geoservice.serve.params import page_request
+from geoservice.serve.provider import GeoserviceProvider, Page, RequestError, Unavailable
+from geoservice.serve.query import PageRequest
+
+GEOJSON = "application/geo+json"
+HTML = "text/html"
+ITEM_PARAMETERS = {"f", "lang", "crs"}
+_OGC = "http://www.opengis.net/spec"
+#: what geoservice implements, for every collection it serves
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/landing-page",
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/json",
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/html",
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-common-2/1.0/conf/collections",
+    f"{_OGC}/ogcapi-features-1/1.0/conf/core",
+    f"{_OGC}/ogcapi-features-1/1.0/conf/oas30",
+    f"{_OGC}/ogcapi-features-1/1.0/conf/html",
+    f"{_OGC}/ogcapi-features-1/1.0/conf/geojson",
+    f"{_OGC}/ogcapi-features-2/1.0/conf/crs",
+    f"{_OGC}/ogcapi-features-3/1.0/conf/queryables",
+    f"{_OGC}/ogcapi-features-3/1.0/conf/queryables-query-parameters",
+    f"{_OGC}/ogcapi-features-3/1.0/conf/filter",
+    f"{_OGC}/ogcapi-features-3/1.0/conf/features-filter",
+    f"{_OGC}/cql2/1.0/conf/cql2-text",
+    f"{_OGC}/cql2/1.0/conf/cql2-json",
+    f"{_OGC}/cql2/1.0/conf/basic-cql2",
+    f"{_OGC}/cql2/1.0/conf/advanced-comparison-operators",
+    f"{_OGC}/cql2/1.0/conf/case-insensitive-comparison",
+    f"{_OGC}/cql2/1.0/conf/basic-spatial-functions",
+    f"{_OGC}/cql2/1.0/conf/basic-spatial-functions-plus",
+    f"{_OGC}/cql2/1.0/conf/spatial-functions",
+    f"{_OGC}/cql2/1.0/conf/property-property",
+]
+
+Delegate = Callable[[Request], Awaitable[Response]]
+
+
+class Endpoints:
+    """The routes' handlers over pygeoapi's API object and one provider per collection."""
+
+    def __init__(self, api: API, providers: dict[str, GeoserviceProvider], pygeoapi_items: Delegate) -> None:
+        self.api, self.providers, self.pygeoapi_items = api, providers, pygeoapi_items
+        limits = api.config["server"]["limits"]
+        self.default_limit, self.max_limit = int(limits["default_items"]), int(limits["max_items"])
+
+    # -- responses ------------------------------------------------------------------------------------
+
+    def _error(self, request: APIRequest, status: HTTPStatus, code: str, description: str) -> Response:
+        """An OGC exception body (pygeoapi's shape), not logged: a client's mistake is not a server error."""
+        exception = {"code": code, "type": code, "description": description}
+        if request.format == "html":
+            content = render_j2_template(self.api.tpl_config, self.api.config["server"]["templates"], "exception.html",
+                                         exception, SYSTEM_LOCALE)
+            return Response(content, status_code=status,
+                            headers=request.get_response_headers(SYSTEM_LOCALE, force_type=HTML, **self.api.api_headers))
+        headers = request.get_response_headers(SYSTEM_LOCALE, force_type="application/json", **self.api.api_headers)
+        return Response(orjson.dumps(exception), status_code=status, headers=headers)
+
+    def _html(self, request: APIRequest, template: str, data: dict[str, Any], dataset: str | None = None) -> Response:
+        templates = self.api.get_dataset_templates(dataset) if dataset else self.api.config["server"]["templates"]
+        content = render_j2_template(self.api.tpl_config, templates, template, data, request.locale)
+        headers = request.get_response_headers(force_type=HTML, **self.api.api_headers)
+        return Response(content, headers=headers)
+
+    def _format(self, request: APIRequest) -> str | None:
+        """'json' or 'html' when these routes answer; None when pygeoapi should (other formats)."""
+        return request.format if request.format in ("json", "html") else "json" if not request.format else None
+
+    # -- /conformance -------------------------------------------------------------------------------------
+
+    async def conformance(self, request: Request) -> Response:
+        api_request = await APIRequest.from_starlette(request, self.api.locales)
+        data = {"conformsTo": CONFORMANCE}
+        if self._format(api_request) == "html":
+            return await run_in_threadpool(self._html, api_request, "conformance.html", data)
+        headers = api_request.get_response_headers(force_type="application/json", **self.api.api_headers)
+        return Response(orjson.dumps(data), headers=headers)
+
+    # -- /collections/{id}/items ----------------------------------------------------------------------------
+
+    async def items(self, request: Request) -> Response:
+        api_request = await APIRequest.from_starlette(request, self.api.locales)
+        name = request.path_params["collection_id"]
+        provider = self.providers.get(name)
+        if provider is None:
+            return self._error(api_request, HTTPStatus.NOT_FOUND, "NotFound", f"no collection {name!r}")
+        fmt = self._format(api_request)
+        if fmt is None:
+            return await self.pygeoapi_items(request)
+        params = dict(request.query_params)
+        try:
+            page_req, page = await run_in_threadpool(self._page, provider, params, fmt)
+        except (RequestError, FilterError) as exc:
+            return self._error(api_request, HTTPStatus.BAD_REQUEST, "InvalidParameterValue", str(exc))
+        except Unavailable as exc:
+            return self._error(api_request, HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable", str(exc))
+        links = self._items_links(name, params, page, fmt)
+        extra = {"links": links, "timeStamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        if fmt == "html":
+            return await run_in_threadpool(self._items_html, api_request, provider, name, page, extra)
+        headers = api_request.get_response_headers(force_type=GEOJSON, **self.api.api_headers)
+        headers["Content-Crs"] = f"<{page_req.crs.uri}>"
+        return Response(page.feature_collection(extra), headers=headers)
+
+    def _page(self, provider: GeoserviceProvider, params: dict[str, str], fmt: str) -> tuple[PageRequest, Page]:
+        """Check the parameters and read the page (in a worker thread: geometry work and the query block)."""
+        page_req = page_request(provider, params, self.default_limit, self.max_limit)
+        if fmt == "html":  # the page's map is in CRS84
+            page_req = PageRequest(page_req.selection, provider.crs.lookup(CRS84) or provider.crs.default,
+                                   page_req.limit, page_req.offset, page_req.sort, page_req.properties)
+        return page_req, provider.page(page_req)
+
+    def _items_links(self, name: str, params: dict[str, str], page: Page, fmt: str) -> list[dict[str, str]]:
+        base = f"{self.api.get_collections_url()}/{name}/items"
+        kept = {k: v for k, v in params.items() if k not in ("f", "offset")}
+
+        def href(f: str | None, offset: int | None = None) -> str:
+            query = {**kept, **({"offset": str(offset)} if offset else {}), **({"f": f} if f else {})}
+            return f"{base}?{urllib.parse.urlencode(query, safe=',:/')}" if query else base
+
+        own = "html" if fmt == "html" else params.get("f")
+        own_type = HTML if fmt == "html" else GEOJSON
+        links = [
+            {"rel": "self", "type": own_type, "title": "This document", "href": href(own, page.offset)},
+            {"rel": "alternate", "type": HTML if fmt != "html" else GEOJSON, "title": "This document as HTML"
+             if fmt != "html" else "This document as GeoJSON", "href": href("html" if fmt != "html" else "json", page.offset)},
+            {"rel": "collection", "type": "application/json", "title": "The collection",
+             "href": f"{self.api.get_collections_url()}/{name}"},
+        ]
+        end = page.offset + len(page.features)
+        more = end < page.matched if page.matched is not None else len(page.features) == page.limit
+        if more:
+            links.append({"rel": "next", "type": own_type, "title": "Next page", "href": href(own, end)})
+        if page.offset > 0:
+            links.append({"rel": "prev", "type": own_type, "title": "Previous page",
+                          "href": href(own, max(0, page.offset - page.limit))})
+        return links
+
+    def _items_html(self, request: APIRequest, provider: GeoserviceProvider, name: str, page: Page,
+                    extra: dict[str, Any]) -> Response:
+        collections = self.api.get_collections_url()
+        data = orjson.loads(page.feature_collection(extra))
+        data.update(items_path=f"{collections}/{name}/items", dataset_path=f"{collections}/{name}",
+                    collections_path=collections, offset=page.offset, id_field="id",
+                    title=self.api.config["resources"][name]["title"])
+        if provider.title_field:
+            data.update(title_field=provider.title_field, id_field=provider.title_field)
+        for link in data["links"]:
+            if link["rel"] == "collection":
+                link["title"] = data["title"]
+        return self._html(request, "collections/items/index.html", data, name)
+
+    # -- /collections/{id}/items/{featureId} ---------------------------------------------------------------
+
+    async def item(self, request: Request) -> Response:
+        api_request = await APIRequest.from_starlette(request, self.api.locales)
+        name, identifier = request.path_params["collection_id"], request.path_params["item_id"]
+        provider = self.providers.get(name)
+        if provider is None:
+            return self._error(api_request, HTTPStatus.NOT_FOUND, "NotFound", f"no collection {name!r}")
+        fmt = self._format(api_request)
+        if fmt is None:
+            return await self.pygeoapi_items(request)
+        unknown = [k for k in request.query_params if k not in ITEM_PARAMETERS]
+        text = request.query_params.get("crs")
+        crs = provider.crs.lookup(text) if text else provider.crs.default
+        if unknown or crs is None:
+            problem = f"unknown parameter {unknown[0]!r}" if unknown else f"crs {text!r} is not offered"
+            return self._error(api_request, HTTPStatus.BAD_REQUEST, "InvalidParameterValue", problem)
+        if fmt == "html":
+            crs = provider.crs.lookup(CRS84) or provider.crs.default
+        try:
+            feature = await run_in_threadpool(provider.feature, identifier, crs)
+        except Unavailable as exc:
+            return self._error(api_request, HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable", str(exc))
+        if feature is None:
+            return self._error(api_request, HTTPStatus.NOT_FOUND, "NotFound", f"no item {identifier!r} in {name!r}")
+        collections = self.api.get_collections_url()
+        own = f"{collections}/{name}/items/{urllib.parse.quote(identifier)}"
+        links = [{"rel": "self", "type": HTML if fmt == "html" else GEOJSON, "title": "This document",
+                  "href": f"{own}?f={fmt}"},
+                 {"rel": "alternate", "type": GEOJSON if fmt == "html" else HTML, "title": "This document",
+                  "href": f"{own}?f={'json' if fmt == 'html' else 'html'}"},
+                 {"rel": "collection", "type": "application/json", "title": self.api.config["resources"][name]["title"],
+                  "href": f"{collections}/{name}"}]
+        body = feature[:-1] + ',"links":' + orjson.dumps(links).decode() + "}"
+        if fmt == "html":
+            data = orjson.loads(body)
+            data.update(title=self.api.config["resources"][name]["title"], id_field="id", collections_path=collections)
+            if provider.title_field:
+                data["title_field"] = provider.title_field
+            return await run_in_threadpool(self._html, api_request, "collections/items/item.html", data, name)
+        headers = api_request.get_response_headers(force_type=GEOJSON, **self.api.api_headers)
+        headers["Content-Crs"] = f"<{crs.uri}>"
+        return Response(body, headers=headers)

@@ -1,0 +1,83 @@
+"""Real clients against the served demo: OWSLib, GDAL's OAPIF driver (Debian gdal-bin) and the ogctests verifier."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from owslib.ogcapi.features import Features
+from test_serve_params import served_ids
+from test_serve_server import ROOT, Server, served_fixture  # noqa: F401 - the session's `served` fixture
+
+#: ogctests pins pyarrow<18, pytest<9 and httpx<0.28 (poetry carets), which would downgrade this project's
+#: environment; its code runs on the versions here, so it is installed apart, without dependencies.
+OGCTESTS = "ogctests==0.1.15"
+OGCTESTS_DIR = ROOT / ".geoservice" / "ogctests"
+
+
+def test_owslib_collections_items_bbox_filter_and_item(served: Server) -> None:
+    api = Features(served.url)
+    assert "conflicts" in [c["id"] for c in api.collections()["collections"]]
+    assert api.collection("conflicts")["storageCrs"].endswith("/4548")
+    assert "class_code" in api.collection_queryables("landuse")["properties"]
+    page = api.collection_items("landuse", bbox=[118.0, 24.5, 118.05, 24.55], limit=500)
+    assert {f["id"] for f in page["features"]} == served_ids(
+        served, "landuse", "ST_Intersects(ST_Transform(geom, 4326), ST_MakeEnvelope(118.0, 24.5, 118.05, 24.55, 4326))")
+    filtered = api.collection_items("conflicts", filter="severity = 'high'", limit=10000)
+    assert {f["id"] for f in filtered["features"]} == served_ids(served, "conflicts", "severity = 'high'")
+    item = api.collection_item("conflicts", str(filtered["features"][0]["id"]))
+    assert item["properties"]["severity"] == "high"
+
+
+def _ogr(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), check=False, capture_output=True, text=True, timeout=120, env={**os.environ, "CPL_DEBUG": "OFF"})
+
+
+@pytest.mark.skipif(shutil.which("ogr2ogr") is None, reason="Debian gdal-bin is not installed (scripts/system-packages.sh)")
+def test_gdal_reads_every_feature_through_next_links(served: Server, tmp_path: Path) -> None:
+    listing = _ogr("ogrinfo", "-ro", "-q", f"OAPIF:{served.url}")
+    assert listing.returncode == 0, listing.stderr
+    assert "conflicts" in listing.stdout and "basemap" in listing.stdout
+    target = tmp_path / "basemap.geojson"
+    copied = _ogr("ogr2ogr", "-f", "GeoJSON", str(target), f"OAPIF:{served.url}/collections/basemap", "basemap",
+                  "-oo", "PAGE_SIZE=1000", "-preserve_fid")
+    assert copied.returncode == 0, copied.stderr
+    ids = [f["id"] for f in json.loads(target.read_text(encoding="utf-8"))["features"]]
+    assert len(ids) > 10000  # more than 10 pages of 1,000, through the next links
+    assert sorted(ids) == sorted(served_ids(served, "basemap"))
+    summary = _ogr("ogrinfo", "-ro", "-so", f"OAPIF:{served.url}/collections/landuse", "landuse",
+                   "-spat", "118.0", "24.5", "118.05", "24.55")
+    assert summary.returncode == 0, summary.stderr
+    bbox_count = len(served_ids(
+        served, "landuse", "ST_Intersects(ST_Transform(geom, 4326), ST_MakeEnvelope(118.0, 24.5, 118.05, 24.55, 4326))"))
+    assert f"Feature Count: {bbox_count}" in summary.stdout
+
+
+def _ogctests_path() -> Path:
+    """Where ogctests is importable from: installed here already, or installed once into .geoservice/ogctests."""
+    probe = subprocess.run([sys.executable, "-c", "import ogctests"], check=False, capture_output=True)
+    if probe.returncode == 0:
+        return Path()
+    if not (OGCTESTS_DIR / "ogctests").is_dir():
+        installed = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
+                                    str(OGCTESTS_DIR), OGCTESTS], check=False, capture_output=True, text=True, timeout=300)
+        assert installed.returncode == 0, f"cannot install {OGCTESTS}: {installed.stderr[-2000:]}"
+    return OGCTESTS_DIR
+
+
+def test_ogctests_part1_core(served: Server, tmp_path: Path) -> None:
+    path = _ogctests_path()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(path) if path != Path() else "",
+                                                                      os.environ.get("PYTHONPATH", "")]))}
+    report = tmp_path / "ogctests.xml"
+    script = ("import sys; from ogctests.main import run_ogctests; "
+              f"sys.exit(run_ogctests('features/core', {served.url!r}, ['-q', '-p', 'no:cacheprovider', '--junit-xml={report}']))")
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=300,
+                            env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout

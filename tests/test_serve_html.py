@@ -1,0 +1,50 @@
+"""HTML pages work without internet: everything they load comes from geoservice, and the map draws features."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_serve_server import Server, served_fixture  # noqa: F401 - the session's `served` fixture
+
+PAGES = ["/", "/collections", "/collections/conflicts", "/collections/conflicts/items", "/collections/landuse/queryables",
+         "/conformance", "/openapi"]
+#: what a page loads: scripts, images, stylesheets and icons (not <link rel="alternate"> and other plain links)
+_LOADS = re.compile(r"<(?:script|img)\b[^>]*?\bsrc=[\"']([^\"']+)[\"']"
+                    r"|<link\b(?=[^>]*\brel=[\"'][^\"']*(?:stylesheet|icon))[^>]*?\bhref=[\"']([^\"']+)[\"']", re.IGNORECASE)
+_CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                   "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]  # no host but this machine resolves
+
+
+def test_pages_load_nothing_from_elsewhere(served: Server) -> None:
+    first_item = served.items("conflicts", limit=1)["features"][0]["id"]
+    for path in [*PAGES, f"/collections/conflicts/items/{first_item}"]:
+        response = served.get(path, f="html")
+        assert response.status_code == 200, path
+        assert response.headers["Content-Type"].startswith("text/html")
+        loads = [a or b for a, b in _LOADS.findall(response.text)]
+        assert loads, path
+        for target in loads:
+            assert not target.startswith(("http://", "https://", "//")) or target.startswith(served.url), f"{path} loads {target}"
+
+
+def test_vendored_libraries_are_served(served: Server) -> None:
+    for path in ("/static/vendor/leaflet/leaflet.js", "/static/vendor/leaflet/leaflet.css",
+                 "/static/vendor/bootstrap/bootstrap.min.css", "/static/vendor/swagger-ui/swagger-ui-bundle.js"):
+        assert served.get(path).status_code == 200, path
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed (scripts/system-packages.sh)")
+def test_items_map_draws_features_in_headless_chromium(served: Server, tmp_path: Path) -> None:
+    url = f"{served.url}/collections/conflicts/items?f=html&limit=25"
+    result = subprocess.run(["chromium", *_CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                             "--virtual-time-budget=15000", "--dump-dom", url], check=False,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    drawn = re.findall(r'<path class="leaflet-interactive"', result.stdout)
+    assert len(drawn) == 25, f"the map drew {len(drawn)} of 25 features"
+    assert 'class="leaflet-control-zoom' in result.stdout  # Leaflet itself ran
