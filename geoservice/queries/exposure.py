@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import psycopg2.extensions
 import rasterio
 import rasterio.errors
@@ -61,13 +62,12 @@ def footprint(settings: Settings, path: Path) -> tuple[float, float, float, floa
 
 
 def _group(keys: list[tuple], exposed: np.ndarray, areas: np.ndarray) -> list[dict[str, Any]]:
-    table: dict[tuple, list[float]] = {}
-    for key, e, a in zip(keys, exposed.tolist(), areas.tolist()):
-        entry = table.setdefault(key, [0.0, 0.0])
-        entry[0] += e
-        entry[1] += a
+    """Exposed and total area per key (vectorized groupby), most exposed first."""
+    frame = pd.DataFrame({"key": pd.Series(keys, dtype=object), "exposed": exposed, "area": areas})
+    totals = frame.groupby("key", sort=False, dropna=False)[["exposed", "area"]].sum()
+    totals = totals.sort_values("exposed", ascending=False, kind="stable")
     return [{"key": key, "exposed_m2": e, "exposed_ha": e / 1e4, "area_m2": a, "share": e / a if a else 0.0}
-            for key, (e, a) in sorted(table.items(), key=lambda item: -item[1][0])]
+            for key, e, a in zip(totals.index, totals["exposed"].tolist(), totals["area"].tolist())]
 
 
 def hazard_exposure(cur: psycopg2.extensions.cursor, settings: Settings, raster: str | Path, threshold: float,
