@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import secrets
 import sys
 import traceback
 from pathlib import Path
@@ -15,7 +16,7 @@ import shapely.geometry
 from geoservice import __version__, basemap, conflicts, db, ingest, queries, report, review, serve
 from geoservice.errors import GeoserviceError
 from geoservice.progress import RichReporter
-from geoservice.settings import Settings, load_settings
+from geoservice.settings import GRADES, Settings, load_settings, token_digest
 from geoservice.views import (
     show_case, show_detection, show_exposure, show_ingest_summaries, show_integration, show_project_check,
     show_statistics, show_versions,
@@ -151,14 +152,17 @@ def detect_command(ctx: click.Context, rule_ids: tuple[str, ...]) -> None:
 @click.option("--host", help="Address to listen on (default: server.host).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (default: server.port).")
 @click.option("--write-config", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write the pygeoapi configuration and its OpenAPI document (PATH stem + -openapi.json), then exit.")
+              help="Write the pygeoapi configuration of a grade and its OpenAPI document (PATH stem + -openapi.json), "
+                   "then exit.")
+@click.option("--grade", type=click.Choice(GRADES), default="public", show_default=True,
+              help="With --write-config: what a caller of this grade may read.")
 @click.pass_context
-def serve_command(ctx: click.Context, host: str | None, port: int | None, write_config: Path | None) -> None:
-    """Serve the layers, the base map and the conflicts as OGC API – Features (pygeoapi)."""
+def serve_command(ctx: click.Context, host: str | None, port: int | None, write_config: Path | None, grade: str) -> None:
+    """Serve the layers, the base map and the conflicts as OGC API – Features and Processes (pygeoapi)."""
     settings = serve.with_address(settings_of(ctx), host, port)
     db.up(settings, _echo)
     if write_config:
-        for line in serve.written_config_lines(serve.write_pygeoapi_config(settings, write_config)):
+        for line in serve.written_config_lines(serve.write_pygeoapi_config(settings, write_config, grade)):
             click.echo(line)
         return
     serve.run(settings, lambda collections: [click.echo(line) for line in serve.serving_lines(settings, collections)])
@@ -206,6 +210,21 @@ def review_command(ctx: click.Context, conflict_id: int, status: str | None, com
     if status is not None:
         review.set_status(settings, conflict_id, status, comment, reviewer)
     show_case(review.get_case(settings, conflict_id), review.history(settings, conflict_id))
+
+
+@cli.command("token")
+@click.argument("name")
+@click.option("--grade", type=click.Choice(GRADES), default="internal", show_default=True,
+              help="The highest sensitivity grade the token reads.")
+@click.option("--scope", "scopes", type=click.Choice(["review"]), multiple=True,
+              help="Extra rights: review (change conflict status over HTTP).")
+def token_command(name: str, grade: str, scopes: tuple[str, ...]) -> None:
+    """Make a new API token NAME: prints the token once and the settings entry holding only its SHA-256 digest."""
+    token = secrets.token_urlsafe(32)
+    click.echo(f"token (give it to the caller; it is not stored): {token}")
+    click.echo("add to config/geoservice.yaml under access.tokens:")
+    click.echo(f"    {name}: {{sha256: {token_digest(token)}, grade: {grade}, scopes: [{', '.join(scopes)}]}}")
+    click.echo(f"or set GEOSERVICE_TOKENS=\"{name}:{grade}:{'+'.join(scopes)}:{token}\"")
 
 
 def _print_json(data: object) -> None:

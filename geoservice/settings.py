@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -27,6 +28,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "GEOSERVICE_WORKING_CRS": "working_crs",
     "GEOSERVICE_HOST": "server.host",
     "GEOSERVICE_PORT": "server.port",
+    "GEOSERVICE_MAX_UPLOAD_MB": "server.max_upload_mb",
 }
 
 
@@ -105,11 +107,48 @@ class ServerSettings(_Strict):
     exact_count_limit: int = Field(10000, ge=0)
     pool_size: int = Field(8, ge=1, le=100)
     map_tiles: str | None = None
+    max_upload_mb: float = Field(50.0, gt=0)
 
     @property
     def base_url(self) -> str:
         """The public base URL links are written with: `url`, else http://host:port."""
         return self.url or f"http://{self.host}:{self.port}"
+
+
+#: sensitivity grades (分级), lowest first: a caller reads what is graded at or below its own
+GRADES: tuple[str, ...] = ("public", "internal", "restricted")
+Grade = Literal["public", "internal", "restricted"]
+#: what a token may do besides reading: `review` changes conflict status over HTTP
+Scope = Literal["review"]
+
+
+def token_digest(token: str) -> str:
+    """The SHA-256 hex digest a token is configured and compared by (the token itself is never stored)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class TokenSettings(_Strict):
+    """One API token: stored as its SHA-256 digest, with the highest grade it reads and its extra scopes."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    grade: Grade = "internal"
+    scopes: list[Scope] = Field(default_factory=list)
+
+
+class AccessSettings(_Strict):
+    """Grades of the collections that are not layers (layers carry `access` in their definition) and the tokens."""
+
+    basemap: Grade = "public"
+    conflicts: Grade = "internal"
+    tokens: dict[str, TokenSettings] = Field(default_factory=dict)
+
+    @field_validator("tokens")
+    @classmethod
+    def _token_names(cls, values: dict[str, TokenSettings]) -> dict[str, TokenSettings]:
+        for name in values:
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"token name {name!r}: use letters, digits, - and _")
+        return values
 
 
 def _parse_crs(value: str) -> CRS:
@@ -134,6 +173,7 @@ class Settings(_Strict):
     integration: IntegrationSettings = IntegrationSettings()
     rasters: dict[str, RasterSettings] = Field(default_factory=dict)
     server: ServerSettings = ServerSettings()
+    access: AccessSettings = AccessSettings()
 
     @field_validator("working_crs")
     @classmethod
@@ -182,6 +222,23 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     data[leaf] = value
 
 
+def _add_env_tokens(data: dict[str, Any], text: str, source: str) -> None:
+    """GEOSERVICE_TOKENS: `name:grade:scope+scope:token` entries separated by `;` or white space; each token is
+    hashed at once and added to (or replaces) the configured one of that name."""
+    access = data.get("access")
+    if access is not None and not isinstance(access, dict):
+        raise ConfigError(source, "access", "must be a mapping")
+    tokens = (data.setdefault("access", {}) if access is None else access).setdefault("tokens", {}) or {}
+    data["access"]["tokens"] = tokens
+    for entry in text.replace(";", " ").split():
+        parts = entry.split(":", 3)
+        if len(parts) != 4 or not parts[0] or not parts[3]:
+            raise ConfigError("environment variable GEOSERVICE_TOKENS", "access.tokens",
+                              "each entry is name:grade:scopes:token (scopes joined by +, may be empty)")
+        name, grade, scopes, token = parts
+        tokens[name] = {"sha256": token_digest(token), "grade": grade, "scopes": [s for s in scopes.split("+") if s]}
+
+
 def find_config_file(environ: dict[str, str] | None = None) -> Path:
     """GEOSERVICE_CONFIG, else config/geoservice.yaml in the current directory, else beside the package."""
     env = os.environ if environ is None else environ
@@ -212,6 +269,9 @@ def load_settings(config_file: Path | None = None, environ: dict[str, str] | Non
         if env.get(var):
             _set_dotted(data, dotted, env[var])
             overridden[dotted] = var
+    if env.get("GEOSERVICE_TOKENS"):
+        _add_env_tokens(data, env["GEOSERVICE_TOKENS"], source)
+        overridden["access.tokens"] = "GEOSERVICE_TOKENS"
     root = path.parent.parent if path.parent.name == "config" else path.parent
     try:
         return Settings(root=root, config_file=path, **data)
@@ -220,7 +280,8 @@ def load_settings(config_file: Path | None = None, environ: dict[str, str] | Non
         for error in exc.errors():
             key = ".".join(str(part) for part in error["loc"])
             problem = "unknown key" if error["type"] == "extra_forbidden" else error["msg"].removeprefix("Value error, ")
-            where = f"environment variable {overridden[key]}" if key in overridden else source
+            var = next((v for d, v in overridden.items() if key == d or key.startswith(f"{d}.")), None)
+            where = f"environment variable {var}" if var else source
             problems.append((where, key, problem))
         (where, key, problem), rest = problems[0], problems[1:]
         raise ConfigError(where, key, problem + "".join(f"; {k}: {p}" for _, k, p in rest)) from exc

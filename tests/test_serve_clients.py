@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from owslib.ogcapi.features import Features
 from test_serve_params import served_ids
-from test_serve_server import ROOT, Server, served_fixture  # noqa: F401 - the session's `served` fixture
+from test_serve_server import ROOT, TOKENS, Server, bearer, served_fixture  # noqa: F401 - the session's `served` fixture
 
 #: ogctests pins pyarrow<18, pytest<9 and httpx<0.28 (poetry carets), which would downgrade this project's
 #: environment; its code runs on the versions here, so it is installed apart, without dependencies.
@@ -21,7 +21,7 @@ OGCTESTS_DIR = ROOT / ".geoservice" / "ogctests"
 
 
 def test_owslib_collections_items_bbox_filter_and_item(served: Server) -> None:
-    api = Features(served.url)
+    api = Features(served.url, headers=bearer("tester"))
     assert "conflicts" in [c["id"] for c in api.collections()["collections"]]
     assert api.collection("conflicts")["storageCrs"].endswith("/4548")
     assert "class_code" in api.collection_queryables("landuse")["properties"]
@@ -35,7 +35,9 @@ def test_owslib_collections_items_bbox_filter_and_item(served: Server) -> None:
 
 
 def _ogr(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), check=False, capture_output=True, text=True, timeout=120, env={**os.environ, "CPL_DEBUG": "OFF"})
+    """An OGR command reading as the `tester` token (GDAL sends the header with every request)."""
+    env = {**os.environ, "CPL_DEBUG": "OFF", "GDAL_HTTP_HEADERS": f"Authorization: Bearer {TOKENS['tester'][2]}"}
+    return subprocess.run(list(args), check=False, capture_output=True, text=True, timeout=120, env=env)
 
 
 @pytest.mark.skipif(shutil.which("ogr2ogr") is None, reason="Debian gdal-bin is not installed (scripts/system-packages.sh)")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from test_serve_server import Server, served_fixture  # noqa: F401 - the session's `served` fixture
+from test_serve_server import TOKENS, Server, served_fixture  # noqa: F401 - the session's `served` fixture
 
 PAGES = ["/", "/collections", "/collections/conflicts", "/collections/conflicts/items", "/collections/landuse/queryables",
          "/conformance", "/openapi"]
@@ -18,6 +19,12 @@ _LOADS = re.compile(r"<(?:script|img)\b[^>]*?\bsrc=[\"']([^\"']+)[\"']"
 _CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]  # no host but this machine resolves
+
+
+def signed_in_url(served: Server, path: str) -> str:
+    """A browser signing in as `viewer` (the token as Basic password in the URL) and going on to `path`."""
+    host = served.url.removeprefix("http://")
+    return f"http://viewer:{TOKENS['viewer'][2]}@{host}/login?next={urllib.parse.quote(path, safe='/')}"
 
 
 def test_pages_load_nothing_from_elsewhere(served: Server) -> None:
@@ -40,7 +47,7 @@ def test_vendored_libraries_are_served(served: Server) -> None:
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed (scripts/system-packages.sh)")
 def test_items_map_draws_features_in_headless_chromium(served: Server, tmp_path: Path) -> None:
-    url = f"{served.url}/collections/conflicts/items?f=html&limit=25"
+    url = signed_in_url(served, "/collections/conflicts/items?f=html&limit=25")
     result = subprocess.run(["chromium", *_CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
                              "--virtual-time-budget=15000", "--dump-dom", url], check=False,
                             capture_output=True, text=True, timeout=120)

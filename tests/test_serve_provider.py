@@ -123,7 +123,7 @@ def test_config_round_trips_through_yaml(demo_settings: Settings, tmp_path: Path
     from geoservice.serve.config import write_config
 
     collections, url = read_served_collections(demo_settings)
-    files = write_config(demo_settings, collections, url, tmp_path / "p.yml")
+    files = write_config(demo_settings, collections, url, tmp_path / "p.yml", "restricted")
     import yaml
 
     definition = yaml.safe_load(files.config.read_text(encoding="utf-8"))["resources"]["landuse"]["providers"][0]

@@ -25,6 +25,17 @@ from geoservice.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 90
+#: the test server's tokens: name -> (grade, scopes, token)
+TOKENS = {"tester": ("restricted", "review", "tester-token-0123456789"),
+          "viewer": ("internal", "", "viewer-token-0123456789"),
+          "outsider": ("public", "", "outsider-token-0123456789")}
+MAX_UPLOAD_MB = 1
+TOKENS_ENV = ";".join(f"{name}:{grade}:{scopes}:{token}" for name, (grade, scopes, token) in TOKENS.items())
+
+
+def bearer(name: str | None) -> dict[str, str]:
+    """The Authorization header of a test token (none for an anonymous caller)."""
+    return {"Authorization": f"Bearer {TOKENS[name][2]}"} if name else {}
 
 
 @dataclass
@@ -37,8 +48,12 @@ class Server:
     process: subprocess.Popen
     output: list[str]
 
-    def get(self, path: str, **params: object) -> requests.Response:
-        return requests.get(f"{self.url}{path}", params=params, timeout=60)
+    def get(self, path: str, as_: str | None = "tester", **params: object) -> requests.Response:
+        """GET as one of TOKENS (the restricted `tester` unless told; None: anonymous)."""
+        return requests.get(f"{self.url}{path}", params=params, headers=bearer(as_), timeout=60)
+
+    def post(self, path: str, body: object, as_: str | None = "tester") -> requests.Response:
+        return requests.post(f"{self.url}{path}", json=body, headers=bearer(as_), timeout=60)
 
     def items(self, name: str, **params: object) -> dict:
         response = self.get(f"/collections/{name}/items", **params)
@@ -59,7 +74,8 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 def start_server(settings: Settings, port: int, log: Path) -> subprocess.Popen:
     """`geoservice serve` in a process of its own; its output goes to a file (a full pipe would stop it)."""
-    env = {**os.environ, "GEOSERVICE_DATABASE_URL": settings.database.url, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "GEOSERVICE_DATABASE_URL": settings.database.url, "PYTHONUNBUFFERED": "1",
+           "GEOSERVICE_TOKENS": TOKENS_ENV, "GEOSERVICE_MAX_UPLOAD_MB": str(MAX_UPLOAD_MB)}
     with log.open("w") as out:
         return subprocess.Popen([sys.executable, "-m", "geoservice", "serve", "--host", "127.0.0.1", "--port", str(port)],
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
@@ -139,7 +155,8 @@ def test_temporal_extent_where_there_is_one(served: Server) -> None:
 
 def test_write_config_for_pygeoapi_users(served: Server, tmp_path: Path) -> None:
     target = tmp_path / "pygeoapi.yml"
-    result = run_cli("serve", "--write-config", str(target), env={"GEOSERVICE_DATABASE_URL": served.settings.database.url})
+    result = run_cli("serve", "--write-config", str(target), "--grade", "internal",
+                     env={"GEOSERVICE_DATABASE_URL": served.settings.database.url})
     assert result.returncode == 0, result.stderr
     assert "PYGEOAPI_CONFIG=" in result.stdout
     config = yaml.safe_load(target.read_text(encoding="utf-8"))

@@ -12,6 +12,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from geoservice.errors import ConfigError
+from geoservice.settings import Grade
 
 
 class LayerKind(str, Enum):
@@ -86,6 +87,15 @@ class Transform(_Strict):
         return self
 
 
+class Mask(_Strict):
+    """Desensitization of one attribute (数据脱敏) for callers below a grade: `name` 张三丰 → 张**, `id_number` keeps
+    the first 6 and last 4 characters, `phone` the last 4 digits, `hide` gives null."""
+
+    attribute: str
+    method: Literal["name", "id_number", "phone", "hide"]
+    unless: Grade = "restricted"
+
+
 class LayerDefinition(_Strict):
     """One source layer: name, kind, file, encoding, CRS, codes, attributes."""
 
@@ -104,6 +114,8 @@ class LayerDefinition(_Strict):
     name_field: str | None = None
     attributes: list[str] = Field(default_factory=list)
     keywords: list[str] = Field(default_factory=list)
+    access: Grade = "internal"
+    masks: list[Mask] = Field(default_factory=list)
 
     _crs = field_validator("crs")(classmethod(lambda cls, v: _check_crs(v)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -52,8 +53,11 @@ def _class(code: str | None, name_zh: str | None, name_en: str | None, feature: 
     return None if feature is None else {"code": code, "name_zh": name_zh, "name_en": name_en, "feature_id": feature}
 
 
-def lookup_point(cur: psycopg2.extensions.cursor, settings: Settings, x: float, y: float, crs: str | None = None) -> dict[str, Any]:
-    """Everything the plans say at (x, y) given in `crs` (x = easting/longitude; CRS84 by default)."""
+def lookup_point(cur: psycopg2.extensions.cursor, settings: Settings, x: float, y: float, crs: str | None = None,
+                 readable_layers: Collection[str] | None = None, with_conflicts: bool = True) -> dict[str, Any]:
+    """Everything the plans say at (x, y) given in `crs` (x = easting/longitude; CRS84 by default). A caller of a
+    lower grade passes the layers it may read (protection lines of other layers are left out) and whether it
+    may read the conflicts."""
     source = input_crs(settings, crs)
     point = to_working(settings, np.array([shapely.Point(x, y)]), source)[0]
     params = {"x": point.x, "y": point.y, "srid": settings.working_srid, "kinds": list(LINE_KINDS)}
@@ -69,9 +73,10 @@ def lookup_point(cur: psycopg2.extensions.cursor, settings: Settings, x: float, 
      plan_id, plan_code, plan_zh, plan_en, run_id) = row
     cur.execute(LINES_SQL, {**params, "versions": list(versions)})
     lines = [{"layer": layer, "kind": kind, "title": title, "feature_id": fid, "source_id": sid, "name": name}
-             for layer, kind, title, fid, sid, name in cur.fetchall()]
+             for layer, kind, title, fid, sid, name in cur.fetchall()
+             if readable_layers is None or layer in readable_layers]
     conflicts: list[dict[str, Any]] = []
-    if detection_run is not None:
+    if detection_run is not None and with_conflicts:
         cur.execute(CONFLICTS_SQL, {**params, "run": detection_run})
         keys = ("id", "rule_id", "title_zh", "title_en", "severity", "area_m2", "code_a", "code_b", "status")
         conflicts = [dict(zip(keys, row)) for row in cur.fetchall()]

@@ -11,7 +11,7 @@ from pathlib import Path
 from geoservice import db
 from geoservice.errors import GeoserviceError
 from geoservice.serve.catalog import CONFLICTS, Collection, read_collections
-from geoservice.serve.config import ConfigFiles, write_config
+from geoservice.serve.config import ConfigFiles, write_config, write_grade_configs
 from geoservice.settings import Settings
 
 __all__ = ["Collection", "ConfigFiles", "ServeError", "read_served_collections", "run", "serving_lines", "with_address",
@@ -50,7 +50,7 @@ def read_served_collections(settings: Settings) -> tuple[list[Collection], str]:
     url = db.database_url(settings)
     conn = db.connect_url(url)
     try:
-        collections = read_collections(conn)
+        collections = read_collections(conn, settings.access)
     finally:
         conn.close()
     if not collections:
@@ -58,10 +58,10 @@ def read_served_collections(settings: Settings) -> tuple[list[Collection], str]:
     return collections, url
 
 
-def write_pygeoapi_config(settings: Settings, path: Path) -> ConfigFiles:
-    """Write the pygeoapi configuration for what the database holds, and its OpenAPI document."""
+def write_pygeoapi_config(settings: Settings, path: Path, grade: str) -> ConfigFiles:
+    """Write the pygeoapi configuration of a grade for what the database holds, and its OpenAPI document."""
     collections, url = read_served_collections(settings)
-    return write_config(settings, collections, url, path)
+    return write_config(settings, collections, url, path, grade)
 
 
 def _check_port(host: str, port: int) -> None:
@@ -84,8 +84,8 @@ def run(settings: Settings, announce: Callable[[list[Collection]], None]) -> Non
     _check_port(server.host, server.port)
     collections, url = read_served_collections(settings)
     with tempfile.TemporaryDirectory(prefix="geoservice-serve-") as folder:
-        files = write_config(settings, collections, url, Path(folder) / "pygeoapi.yml")
-        app = create_app(files)
+        configs = write_grade_configs(settings, collections, url, Path(folder))
+        app = create_app(settings, configs)
         announce(collections)
         uvicorn.run(app, host=server.host, port=server.port, log_level="warning", access_log=False,
                     loop="uvloop", http="httptools", timeout_graceful_shutdown=5)

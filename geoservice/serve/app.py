@@ -1,20 +1,39 @@
-"""The ASGI application: pygeoapi's Starlette app behind geoservice's own items and conformance routes."""
+"""The ASGI application: one pygeoapi app per sensitivity grade behind geoservice's own routes, and a dispatcher
+that names the caller from its bearer token and hands the request to the app of the caller's grade.
+
+Each grade's app is built from a configuration listing only what that grade may read (see config.grade_config),
+so a collection a caller may not read answers 404 exactly as an unknown one does, in every endpoint and format.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 from collections.abc import Iterable
+from types import ModuleType
 from typing import Any
 
 from psycopg2 import sql
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from geoservice.serve.auth import ANONYMOUS_NAME, CHALLENGE, SESSION_COOKIE, AuthError, caller_of, presented_token
 from geoservice.serve.config import ConfigFiles
 from geoservice.serve.pool import pool_for
 from geoservice.serve.provider import GeoserviceProvider
+from geoservice.settings import GRADES, AccessSettings, Settings
+
+ACCESS_LOG = "geoservice.access"
+LOGIN_PATH = "/login"
+#: request bodies above the upload limit are refused before they are read (base64 makes a file 4/3 larger)
+_BODY_SLACK = 1.4
 
 
 def _prime_pools(providers: Iterable[GeoserviceProvider]) -> None:
@@ -27,31 +46,147 @@ def _prime_pools(providers: Iterable[GeoserviceProvider]) -> None:
         pool_for(url, size).prime(sql.SQL("SELECT {}").format(transforms))
 
 
-def create_app(files: ConfigFiles) -> Starlette:
-    """The app for a written configuration. pygeoapi reads PYGEOAPI_CONFIG and PYGEOAPI_OPENAPI when its
-    Starlette module is imported, so they are set first; one configuration per process."""
+class _NoCache(dict):
+    """Stands in for pygeoapi.l10n's cache of the translated configuration, which is keyed by locale only: with one
+    configuration per grade, the first grade to render a page would otherwise show its resources to every grade."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return default
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        """Nothing is kept."""
+
+
+def _pygeoapi_module(files: ConfigFiles) -> ModuleType:
+    """A private copy of pygeoapi's Starlette module for one configuration: the module reads PYGEOAPI_CONFIG and
+    PYGEOAPI_OPENAPI when it runs and keeps one API object in its globals, so each grade gets its own copy."""
     os.environ["PYGEOAPI_CONFIG"] = str(files.config)
     os.environ["PYGEOAPI_OPENAPI"] = str(files.openapi)
-    from pygeoapi import starlette_app  # must follow the environment
+    spec = importlib.util.find_spec("pygeoapi.starlette_app")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _grade_app(settings: Settings, grade: str, files: ConfigFiles) -> tuple[Starlette, list[GeoserviceProvider]]:
     from pygeoapi.plugin import load_plugin
     from pygeoapi.util import get_provider_by_type
 
+    from geoservice.serve.process_routes import process_routes
+    from geoservice.serve.review_api import ReviewEndpoints
     from geoservice.serve.routes import Endpoints
 
-    api = starlette_app.api_
+    module = _pygeoapi_module(files)
+    api = module.api_
     providers: dict[str, Any] = {
         name: load_plugin("provider", get_provider_by_type(resource["providers"], "feature"))
         for name, resource in api.config["resources"].items() if resource.get("type") == "collection"
     }
-    _prime_pools(providers.values())
-    endpoints = Endpoints(api, providers, starlette_app.collection_items)
+    endpoints = Endpoints(api, providers, module.collection_items)
+    review = ReviewEndpoints(settings, api, grade)
+    routes = [
+        Route("/conformance", endpoints.conformance, methods=["GET"]),
+        Route("/collections/{collection_id}/items", endpoints.items, methods=["GET"]),
+        Route("/collections/{collection_id}/items/{item_id}", endpoints.item, methods=["GET"]),
+        *review.routes(), *process_routes(api, module.execute_process_jobs),
+        Mount("/", app=module.APP),
+    ]
+    return Starlette(routes=routes), list(providers.values())
+
+
+def _access_logger(settings: Settings) -> logging.Logger:
+    """Reads are logged with the caller's name to <paths.output>/logs/access.log."""
+    logger = logging.getLogger(ACCESS_LOG)
+    folder = settings.path(settings.paths.output) / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = str(folder / "access.log")
+    if not any(getattr(h, "baseFilename", None) == path for h in logger.handlers):
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+class GradeDispatcher:
+    """Authenticate each request, refuse oversize bodies, log it with the caller's name, and pass it to the app
+    of the caller's grade (the caller is in `request.state.caller`)."""
+
+    def __init__(self, access: AccessSettings, apps: dict[str, ASGIApp], max_body: int, log: logging.Logger) -> None:
+        self.access, self.apps, self.max_body, self.log = access, apps, max_body, log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.apps[GRADES[0]](scope, receive, send)
+            return
+        headers, request = Headers(scope=scope), Request(scope)
+        try:
+            token = presented_token(headers.get("authorization")) or request.cookies.get(SESSION_COOKIE)
+            caller = caller_of(self.access, token)
+        except AuthError as exc:
+            await _refusal(exc.status, "Unauthorized", str(exc))(scope, receive, send)
+            return
+        length = headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.max_body:
+            limit = f"{self.max_body / _BODY_SLACK / 2**20:g} MB"
+            message = f"the request body is larger than the upload limit ({limit}, server.max_upload_mb)"
+            await _refusal(400, "InvalidParameterValue", message)(scope, receive, send)
+            return
+        if scope["path"] == LOGIN_PATH:
+            await _login(caller.name, token, request.query_params.get("next"))(scope, receive, send)
+            return
+        scope.setdefault("state", {})["caller"] = caller
+        status = 500
+
+        async def logged_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.apps[caller.grade](scope, receive, logged_send)
+        finally:
+            query = scope.get("query_string", b"").decode("latin-1")
+            self.log.info("%s %s %s%s %s", caller.name, scope["method"], scope["path"], f"?{query}" if query else "", status)
+
+
+def _login(name: str, token: str | None, after: str | None) -> JSONResponse | RedirectResponse:
+    """A person signs in from a browser: the Basic dialog asks for the token (as password) until one is valid;
+    the session keeps it in an HttpOnly cookie and goes on to `next` (a path of this server) or the landing page."""
+    if name == ANONYMOUS_NAME:
+        refusal = _refusal(401, "Unauthorized", "sign in with an API token as the password (any user name)")
+        refusal.headers["WWW-Authenticate"] = 'Basic realm="geoservice", charset="UTF-8"'
+        return refusal
+    target = after if after and after.startswith("/") and not after.startswith("//") else "/?f=html"
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(SESSION_COOKIE, token or "", httponly=True, samesite="strict")
+    return response
+
+
+def _refusal(status: int, code: str, description: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": CHALLENGE} if status == 401 else None
+    return JSONResponse({"code": code, "type": code, "description": description}, status_code=status, headers=headers)
+
+
+def create_app(settings: Settings, configs: dict[str, ConfigFiles]) -> Starlette:
+    """The whole server for the written per-grade configurations."""
+    from pygeoapi import l10n
+
+    l10n._cfg_cache = _NoCache()
+    apps: dict[str, ASGIApp] = {}
+    providers: list[GeoserviceProvider] = []
+    for grade in GRADES:
+        apps[grade], own = _grade_app(settings, grade, configs[grade])
+        providers += own
+    _prime_pools(providers)
+    max_body = int(settings.server.max_upload_mb * 2**20 * _BODY_SLACK)
+    dispatcher = GradeDispatcher(settings.access, apps, max_body, _access_logger(settings))
     return Starlette(
-        routes=[
-            Route("/conformance", endpoints.conformance, methods=["GET"]),
-            Route("/collections/{collection_id}/items", endpoints.items, methods=["GET"]),
-            Route("/collections/{collection_id}/items/{item_id}", endpoints.item, methods=["GET"]),
-            Mount("/", app=starlette_app.APP),
-        ],
-        middleware=[Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD", "OPTIONS"],
+        routes=[Mount("/", app=dispatcher)],
+        middleware=[Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+                               allow_headers=["Authorization", "Content-Type", "Accept", "Prefer"],
                                expose_headers=["Content-Crs", "Link"])],
     )
+

@@ -7,7 +7,7 @@ with its properties, typed from the schema and — for layer attributes kept as 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -17,6 +17,7 @@ from psycopg2 import sql
 from geoservice.db import SCHEMA
 from geoservice.db.layers import active_layers
 from geoservice.errors import GeoserviceError
+from geoservice.settings import GRADES, AccessSettings
 
 #: collections served besides the layers; a layer may not take these names
 BASEMAP, CONFLICTS = "basemap", "conflicts"
@@ -38,13 +39,17 @@ class Field:
     format: str | None = None    # date | date-time for temporal strings
     attribute: bool = False
     nullable: bool = True
+    mask: str | None = None      # desensitization method for this grade's callers (name | id_number | phone | hide)
 
     @property
     def queryable(self) -> bool:
-        return self.type != "object"
+        return self.type != "object" and self.mask is None
 
     def value_sql(self) -> sql.Composable:
-        """The property's value as written into the GeoJSON properties."""
+        """The property's value as written into the GeoJSON properties (masked in SQL when it is masked)."""
+        if self.mask:
+            return sql.SQL("to_jsonb(geoservice.mask_value(attributes ->> {}, {}))").format(
+                sql.Literal(self.name), sql.Literal(self.mask))
         if self.attribute:
             return sql.SQL("attributes -> {}").format(sql.Literal(self.name))
         return sql.Identifier(self.name)
@@ -78,9 +83,22 @@ class Collection:
     time_field: str | None = None
     temporal: tuple[str, str] | None = None      # ISO begin, end of time_field
     title_field: str | None = None
+    grade: str = "internal"                      # the sensitivity grade a caller must read to see it
+    kind: str | None = None                      # the layer kind; None for the base map and conflicts
+    masks: tuple[tuple[str, str, str], ...] = ()  # (attribute, method, grade that sees it unmasked)
 
     def field(self, name: str) -> Field | None:
         return self._by_name.get(name)
+
+    def unqueryable(self, name: str) -> str | None:
+        """Why property `name` cannot be filtered or sorted on (None when it can): unknown, an object, or masked
+        for this caller — refused rather than answered, which would leak the masked value."""
+        field = self.field(name)
+        if field is not None and field.mask:
+            return f"property {name!r} is masked (脱敏) for your access grade: it cannot be filtered or sorted on"
+        if field is None or not field.queryable:
+            return f"unknown property {name!r}: see /collections/{self.name}/queryables"
+        return None
 
     @cached_property
     def _by_name(self) -> dict[str, Field]:
@@ -89,11 +107,20 @@ class Collection:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def for_grade(self, grade: str) -> Collection:
+        """The collection as a caller of `grade` sees it: the attributes masked below their grade marked so."""
+        masked = {attribute: method for attribute, method, unless in self.masks if GRADES.index(grade) < GRADES.index(unless)}
+        if not masked:
+            return self
+        fields = tuple(replace(f, mask=masked[f.name]) if f.attribute and f.name in masked else f for f in self.fields)
+        return replace(self, fields=fields)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Collection:
         values = dict(data)
         values["fields"] = tuple(Field(**f) for f in data["fields"])
         values["keywords"] = tuple(data["keywords"])
+        values["masks"] = tuple(tuple(m) for m in data.get("masks", ()))
         for key in ("extent", "crs84_extent", "temporal"):
             values[key] = tuple(data[key]) if data.get(key) is not None else None
         return cls(**values)
@@ -191,7 +218,8 @@ def _layer_collections(cur: psycopg2.extensions.cursor) -> list[Collection]:
             feature_count=layer.feature_count, **_extents(cur, "feature", "version_id", layer.version_id),
             time_field=time_field.name if time_field else None,
             temporal=_temporal(cur, layer.version_id, time_field) if time_field else None,
-            title_field="name",
+            title_field="name", grade=definition.get("access", "internal"), kind=layer.kind,
+            masks=tuple((m["attribute"], m["method"], m.get("unless", "restricted")) for m in definition.get("masks", [])),
         ))
     return collections
 
@@ -200,7 +228,7 @@ def _versions_text(layer_versions: dict[str, dict[str, int]]) -> str:
     return ", ".join(f"{name} v{v['version']}" for name, v in sorted(layer_versions.items()))
 
 
-def _basemap_collection(cur: psycopg2.extensions.cursor) -> Collection | None:
+def _basemap_collection(cur: psycopg2.extensions.cursor, grade: str) -> Collection | None:
     cur.execute("SELECT id, started_at, layer_versions FROM geoservice.integration_run WHERE is_current")
     row = cur.fetchone()
     if row is None:
@@ -216,12 +244,12 @@ def _basemap_collection(cur: psycopg2.extensions.cursor) -> Collection | None:
                      f"{started_at:%Y-%m-%d %H:%M} UTC from {_versions_text(layer_versions)}."),
         keywords=("一张图", "多规合一", "base map", "land use"),
         table="basemap_patch", partition_column="run_id", partition_key=run_id,
-        fields=tuple(_column_fields(cur, "basemap_patch")), feature_count=count,
+        fields=tuple(_column_fields(cur, "basemap_patch")), feature_count=count, grade=grade,
         **_extents(cur, "basemap_patch", "run_id", run_id),
     )
 
 
-def _conflicts_collection(cur: psycopg2.extensions.cursor) -> Collection | None:
+def _conflicts_collection(cur: psycopg2.extensions.cursor, grade: str) -> Collection | None:
     cur.execute("SELECT id, started_at, layer_versions, rules FROM geoservice.detection_run WHERE is_current")
     row = cur.fetchone()
     if row is None:
@@ -237,18 +265,19 @@ def _conflicts_collection(cur: psycopg2.extensions.cursor) -> Collection | None:
         keywords=("冲突检测", "多规合一", "conflicts", *(r["id"] for r in rules)),
         table="conflict", partition_column="run_id", partition_key=run_id,
         fields=tuple(_column_fields(cur, "conflict")), feature_count=count,
-        title_field="rule_id", **_extents(cur, "conflict", "run_id", run_id),
+        title_field="rule_id", grade=grade, **_extents(cur, "conflict", "run_id", run_id),
     )
 
 
-def read_collections(conn: psycopg2.extensions.connection) -> list[Collection]:
-    """Every collection to serve: active layers by name, then the current base map and conflicts when they exist."""
+def read_collections(conn: psycopg2.extensions.connection, access: AccessSettings) -> list[Collection]:
+    """Every collection to serve: active layers by name, then the current base map and conflicts when they exist,
+    each with its sensitivity grade (a layer's from its definition, the others' from `access`)."""
     with conn, conn.cursor() as cur:
         collections = _layer_collections(cur)
         clash = {c.name for c in collections} & {BASEMAP, CONFLICTS}
         if clash:
             raise GeoserviceError(f"layer name {min(clash)!r} is reserved for a served collection: rename the layer")
-        for extra in (_basemap_collection(cur), _conflicts_collection(cur)):
+        for extra in (_basemap_collection(cur, access.basemap), _conflicts_collection(cur, access.conflicts)):
             if extra is not None:
                 collections.append(extra)
     return collections

@@ -10,14 +10,20 @@ from typing import Any
 
 import yaml
 
-from geoservice.serve.catalog import Collection
+from geoservice.serve.catalog import BASEMAP, CONFLICTS, Collection
 from geoservice.serve.crs import CRS84, CrsCatalog
 from geoservice.serve.openapi import openapi_document
-from geoservice.settings import Settings
+from geoservice.serve.processes import CHECK, EXPOSURE, LOOKUP
+from geoservice.settings import GRADES, Settings
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES, STATIC = HERE / "templates", HERE / "static"
 PROVIDER = "geoservice.serve.provider.GeoserviceProvider"
+MANAGER = "geoservice.serve.processes.Manager"
+PROCESSORS = {LOOKUP: "geoservice.serve.processes.PointLookup", CHECK: "geoservice.serve.processes.ProjectCheck",
+              EXPOSURE: "geoservice.serve.processes.HazardExposure"}
+#: the layer kinds a project check reads (its rules' subjects, constraints, containers and the districts)
+CHECK_KINDS = ("construction", "red_line", "basic_farmland", "dev_boundary", "district")
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
 
@@ -83,10 +89,37 @@ def pygeoapi_config(settings: Settings, collections: list[Collection], database_
     }
 
 
-def write_config(settings: Settings, collections: list[Collection], database_url: str, path: Path) -> ConfigFiles:
-    """Write the configuration (mode 0600: it holds the database URL) and its OpenAPI document beside it (JSON,
-    which pygeoapi serves as it is)."""
-    config = pygeoapi_config(settings, collections, database_url)
+def _processes(settings: Settings, collections: list[Collection], database_url: str, grade: str) -> dict[str, Any]:
+    """The processes a caller of `grade` may run: those whose every collection it reads (see CHECK_KINDS)."""
+    readable = {c.name: c for c in collections if GRADES.index(c.grade) <= GRADES.index(grade)}
+    unreadable_kinds = {c.kind for c in collections if c.name not in readable and c.kind}
+    offered = []
+    if BASEMAP in readable:
+        offered += [LOOKUP, EXPOSURE]
+        if CONFLICTS in readable and not unreadable_kinds & set(CHECK_KINDS):
+            offered.append(CHECK)
+    own = {"settings": settings.model_dump(mode="json"), "database_url": database_url,
+           "readable_layers": sorted(name for name, c in readable.items() if c.kind),
+           "reads_conflicts": CONFLICTS in readable}
+    return {process: {"type": "process", "processor": {"name": PROCESSORS[process], "geoservice": own}}
+            for process in offered}
+
+
+def grade_config(settings: Settings, collections: list[Collection], database_url: str, grade: str) -> dict[str, Any]:
+    """The configuration a caller of `grade` is served from: only what it may read, masked for it, and the processes
+    it may run; what is not listed answers 404 everywhere (landing page, collections, items, OpenAPI, processes)."""
+    visible = [c.for_grade(grade) for c in collections if GRADES.index(c.grade) <= GRADES.index(grade)]
+    config = pygeoapi_config(settings, visible, database_url)
+    config["server"]["manager"] = {"name": MANAGER, "connection": None, "output_dir": None}
+    config["resources"].update(_processes(settings, collections, database_url, grade))
+    return config
+
+
+def write_config(settings: Settings, collections: list[Collection], database_url: str, path: Path,
+                 grade: str = "public") -> ConfigFiles:
+    """Write the configuration of `grade` (mode 0600: it holds the database URL) and its OpenAPI document beside it
+    (JSON, which pygeoapi serves as it is)."""
+    config = grade_config(settings, collections, database_url, grade)
     path.parent.mkdir(parents=True, exist_ok=True)
     openapi_path = path.with_name(f"{path.stem}-openapi.json")
     texts = ((path, yaml.dump(config, Dumper=_Dumper, allow_unicode=True, sort_keys=False)),
@@ -96,3 +129,10 @@ def write_config(settings: Settings, collections: list[Collection], database_url
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
     return ConfigFiles(path, openapi_path)
+
+
+def write_grade_configs(settings: Settings, collections: list[Collection], database_url: str,
+                        folder: Path) -> dict[str, ConfigFiles]:
+    """One configuration per sensitivity grade, in `folder`."""
+    return {grade: write_config(settings, collections, database_url, folder / f"pygeoapi-{grade}.yml", grade)
+            for grade in GRADES}

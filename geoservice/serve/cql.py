@@ -141,9 +141,10 @@ class _Translator:
             return sql.Identifier("geom"), "geometry"
         if name == "id":
             return sql.Identifier("id"), "number"
+        refusal = self.collection.unqueryable(name)
+        if refusal:
+            raise FilterError(refusal)
         field = self.collection.field(name)
-        if field is None or not field.queryable:
-            raise FilterError(f"unknown property {name!r}: see /collections/{self.collection.name}/queryables")
         return field.filter_sql(), "temporal" if field.format else _KINDS[field.type]
 
     def _literal(self, value: Any) -> tuple[sql.Composable, str]:

@@ -25,6 +25,9 @@ LOCAL_COMPONENTS: dict[str, dict[str, Any]] = {
         "Features": {"description": "The features selected by the request (a GeoJSON FeatureCollection).",
                      "content": {"application/geo+json": {"schema": {"$ref": "#/components/schemas/featureCollectionGeoJSON"}},
                                  "text/html": {"schema": {"type": "string"}}}},
+        "ProcessList": {"description": "The processes offered.", "content": _DOCUMENT},
+        "ExecuteAsync": {"description": "Accepted for asynchronous execution (not offered here: execution is synchronous).",
+                         "content": _DOCUMENT},
         "Feature": {"description": "One feature (a GeoJSON Feature).",
                     "content": {"application/geo+json": {"schema": {"$ref": "#/components/schemas/featureGeoJSON"}},
                                 "text/html": {"schema": {"type": "string"}}}},
@@ -40,6 +43,9 @@ LOCAL_COMPONENTS: dict[str, dict[str, Any]] = {
                    "schema": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": r"[+|-]?[A-Za-z_].*"}}},
     },
     "schemas": {
+        "execute": {"type": "object", "required": ["inputs"],
+                    "properties": {"inputs": {"type": "object"}, "outputs": {"type": "object"},
+                                   "response": {"type": "string", "enum": ["raw", "document"], "default": "raw"}}},
         "exception": {"type": "object", "required": ["code"],
                       "properties": {"code": {"type": "string"}, "description": {"type": "string"}}},
         "link": {"type": "object", "required": ["href", "rel"],
@@ -95,6 +101,41 @@ def filter_parameters(crs_uris: list[str]) -> list[dict[str, Any]]:
     ]
 
 
+def own_paths(config: dict[str, Any]) -> dict[str, Any]:
+    """geoservice's routes beside the OGC ones: GET point lookup, the conflict report and review cases."""
+    error = {"$ref": "#/components/responses/InvalidParameter"}
+    json_doc = {"description": "A JSON document.", "content": {"application/json": {"schema": {"type": "object"}}}}
+    paths: dict[str, Any] = {}
+    if "point-lookup" in config["resources"]:
+        paths["/lookup"] = {"get": {
+            "summary": "What every plan says at a point (the point-lookup process as a GET)", "tags": ["processes"],
+            "parameters": [{"name": n, "in": "query", "required": n != "crs", "schema": {"type": t}, "description": d}
+                           for n, t, d in (("x", "number", "Easting or longitude."), ("y", "number", "Northing or latitude."),
+                                           ("crs", "string", "The CRS of x and y (default OGC:CRS84)."))],
+            "responses": {"200": json_doc, "400": error}}}
+    if "conflicts" in config["resources"]:
+        paths["/report"] = {"get": {"summary": "The conflict report of the current detection run (HTML)",
+                                    "tags": ["conflicts"], "responses": {"200": {"description": "An HTML page.",
+                                    "content": {"text/html": {"schema": {"type": "string"}}}}}}}
+        conflict = {"name": "conflictId", "in": "path", "required": True, "schema": {"type": "integer"},
+                    "description": "The conflict's id (图斑编号), of any detection run."}
+        body = {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["status"],
+            "properties": {"status": {"type": "string", "enum": ["open", "confirmed", "resolved", "waived"]},
+                           "comment": {"type": "string", "description": "处理意见; required for resolved and waived."}}}}}}
+        paths["/collections/conflicts/items/{conflictId}/review"] = {
+            "get": {"summary": "A conflict's review case and its history", "tags": ["conflicts"],
+                    "parameters": [conflict], "responses": {"200": json_doc, "404": {"$ref": "#/components/responses/NotFound"}}},
+            "post": {"summary": "Change a conflict's review status (bearer token with the review scope)", "tags": ["conflicts"],
+                     "parameters": [conflict], "requestBody": body, "security": [{"bearer": []}],
+                     "responses": {"200": json_doc, "400": error, "401": {"description": "No or unknown token."},
+                                   "403": {"description": "The token has no review scope, or reviews are disabled."},
+                                   "404": {"$ref": "#/components/responses/NotFound"},
+                                   "409": {"description": "The status cannot follow the current one."},
+                                   "422": {"description": "A comment is required for this decision."}}}}
+    return paths
+
+
 def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
     """pygeoapi's OpenAPI document for the config, self-contained, with the filter parameters."""
     from pygeoapi.openapi import get_oas
@@ -104,10 +145,13 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
         items = document["paths"].get(f"/collections/{name}/items", {}).get("get")
         if items is not None:
             items["parameters"].extend(filter_parameters(resource["providers"][0]["crs"]))
+    document["paths"].update(own_paths(config))
     used: dict[str, set[str]] = {}
     document = _localize(document, used)
     used.setdefault("schemas", set()).update(("exception", "link", "featureGeoJSON", "featureCollectionGeoJSON"))
     components = document.setdefault("components", {})
+    components.setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http", "scheme": "bearer", "description": "An API token (`geoservice token`): reads up to its grade."}
     for kind, names in used.items():
         for name in names:
             components.setdefault(kind, {}).setdefault(name, LOCAL_COMPONENTS[kind][name])

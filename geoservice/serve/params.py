@@ -74,9 +74,9 @@ def _sortby(provider: GeoserviceProvider, text: str | None) -> tuple[SortKey, ..
         part = part.strip()
         descending = part.startswith("-")
         name = part.lstrip("+-").strip()
-        field = provider.collection.field(name)
-        if name != "id" and (field is None or not field.queryable):
-            raise RequestError(f"sortby: unknown property {name!r}")
+        refusal = None if name == "id" else provider.collection.unqueryable(name)
+        if refusal:
+            raise RequestError(f"sortby: {refusal}")
         keys.append(SortKey(name, descending))
     return tuple(keys)
 

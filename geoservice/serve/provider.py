@@ -219,9 +219,10 @@ class GeoserviceProvider(BaseProvider):
 
     def typed_value(self, name: str, text: str) -> Any:
         """A property filter's text value as the property's type (RequestError when it is not one)."""
+        refusal = self.collection.unqueryable(name)
+        if refusal:
+            raise RequestError(refusal)
         field = self.collection.field(name)
-        if field is None or not field.queryable:
-            raise RequestError(f"unknown property {name!r}")
         try:
             if field.format:
                 return _parse_moment(text)[0]

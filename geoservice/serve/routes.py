@@ -58,6 +58,11 @@ CONFORMANCE = [
     f"{_OGC}/cql2/1.0/conf/basic-spatial-functions-plus",
     f"{_OGC}/cql2/1.0/conf/spatial-functions",
     f"{_OGC}/cql2/1.0/conf/property-property",
+    f"{_OGC}/ogcapi-processes-1/1.0/conf/core",
+    f"{_OGC}/ogcapi-processes-1/1.0/conf/ogc-process-description",
+    f"{_OGC}/ogcapi-processes-1/1.0/conf/json",
+    f"{_OGC}/ogcapi-processes-1/1.0/conf/html",
+    f"{_OGC}/ogcapi-processes-1/1.0/conf/oas30",
 ]
 
 Delegate = Callable[[Request], Awaitable[Response]]

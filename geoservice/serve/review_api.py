@@ -1,0 +1,102 @@
+"""The conflict ledger over HTTP: a conflict's review case (read open to whoever reads the conflicts; changes need a
+bearer token with the `review` scope, the token's name recorded as the reviewer) and the report page at /report."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from pygeoapi.api import API
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from geoservice import review
+from geoservice.report import NoSuchRunError, html_report
+from geoservice.serve.auth import CHALLENGE, AuthError, Caller, require_scope
+from geoservice.serve.catalog import CONFLICTS
+from geoservice.settings import Settings
+
+REVIEW_PATH = f"/collections/{CONFLICTS}/items/{{conflict_id}}/review"
+REPORT_PATH = "/report"
+_STATUS_OF = {review.UnknownConflictError: HTTPStatus.NOT_FOUND, review.InvalidTransitionError: HTTPStatus.CONFLICT,
+              review.InvalidReviewError: HTTPStatus.UNPROCESSABLE_ENTITY}
+
+
+def problem(status: int, code: str, description: str) -> Response:
+    """An OGC-style exception body."""
+    headers = {"WWW-Authenticate": CHALLENGE} if status == HTTPStatus.UNAUTHORIZED else None
+    return Response(orjson.dumps({"code": code, "type": code, "description": description}), status_code=status,
+                    media_type="application/json", headers=headers)
+
+
+class ReviewEndpoints:
+    """Review and report routes of one grade's app; none when that grade may not read the conflicts."""
+
+    def __init__(self, settings: Settings, api: API, grade: str) -> None:
+        self.settings, self.grade = settings, grade
+        self.enabled = CONFLICTS in api.config["resources"]
+
+    def routes(self) -> list[BaseRoute]:
+        if not self.enabled:  # reads fall through to pygeoapi's 404; a write first says it needs a token
+            return [Route(REVIEW_PATH, self.hidden_write, methods=["POST"])]
+        return [Route(REVIEW_PATH, self.case, methods=["GET", "POST"]), Route(REPORT_PATH, self.report, methods=["GET"])]
+
+    async def hidden_write(self, request: Request) -> Response:
+        try:
+            require_scope(self.settings.access, request.state.caller, "review", "reviewing over HTTP")
+        except AuthError as exc:
+            return problem(exc.status, "Unauthorized" if exc.status == 401 else "Forbidden", str(exc))
+        return problem(HTTPStatus.NOT_FOUND, "NotFound", f"no collection {CONFLICTS!r}")
+
+    async def case(self, request: Request) -> Response:
+        text = request.path_params["conflict_id"]
+        if not text.isdigit():
+            return problem(HTTPStatus.NOT_FOUND, "NotFound", f"no conflict {text!r}")
+        conflict_id = int(text)
+        try:
+            if request.method == "POST":
+                caller: Caller = request.state.caller
+                require_scope(self.settings.access, caller, "review", "reviewing over HTTP")
+                status, comment = _review_body(await request.body())
+                await run_in_threadpool(review.set_status, self.settings, conflict_id, status, comment, caller.name)
+            data = await run_in_threadpool(self._case_document, conflict_id)
+        except AuthError as exc:
+            return problem(exc.status, "Unauthorized" if exc.status == 401 else "Forbidden", str(exc))
+        except ValueError as exc:
+            return problem(HTTPStatus.BAD_REQUEST, "InvalidParameterValue", str(exc))
+        except review.ReviewError as exc:
+            return problem(_STATUS_OF[type(exc)], type(exc).__name__.removesuffix("Error"), str(exc))
+        return Response(orjson.dumps(data), media_type="application/json")
+
+    def _case_document(self, conflict_id: int) -> dict[str, Any]:
+        case = review.get_case(self.settings, conflict_id)
+        events = review.history(self.settings, conflict_id)
+        return {"conflict_id": conflict_id, "case": case.as_dict(), "history": [e.as_dict() for e in events],
+                "statuses": list(review.STATUSES), "allowed": list(review.TRANSITIONS[case.status])}
+
+    async def report(self, request: Request) -> Response:
+        try:
+            page = await run_in_threadpool(html_report, self.settings, None)
+        except NoSuchRunError as exc:
+            return problem(HTTPStatus.NOT_FOUND, "NotFound", str(exc))
+        return HTMLResponse(page)
+
+
+def _review_body(body: bytes) -> tuple[str, str]:
+    """`{"status": …, "comment": …}` from a request body; ValueError naming what is wrong."""
+    try:
+        data = orjson.loads(body or b"null")
+    except orjson.JSONDecodeError as exc:
+        raise ValueError("the body must be JSON: {\"status\": …, \"comment\": …}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("status"), str):
+        raise ValueError("the body must be a JSON object with a string \"status\" (and a \"comment\")")
+    unknown = sorted(set(data) - {"status", "comment"})
+    if unknown:
+        raise ValueError(f"unknown member {unknown[0]!r} (give status and comment)")
+    comment = data.get("comment", "")
+    if not isinstance(comment, str):
+        raise ValueError("\"comment\" must be a string")
+    return data["status"], comment
