@@ -16,6 +16,7 @@ import shapely.geometry
 from geoservice import __version__, basemap, conflicts, db, ingest, queries, report, review, serve
 from geoservice.errors import GeoserviceError
 from geoservice.progress import RichReporter
+from geoservice.report.layer_export import export_layer
 from geoservice.settings import GRADES, Settings, load_settings, token_digest
 from geoservice.views import (
     show_case, show_detection, show_exposure, show_ingest_summaries, show_integration, show_project_check,
@@ -210,6 +211,21 @@ def review_command(ctx: click.Context, conflict_id: int, status: str | None, com
     if status is not None:
         review.set_status(settings, conflict_id, status, comment, reviewer)
     show_case(review.get_case(settings, conflict_id), review.history(settings, conflict_id))
+
+
+@cli.command("export")
+@click.argument("layer")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--grade", type=click.Choice(GRADES), required=True,
+              help="Who the export is for: refused above this grade, personal attributes masked below theirs.")
+@click.pass_context
+def export_command(ctx: click.Context, layer: str, path: Path, grade: str) -> None:
+    """Export the active version of LAYER to PATH (.gpkg or .csv) as a caller of a grade sees it."""
+    settings = settings_of(ctx)
+    db.up(settings, _echo)
+    written = export_layer(settings, layer, path, grade)
+    masked = f"; masked for {grade}: {', '.join(written.masked)}" if written.masked else ""
+    click.echo(f"wrote {written.path}: {written.features:,} features{masked}")
 
 
 @cli.command("token")

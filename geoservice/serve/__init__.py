@@ -35,6 +35,9 @@ def serving_lines(settings: Settings, collections: list[Collection]) -> list[str
              f"landing page: {base}/"]
     if any(c.name == CONFLICTS for c in collections):
         lines.append(f"conflicts:    {base}/collections/{CONFLICTS}  (map: {base}/collections/{CONFLICTS}/items?f=html)")
+    public = [c.name for c in collections if c.grade == "public"]
+    lines.append(f"without a token: the public view ({', '.join(public) or 'nothing'}); a token (Authorization: Bearer, "
+                 f"or {base}/login in a browser) reads up to its grade")
     lines.append("stop with Ctrl-C")
     return lines
 
