@@ -311,7 +311,11 @@ def demo(ctx: click.Context, and_serve: bool) -> None:
     for path in written:
         click.echo(f"  {path.name}")
     if and_serve:
-        serve.run(settings, lambda collections: [click.echo(line) for line in serve.serving_lines(settings, collections)])
+        settings, token = serve.with_session_token(settings)
+        lines = [f"full view: sign in at {settings.server.base_url}/login with the token {token} (any user name; "
+                 "valid while this server runs)"] if token else []
+        serve.run(settings, lambda collections: [click.echo(line) for line in [*serve.serving_lines(settings, collections),
+                                                                                *lines]])
 
 
 def main(argv: list[str] | None = None) -> int:

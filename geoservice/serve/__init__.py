@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import secrets
 import socket
 import tempfile
 from collections.abc import Callable
@@ -12,10 +13,10 @@ from geoservice import db
 from geoservice.errors import GeoserviceError
 from geoservice.serve.catalog import CONFLICTS, Collection, read_collections
 from geoservice.serve.config import ConfigFiles, write_config, write_grade_configs
-from geoservice.settings import Settings
+from geoservice.settings import Settings, TokenSettings, token_digest
 
 __all__ = ["Collection", "ConfigFiles", "ServeError", "read_served_collections", "run", "serving_lines", "with_address",
-           "write_pygeoapi_config", "written_config_lines"]
+           "with_session_token", "write_pygeoapi_config", "written_config_lines"]
 
 
 class ServeError(GeoserviceError):
@@ -40,6 +41,17 @@ def serving_lines(settings: Settings, collections: list[Collection]) -> list[str
                  f"or {base}/login in a browser) reads up to its grade")
     lines.append("stop with Ctrl-C")
     return lines
+
+
+def with_session_token(settings: Settings) -> tuple[Settings, str | None]:
+    """When no token is configured (the demo), a token for this run only — grade restricted, review scope — so a
+    person can see the full view; None when tokens are configured."""
+    if settings.access.tokens:
+        return settings, None
+    token = secrets.token_urlsafe(16)
+    session = TokenSettings(sha256=token_digest(token), grade="restricted", scopes=["review"])
+    access = settings.access.model_copy(update={"tokens": {"demo": session}})
+    return settings.model_copy(update={"access": access}), token
 
 
 def written_config_lines(files: ConfigFiles) -> list[str]:
