@@ -68,7 +68,7 @@ SELECT 'basic_farmland', f.id, ST_Area(ST_Intersection(f.geom, p.g)) FROM geoser
 UNION ALL
 SELECT 'outside_dev_boundary', NULL, ST_Area(ST_Difference(p.g, coalesce(
     (SELECT ST_Union(f.geom) FROM geoservice.feature f WHERE f.version_id = (SELECT id FROM v WHERE kind = 'dev_boundary')
-       AND ST_Intersects(f.geom, p.g)), 'POLYGON EMPTY'::geometry))) FROM p
+       AND ST_Intersects(f.geom, p.g)), ST_GeomFromText('POLYGON EMPTY', 4548)))) FROM p
 """
 
 

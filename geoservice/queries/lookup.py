@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Collection
 from typing import Any
 
@@ -14,39 +15,54 @@ from geoservice.settings import Settings
 
 LINE_KINDS = ("red_line", "basic_farmland", "dev_boundary")
 
-PATCH_SQL = """
-SELECT p.id, p.area_m2, p.difference, p.district_code, p.district_name,
-       p.land_feature_id, p.land_code, lc.name_zh, lc.name_en,
-       p.plan_feature_id, p.plan_code, pc.name_zh, pc.name_en, p.run_id
-FROM geoservice.basemap_patch p
-LEFT JOIN geoservice.land_class lc ON lc.code = p.land_code
-LEFT JOIN geoservice.land_class pc ON pc.code = p.plan_code
-WHERE p.run_id = %(run)s AND ST_Intersects(p.geom, ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), %(srid)s))
-ORDER BY p.id LIMIT 1
+#: one round trip: the current runs, the patch under the point, the protection lines and the open conflicts there.
+#: Prepared once per connection: planning a statement over the partitioned tables costs more than running it.
+PREPARED = "geoservice_lookup"
+PARAMETER_TYPES = "float8, float8, integer, text[], text[], boolean"
+LOOKUP_SQL = """
+WITH pt AS (SELECT ST_SetSRID(ST_MakePoint($1, $2), $3) AS g),
+runs AS (SELECT (SELECT id FROM geoservice.integration_run WHERE is_current) AS basemap,
+                (SELECT id FROM geoservice.detection_run WHERE is_current) AS detection),
+patch AS (
+    SELECT p.id, p.area_m2, p.difference, p.district_code, p.district_name,
+           p.land_feature_id, p.land_code, lc.name_zh AS land_zh, lc.name_en AS land_en,
+           p.plan_feature_id, p.plan_code, pc.name_zh AS plan_zh, pc.name_en AS plan_en, p.run_id
+    FROM geoservice.basemap_patch p CROSS JOIN pt
+    LEFT JOIN geoservice.land_class lc ON lc.code = p.land_code
+    LEFT JOIN geoservice.land_class pc ON pc.code = p.plan_code
+    WHERE p.run_id = (SELECT basemap FROM runs) AND ST_Intersects(p.geom, pt.g)
+    ORDER BY p.id LIMIT 1),
+lines AS (
+    SELECT coalesce(jsonb_agg(jsonb_build_object('layer', v.layer, 'kind', l.kind, 'title', l.title, 'feature_id', f.id,
+                                                 'source_id', f.source_id, 'name', f.name) ORDER BY l.kind, v.layer, f.id),
+                    '[]') AS found
+    FROM geoservice.layer_version v JOIN geoservice.layer l ON l.name = v.layer
+    JOIN geoservice.feature f ON f.version_id = v.id CROSS JOIN pt
+    WHERE v.is_active AND l.kind = ANY($4) AND ($5::text[] IS NULL OR v.layer = ANY($5::text[]))
+      AND ST_Intersects(f.geom, pt.g)),
+conflicts AS (
+    SELECT coalesce(jsonb_agg(jsonb_build_object('id', c.id, 'rule_id', c.rule_id, 'title_zh', t.rule->>'title_zh',
+                                                 'title_en', t.rule->>'title_en', 'severity', c.severity,
+                                                 'area_m2', c.area_m2, 'code_a', c.code_a, 'code_b', c.code_b,
+                                                 'status', c.status) ORDER BY c.id), '[]') AS found
+    FROM geoservice.conflict c JOIN geoservice.detection_run r ON r.id = c.run_id CROSS JOIN pt
+    CROSS JOIN LATERAL (SELECT e FROM jsonb_array_elements(r.rules) e WHERE e->>'id' = c.rule_id) t(rule)
+    WHERE $6 AND c.run_id = (SELECT detection FROM runs) AND c.status = 'open' AND ST_Intersects(c.geom, pt.g))
+SELECT runs.basemap, patch.*, lines.found, conflicts.found
+FROM runs LEFT JOIN patch ON true CROSS JOIN lines CROSS JOIN conflicts
 """
 
-LINES_SQL = """
-SELECT v.layer, l.kind, l.title, f.id, f.source_id, f.name
-FROM geoservice.feature f JOIN geoservice.layer_version v ON v.id = f.version_id JOIN geoservice.layer l ON l.name = v.layer
-WHERE f.version_id = ANY(%(versions)s) AND ST_Intersects(f.geom, ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), %(srid)s))
-ORDER BY l.kind, v.layer, f.id
-"""
 
-CONFLICTS_SQL = """
-SELECT c.id, c.rule_id, t.rule->>'title_zh', t.rule->>'title_en', c.severity, c.area_m2, c.code_a, c.code_b, c.status
-FROM geoservice.conflict c JOIN geoservice.detection_run r ON r.id = c.run_id
-CROSS JOIN LATERAL (SELECT e FROM jsonb_array_elements(r.rules) e WHERE e->>'id' = c.rule_id) t(rule)
-WHERE c.run_id = %(run)s AND c.status = 'open'
-  AND ST_Intersects(c.geom, ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), %(srid)s))
-ORDER BY c.id
-"""
+_prepared: weakref.WeakKeyDictionary[psycopg2.extensions.connection, int] = weakref.WeakKeyDictionary()
 
-CONTEXT_SQL = """
-SELECT (SELECT id FROM geoservice.integration_run WHERE is_current),
-       (SELECT id FROM geoservice.detection_run WHERE is_current),
-       (SELECT coalesce(array_agg(v.id), '{}') FROM geoservice.layer_version v JOIN geoservice.layer l ON l.name = v.layer
-        WHERE v.is_active AND l.kind = ANY(%(kinds)s))
-"""
+
+def _prepare(cur: psycopg2.extensions.cursor) -> None:
+    """PREPARE the lookup on this cursor's connection once (per backend: a reconnect prepares again)."""
+    conn = cur.connection
+    backend = conn.get_backend_pid()
+    if _prepared.get(conn) != backend:
+        cur.execute(f"PREPARE {PREPARED} ({PARAMETER_TYPES}) AS {LOOKUP_SQL}")
+        _prepared[conn] = backend
 
 
 def _class(code: str | None, name_zh: str | None, name_en: str | None, feature: int | None) -> dict[str, Any] | None:
@@ -60,26 +76,16 @@ def lookup_point(cur: psycopg2.extensions.cursor, settings: Settings, x: float, 
     may read the conflicts."""
     source = input_crs(settings, crs)
     point = to_working(settings, np.array([shapely.Point(x, y)]), source)[0]
-    params = {"x": point.x, "y": point.y, "srid": settings.working_srid, "kinds": list(LINE_KINDS)}
-    cur.execute(CONTEXT_SQL, params)
-    basemap_run, detection_run, versions = cur.fetchone()
+    _prepare(cur)
+    cur.execute(f"EXECUTE {PREPARED} (%s, %s, %s, %s, %s, %s)",
+                (point.x, point.y, settings.working_srid, list(LINE_KINDS),
+                 None if readable_layers is None else list(readable_layers), with_conflicts))
+    (basemap_run, patch_id, area, difference, district_code, district_name, land_id, land_code, land_zh, land_en,
+     plan_id, plan_code, plan_zh, plan_en, run_id, lines, conflicts) = cur.fetchone()
     if basemap_run is None:
         raise QueryError("there is no base map yet: run `geoservice integrate`")
-    cur.execute(PATCH_SQL, {**params, "run": basemap_run})
-    row = cur.fetchone()
-    if row is None:
+    if patch_id is None:
         raise QueryError(f"the point ({x}, {y}) in {source.to_string()} lies outside the base map")
-    (patch_id, area, difference, district_code, district_name, land_id, land_code, land_zh, land_en,
-     plan_id, plan_code, plan_zh, plan_en, run_id) = row
-    cur.execute(LINES_SQL, {**params, "versions": list(versions)})
-    lines = [{"layer": layer, "kind": kind, "title": title, "feature_id": fid, "source_id": sid, "name": name}
-             for layer, kind, title, fid, sid, name in cur.fetchall()
-             if readable_layers is None or layer in readable_layers]
-    conflicts: list[dict[str, Any]] = []
-    if detection_run is not None and with_conflicts:
-        cur.execute(CONFLICTS_SQL, {**params, "run": detection_run})
-        keys = ("id", "rule_id", "title_zh", "title_en", "severity", "area_m2", "code_a", "code_b", "status")
-        conflicts = [dict(zip(keys, row)) for row in cur.fetchall()]
     return {
         "point": {"x": x, "y": y, "crs": source.to_string(), "working": [point.x, point.y]},
         "patch": {"id": patch_id, "run_id": run_id, "area_m2": area, "difference": difference,
