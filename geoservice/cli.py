@@ -13,14 +13,14 @@ from pathlib import Path
 import click
 import shapely.geometry
 
-from geoservice import __version__, basemap, conflicts, db, ingest, queries, report, review, serve
+from geoservice import __version__, basemap, conflicts, db, governance, ingest, queries, report, review, serve
 from geoservice.errors import GeoserviceError
 from geoservice.progress import RichReporter
 from geoservice.report.layer_export import export_layer
 from geoservice.settings import GRADES, Settings, load_settings, token_digest
 from geoservice.views import (
-    show_case, show_detection, show_exposure, show_ingest_summaries, show_integration, show_project_check,
-    show_statistics, show_versions,
+    show_backup, show_case, show_detection, show_exposure, show_ingest_summaries, show_integration, show_layer_changes,
+    show_project_check, show_restore, show_statistics, show_versions,
 )
 
 
@@ -291,6 +291,42 @@ def exposure_command(ctx: click.Context, raster: str, threshold: float, band: in
     with db.transaction(settings) as conn, conn.cursor() as cur:
         result = queries.hazard_exposure(cur, settings, raster, threshold, band or (registered.band if registered else 1))
     _print_json(result) if output_format == "json" else show_exposure(result)
+
+
+@cli.command("backup")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.pass_context
+def backup_command(ctx: click.Context, path: Path) -> None:
+    """Write a backup folder PATH: the database schema (pg_dump), the configuration files, a manifest of checksums."""
+    show_backup(governance.backup(settings_of(ctx), path, RichReporter()))
+
+
+@cli.command("restore")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--files", "restore_files", is_flag=True, help="Also write the backed-up configuration files back into the project.")
+@click.pass_context
+def restore_command(ctx: click.Context, path: Path, restore_files: bool) -> None:
+    """Restore the backup folder PATH into an empty database (the configured one) and verify it against the manifest."""
+    show_restore(governance.restore(settings_of(ctx), path, RichReporter(), restore_files))
+
+
+@cli.command("diff")
+@click.argument("layer")
+@click.argument("old_version", type=int)
+@click.argument("new_version", type=int)
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@click.option("--export", "export_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the added, removed and changed features to a GeoPackage (PATH.gpkg).")
+@click.pass_context
+def diff_command(ctx: click.Context, layer: str, old_version: int, new_version: int, output_format: str,
+                 export_path: Path | None) -> None:
+    """Features added, removed and changed between two versions of LAYER; area gained and lost by class and district."""
+    settings = settings_of(ctx)
+    db.up(settings, _echo)
+    changes = governance.layer_changes(settings, layer, old_version, new_version)
+    if export_path:
+        _echo(f"changed features written to {governance.write_changes_gpkg(settings, changes, export_path)}")
+    _print_json(changes.as_dict()) if output_format == "json" else show_layer_changes(changes)
 
 
 @cli.command("demo")

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from geoservice.basemap import IntegrationSummary
 from geoservice.conflicts import DetectionSummary
+from geoservice.governance import AreaChange, BackupSummary, LayerChanges, RestoreSummary, TableTotal
 from geoservice.ingest import IngestSummary, VersionRow
 from geoservice.report import Statistics
 from geoservice.review import Case, CaseEvent
@@ -184,3 +185,85 @@ def show_exposure(result: dict[str, object]) -> None:
         console.print(table)
     patches = result["exposed_construction_patches"]
     console.print(f"exposed planned-construction patches: {len(patches)}", markup=False, highlight=False)
+
+
+def _table_totals(title: str, totals: list[TableTotal]) -> Table:
+    table = Table(title=title)
+    for column in ("table", "partitions", "rows"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for total in totals:
+        table.add_row(total.table, str(total.partitions or ""), f"{total.rows:,}")
+    return table
+
+
+def _tables_text(totals: list[TableTotal]) -> str:
+    return f"{len(totals)} tables ({sum(t.partitions for t in totals)} partitions)"
+
+
+def show_backup(summary: BackupSummary) -> None:
+    """Where the backup went, what it holds: the dump, the project files, rows per table."""
+    console = Console()
+    console.print(f"backup written to {summary.path} in {summary.seconds:.1f} s: database.dump "
+                  f"{summary.dump_bytes / 1e6:,.1f} MB, {len(summary.files)} project files, {_tables_text(summary.totals)}, "
+                  f"{summary.rows:,} rows", markup=False, highlight=False, soft_wrap=True)
+    console.print(_table_totals("rows backed up (checksummed in manifest.json)", summary.totals))
+    for origin in summary.missing_files:
+        console.print(f"not backed up (named by the configuration, not found): {origin}", markup=False, highlight=False, soft_wrap=True)
+
+
+def show_restore(summary: RestoreSummary) -> None:
+    """What was restored where, that it matched the manifest, and how the project's files compare with the backup's."""
+    console = Console()
+    console.print(f"restored {summary.path} into {summary.target} in {summary.seconds:.1f} s: {_tables_text(summary.totals)}, "
+                  f"{summary.rows:,} rows; row counts and checksums match the manifest", markup=False, highlight=False, soft_wrap=True)
+    console.print(_table_totals("rows restored", summary.totals))
+    states = summary.files
+    same = sum(state == "unchanged" for state in states.values())
+    console.print(f"project files: {same} of {len(states)} the same as in the backup", markup=False, highlight=False, soft_wrap=True)
+    for origin, state in states.items():
+        if state in ("differs", "missing"):
+            console.print(f"  {origin}: {'differs from' if state == 'differs' else 'missing, it is in'} the backup "
+                          "(`restore --files` writes the backup's copy)", markup=False, highlight=False, soft_wrap=True)
+        elif state == "restored":
+            console.print(f"  {origin}: written from the backup", markup=False, highlight=False, soft_wrap=True)
+    if summary.pending_migrations:
+        pending = ", ".join(f"{v:04d}" for v in summary.pending_migrations)
+        console.print(f"migrations newer than the backup: {pending} (applied by the next `geoservice db up` or `db migrate`)",
+                      markup=False, highlight=False, soft_wrap=True)
+
+
+CHANGES_SHOWN = 20
+
+
+def _area_table(title: str, rows: list[AreaChange]) -> Table:
+    table = Table(title=title)
+    for column in ("code", "name", "gained m²", "lost m²", "net m²", "gained ha", "lost ha", "net ha"):
+        table.add_column(column, justify="left" if column in ("code", "name") else "right")
+    for row in rows:
+        table.add_row(row.code or "-", row.name, f"{row.gained_m2:,.1f}", f"{row.lost_m2:,.1f}", f"{row.net_m2:,.1f}",
+                      f"{row.gained_m2 / 1e4:,.4f}", f"{row.lost_m2 / 1e4:,.4f}", f"{row.net_m2 / 1e4:,.4f}")
+    return table
+
+
+def show_layer_changes(changes: LayerChanges) -> None:
+    """Counts of added, removed and changed features; area gained and lost by class and by district; the first changes."""
+    console = Console()
+    counts = changes.counts
+    console.print(f"{changes.layer}: version {changes.old_version} ({changes.old_features} features) → version "
+                  f"{changes.new_version} ({changes.new_features}): added {counts['added']}, removed {counts['removed']}, "
+                  f"changed {counts['changed']}, unchanged {changes.unchanged} (paired by source id {changes.matched_by_id}, "
+                  f"by geometry {changes.matched_by_geometry})", markup=False, highlight=False, soft_wrap=True)
+    console.print(_area_table("area gained and lost by unified class", changes.by_class))
+    console.print(_area_table(f"area gained and lost by district ({changes.district_layer or 'no district layer'})",
+                              changes.by_district))
+    table = Table(title="changed features")
+    for column in ("change", "source id", "feature", "what", "old code", "new code", "m²"):
+        table.add_column(column, justify="right" if column == "m²" else "left")
+    for f in changes.features[:CHANGES_SHOWN]:
+        feature = " → ".join(str(fid) for fid in (f.old_id, f.new_id) if fid is not None)
+        area = f.new_area_m2 if f.new_area_m2 is not None else f.old_area_m2
+        table.add_row(f.change, f.source_id or "-", feature, ", ".join(f.what), f.old_code or "", f.new_code or "", f"{area:,.1f}")
+    console.print(table)
+    if len(changes.features) > CHANGES_SHOWN:
+        console.print(f"{len(changes.features) - CHANGES_SHOWN} more: --format json or --export PATH.gpkg lists them all",
+                      markup=False, highlight=False, soft_wrap=True)

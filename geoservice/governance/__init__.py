@@ -1,0 +1,13 @@
+"""Data governance: backup and restore of the database and configuration, and change reports between layer versions."""
+
+from geoservice.governance.backup import BackupSummary, TableTotal, backup
+from geoservice.governance.changes import (
+    AreaChange, ChangeReportError, FeatureChange, LayerChanges, layer_changes, write_changes_gpkg,
+)
+from geoservice.governance.manifest import BackupError
+from geoservice.governance.restore import RestoreError, RestoreSummary, restore
+
+__all__ = [
+    "AreaChange", "BackupError", "BackupSummary", "ChangeReportError", "FeatureChange", "LayerChanges", "RestoreError",
+    "RestoreSummary", "TableTotal", "backup", "layer_changes", "restore", "write_changes_gpkg",
+]
