@@ -72,6 +72,7 @@ def _grade_app(settings: Settings, grade: str, files: ConfigFiles) -> tuple[Star
     from pygeoapi.plugin import load_plugin
     from pygeoapi.util import get_provider_by_type
 
+    from geoservice.serve.changes_api import ChangeEndpoints
     from geoservice.serve.process_routes import process_routes
     from geoservice.serve.review_api import ReviewEndpoints
     from geoservice.serve.routes import Endpoints
@@ -89,6 +90,7 @@ def _grade_app(settings: Settings, grade: str, files: ConfigFiles) -> tuple[Star
         Route("/collections/{collection_id}/items", endpoints.items, methods=["GET"]),
         Route("/collections/{collection_id}/items/{item_id}", endpoints.item, methods=["GET"]),
         *review.routes(), *process_routes(api, module.execute_process_jobs),
+        *ChangeEndpoints(settings, providers, api.config["server"]["url"]).routes(),
         Mount("/", app=module.APP),
     ]
     return Starlette(routes=routes), list(providers.values())

@@ -113,6 +113,17 @@ def own_paths(config: dict[str, Any]) -> dict[str, Any]:
                            for n, t, d in (("x", "number", "Easting or longitude."), ("y", "number", "Northing or latitude."),
                                            ("crs", "string", "The CRS of x and y (default OGC:CRS84)."))],
             "responses": {"200": json_doc, "400": error}}}
+    layers = [name for name, r in config["resources"].items()
+              if r.get("type") == "collection" and r["providers"][0]["geoservice"]["collection"].get("kind")]
+    for name in layers:
+        paths[f"/collections/{name}/versions"] = {"get": {
+            "summary": f"The stored versions of {name}", "tags": [name], "responses": {"200": json_doc}}}
+        paths[f"/collections/{name}/changes"] = {"get": {
+            "summary": f"Features added, removed and changed in {name} between two versions, areas by class and district",
+            "tags": [name], "responses": {"200": json_doc, "400": error},
+            "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": "integer"}, "description": d}
+                           for n, d in (("from", "The older version (default: the one before `to`)."),
+                                        ("to", "The newer version (default: the active one)."))]}}
     if "conflicts" in config["resources"]:
         paths["/report"] = {"get": {"summary": "The conflict report of the current detection run (HTML)",
                                     "tags": ["conflicts"], "responses": {"200": {"description": "An HTML page.",

@@ -1,0 +1,75 @@
+"""A layer's versions and the change report between two of them (变更报告), per served layer collection:
+GET /collections/{layer}/versions and GET /collections/{layer}/changes?from=V1&to=V2 (default: the version before
+the active one → the active one). Like everything else, 404 when the caller may not read the layer."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from geoservice.governance import ChangeReportError, layer_changes
+from geoservice.ingest import list_versions
+from geoservice.serve.provider import GeoserviceProvider
+from geoservice.serve.review_api import problem
+from geoservice.settings import Settings
+
+
+class ChangeEndpoints:
+    """The routes over one grade's layer collections."""
+
+    def __init__(self, settings: Settings, providers: dict[str, GeoserviceProvider], base_url: str) -> None:
+        self.settings, self.base_url = settings, base_url
+        self.layers = {name for name, provider in providers.items() if provider.collection.kind}
+
+    def routes(self) -> list[Route]:
+        return [Route("/collections/{collection_id}/versions", self.versions, methods=["GET"]),
+                Route("/collections/{collection_id}/changes", self.changes, methods=["GET"])]
+
+    def _hidden(self, name: str) -> Response | None:
+        return None if name in self.layers else problem(HTTPStatus.NOT_FOUND, "NotFound", f"no collection {name!r}")
+
+    async def versions(self, request: Request) -> Response:
+        name = request.path_params["collection_id"]
+        refusal = self._hidden(name)
+        if refusal:
+            return refusal
+        rows = await run_in_threadpool(list_versions, self.settings, name)
+        versions: list[dict[str, Any]] = []
+        for row, before in zip(rows, [None, *rows[:-1]]):
+            entry = {"version": row.version, "loaded_at": row.loaded_at.isoformat(), "features": row.feature_count,
+                     "active": row.is_active}
+            if before is not None:
+                entry["changes"] = f"{self.base_url}/collections/{name}/changes?from={before.version}&to={row.version}"
+            versions.append(entry)
+        return Response(orjson.dumps({"layer": name, "versions": versions}), media_type="application/json")
+
+    async def changes(self, request: Request) -> Response:
+        name = request.path_params["collection_id"]
+        refusal = self._hidden(name)
+        if refusal:
+            return refusal
+        try:
+            old, new = await run_in_threadpool(self._pair_asked, name, request.query_params)
+            report = await run_in_threadpool(layer_changes, self.settings, name, old, new)
+        except (ValueError, ChangeReportError) as exc:
+            return problem(HTTPStatus.BAD_REQUEST, "InvalidParameterValue", str(exc))
+        return Response(orjson.dumps(report.as_dict()), media_type="application/json")
+
+    def _pair_asked(self, name: str, params: Any) -> tuple[int, int]:
+        unknown = sorted(set(params) - {"from", "to", "f"})
+        if unknown:
+            raise ValueError(f"unknown parameter {unknown[0]!r} (give from and to, version numbers)")
+        rows = list_versions(self.settings, name)
+        numbers, active = [row.version for row in rows], next(row.version for row in rows if row.is_active)
+        try:
+            new = int(params.get("to", active))
+            old = int(params["from"]) if "from" in params else max((v for v in numbers if v < new), default=new)
+        except ValueError as exc:
+            raise ValueError("from and to are version numbers (see /versions)") from exc
+        return old, new

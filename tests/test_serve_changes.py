@@ -1,0 +1,36 @@
+"""Change reports per layer over HTTP: the versions of a layer and the changes between two, as the library makes them;
+404 for a layer the caller may not read."""
+
+from __future__ import annotations
+
+import orjson
+
+from geoservice.governance import layer_changes
+from geoservice.ingest import activate_version, ingest_layer, list_versions, load_definition
+from test_serve_server import ROOT, Server, served_fixture  # noqa: F401 - the session's `served` fixture
+
+
+def test_versions_and_changes_of_a_layer(served: Server) -> None:
+    settings = served.settings
+    before = next(v.version for v in list_versions(settings, "districts") if v.is_active)
+    ingest_layer(settings, load_definition(ROOT / "layers" / "districts.yaml"))  # the same file again: a new version
+    newest = max(v.version for v in list_versions(settings, "districts"))
+    activate_version(settings, "districts", before)  # the server keeps serving the version it started with
+    listed = served.get("/collections/districts/versions", as_=None).json()
+    assert [v["version"] for v in listed["versions"]][-1] == newest
+    assert listed["versions"][-1]["changes"].endswith(f"/collections/districts/changes?from={newest - 1}&to={newest}")
+    answer = served.get("/collections/districts/changes", as_=None, **{"from": before, "to": newest})
+    assert answer.status_code == 200, answer.text
+    expected = orjson.loads(orjson.dumps(layer_changes(settings, "districts", before, newest).as_dict()))
+    assert answer.json() == expected
+    assert expected["counts"] == {"added": 0, "removed": 0, "changed": 0} and expected["unchanged"] == 6
+
+
+def test_changes_follow_the_grades_and_check_parameters(served: Server) -> None:
+    assert served.get("/collections/landuse/versions", as_=None).status_code == 404
+    assert served.get("/collections/landuse/changes", as_=None).status_code == 404
+    assert served.get("/collections/landuse/versions", as_="viewer").status_code == 200
+    assert served.get("/collections/basemap/versions", as_="viewer").status_code == 404  # not a layer
+    for params, message in (({"from": "one"}, "version numbers"), ({"to": 99}, "99"), ({"since": 1}, "unknown parameter")):
+        response = served.get("/collections/districts/changes", as_=None, **params)
+        assert response.status_code == 400 and message in response.json()["description"], params
