@@ -68,9 +68,11 @@ def demo_settings(base_settings: Settings) -> Iterator[Settings]:
 
     name = f"geoservice_demo_{os.getpid()}"
     scratch = db.create_scratch_database(base_settings, name, _quiet)
-    for definition in load_definitions(scratch.path(scratch.paths.layers)):
-        ingest_layer(scratch, definition)
-    integrate(scratch)
-    detect(scratch)
-    yield scratch
-    db.drop_database(scratch.database.url, name)
+    try:
+        for definition in load_definitions(scratch.path(scratch.paths.layers)):
+            ingest_layer(scratch, definition)
+        integrate(scratch)
+        detect(scratch)
+        yield scratch
+    finally:  # also when the set-up fails: no database left behind
+        db.drop_database(scratch.database.url, name)
