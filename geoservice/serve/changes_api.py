@@ -5,7 +5,8 @@ the active one → the active one). Like everything else, 404 when the caller ma
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -14,10 +15,27 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from geoservice.governance import ChangeReportError, layer_changes
-from geoservice.ingest import list_versions
+from geoservice.db import transaction
 from geoservice.serve.provider import GeoserviceProvider
 from geoservice.serve.review_api import problem
 from geoservice.settings import Settings
+
+
+class Version(NamedTuple):
+    """One stored version of a layer."""
+
+    version: int
+    loaded_at: datetime
+    feature_count: int
+    is_active: bool
+
+
+def list_versions(settings: Settings, layer: str) -> list[Version]:
+    """The layer's versions, oldest first (read here: serve/ does not import ingest/)."""
+    with transaction(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT version, loaded_at, feature_count, is_active FROM geoservice.layer_version WHERE layer = %s "
+                    "ORDER BY version", (layer,))
+        return [Version(*row) for row in cur.fetchall()]
 
 
 class ChangeEndpoints:
