@@ -329,3 +329,33 @@ def test_text_with_tabs_newlines_backslashes_round_trips(env) -> None:
     rows = query(settings, "SELECT f.source_id, f.name, f.attributes->>'DLMC' FROM geoservice.feature f "
                            "JOIN geoservice.layer_version v ON v.id = f.version_id WHERE v.layer = %s ORDER BY f.source_row", name)
     assert rows == [(i, o, o) for i, o in zip(fields["BSM"], odd)]
+
+
+def test_reprojected_holes_and_parts_are_stored_exactly(env) -> None:
+    """The fast way (WKB parsed with NumPy, coordinates reprojected as one array) stores what Shapely would."""
+    settings, folder, name = env
+    x, y = ORIGIN
+    to_geo = Transformer.from_crs("EPSG:4548", "EPSG:4490", always_xy=True)
+    box = shapely.box(x, y, x + 100, y + 100)
+    plans = [
+        box.difference(shapely.box(x + 10, y + 10, x + 20, y + 20)).difference(shapely.box(x + 50, y + 50, x + 60, y + 70)),
+        shapely.MultiPolygon([shapely.box(x + 200, y, x + 240, y + 40),
+                              shapely.box(x + 250, y, x + 300, y + 50).difference(shapely.box(x + 260, y + 10, x + 270, y + 20))]),
+        shapely.box(x + 400, y, x + 450, y + 20),
+        shapely.Polygon([(x + 500, y), (x + 600, y + 100), (x + 600, y), (x + 500, y + 100), (x + 500, y)]),  # bow-tie
+    ]
+    geographic = shapely.transform(np.array(plans, dtype=object), lambda xy: np.column_stack(to_geo.transform(xy[:, 0], xy[:, 1])))
+    write_file(folder / "holes.gpkg", geographic, landuse_fields(4), crs="EPSG:4490", driver="GPKG")
+    summary = ingest_layer(settings, load_definition(write_definition(folder, name, "holes.gpkg")))
+    assert (summary.kept, summary.repaired, summary.rejected) == (3, 1, 0)
+    back = Transformer.from_crs("EPSG:4490", "EPSG:4548", always_xy=True)
+    expected = shapely.transform(geographic, lambda xy: np.column_stack(back.transform(xy[:, 0], xy[:, 1])))
+    expected[3] = shapely.make_valid(expected[3])
+    rows = query(settings, "SELECT ST_AsBinary(f.geom), f.area_m2 FROM geoservice.feature f JOIN geoservice.layer_version v "
+                           "ON v.id = f.version_id WHERE v.layer = %s ORDER BY f.source_row", name)
+    stored = shapely.from_wkb([bytes(r[0]) for r in rows])
+    assert shapely.get_type_id(stored).tolist() == [shapely.GeometryType.MULTIPOLYGON] * 4
+    for got, want in zip(stored, expected):
+        want = want if want.geom_type == "MultiPolygon" else shapely.MultiPolygon([want])
+        assert shapely.equals_exact(got, want, tolerance=0)
+    assert [r[1] for r in rows] == pytest.approx(shapely.area(expected).tolist(), rel=1e-9)

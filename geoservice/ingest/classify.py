@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from geoservice.db import bulk
 from geoservice.errors import ConfigError
 
 UNIFIED = "unified"
@@ -31,17 +33,20 @@ class Crosswalk:
     name: str
     mapping: dict[str, str | None]
 
-    def classify(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(unified codes, original codes as stripped text, unknown mask), vectorized over distinct codes.
+    def classify(self, codes: pa.Array | np.ndarray) -> tuple[pa.Array, pa.Array, np.ndarray]:
+        """(unified codes, original codes as stripped text, unknown mask), vectorized over distinct codes (Arrow).
 
-        Unknown codes, and known ones the crosswalk maps to no unified class (blank), map to None; only the
-        unknown ones are flagged: the caller decides whether that is an error.
+        Codes are text (numbers through str()), stripped as str.strip() does, a missing code is ''. Unknown codes,
+        and known ones the crosswalk maps to no unified class (blank), map to null; only the unknown ones are
+        flagged: the caller decides whether that is an error.
         """
-        text = pd.Series(codes, dtype="string").str.strip().fillna("").to_numpy(dtype=object)
-        distinct, inverse = np.unique(text.astype(str), return_inverse=True)
-        inverse = inverse.reshape(-1)
-        mapped = np.array([self.mapping.get(code) for code in distinct.tolist()], dtype=object)[inverse]
-        unknown = np.array([code not in self.mapping for code in distinct.tolist()], dtype=bool)[inverse]
+        text = pc.utf8_trim(bulk.arrow_text(codes, len(codes)), bulk.PYTHON_WHITESPACE).fill_null("")
+        encoded = text.dictionary_encode()
+        distinct = encoded.dictionary.to_pylist()
+        indices = encoded.indices
+        mapped = pa.array([self.mapping.get(code) for code in distinct], pa.string()).take(indices)
+        unknown = np.array([code not in self.mapping for code in distinct], dtype=bool)[
+            indices.to_numpy(zero_copy_only=False)]
         return mapped, text, unknown
 
 

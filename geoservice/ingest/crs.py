@@ -143,13 +143,23 @@ def area_of_use_box(source: CRS) -> tuple[float, float, float, float] | None:
     return float(x[finite].min()), float(y[finite].min()), float(x[finite].max()), float(y[finite].max())
 
 
-def check_area_of_use(geometries: np.ndarray, source: CRS) -> AreaCheck:
-    """Test each geometry's bounding-box centre against the source CRS's area of use (plain array comparisons)."""
-    count = len(geometries)
-    box = area_of_use_box(source)
+def check_area_of_use(geometries: np.ndarray, source: CRS,
+                      box: tuple[float, float, float, float] | None | bool = False) -> AreaCheck:
+    """Test each geometry's bounding-box centre against the source CRS's area of use (plain array comparisons).
+
+    `box`: the area_of_use_box(source) when the caller has it already (None: the CRS has no area of use)."""
+    if box is False:
+        box = area_of_use_box(source) if len(geometries) else None
+    if box is None or len(geometries) == 0:
+        return AreaCheck(np.zeros(len(geometries), bool), np.zeros(len(geometries), bool))
+    return check_bounds(shapely.bounds(geometries), box)
+
+
+def check_bounds(bounds: np.ndarray, box: tuple[float, float, float, float] | None) -> AreaCheck:
+    """check_area_of_use on (xmin, ymin, xmax, ymax) rows: is each box's centre outside `box`, and inside it swapped?"""
+    count = len(bounds)
     if box is None or count == 0:
         return AreaCheck(np.zeros(count, bool), np.zeros(count, bool))
-    bounds = shapely.bounds(geometries)
     cx, cy = (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
 
     def inside(x: np.ndarray, y: np.ndarray) -> np.ndarray:

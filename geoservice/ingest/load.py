@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import psycopg2.extensions
+import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg2 import sql
 
 from geoservice.ingest.classify import LandClass
@@ -15,6 +19,9 @@ from geoservice.db import bulk, partitions
 from geoservice.ingest.repair import REPAIRED
 
 PARENT = "feature"
+EWKB_MULTIPOLYGON_WITH_SRID = 0x20000006
+ONE_PART = struct.pack("<I", 1)
+STATUS_TEXT = pa.array([b"kept", b"repaired"], pa.binary())
 COPY_COLUMNS = ("version_id", "source_row", "source_id", "name", "class_code", "original_code", "status",
                 "attributes", "geom")
 
@@ -43,8 +50,10 @@ def refresh_land_classes(cur: psycopg2.extensions.cursor, classes: dict[str, Lan
     )
 
 
-def begin_version(cur: psycopg2.extensions.cursor, definition: Definition, source_path: str, checksum: str) -> NewVersion:
-    """Register the layer, lock it against concurrent loads, create the version row and its empty table."""
+def begin_version(cur: psycopg2.extensions.cursor, definition: Definition, source_path: str) -> NewVersion:
+    """Register the layer, lock it against concurrent loads, create the version row and its empty table.
+
+    The source checksum is filled in by finish_version (it is computed while the server builds the indexes)."""
     layer = definition.layer
     cur.execute(
         "INSERT INTO geoservice.layer (name, kind, title, description, definition) VALUES (%s, %s, %s, %s, %s) "
@@ -58,35 +67,55 @@ def begin_version(cur: psycopg2.extensions.cursor, definition: Definition, sourc
     cur.execute(
         "INSERT INTO geoservice.layer_version (layer, version, source_path, source_checksum) "
         "VALUES (%s, %s, %s, %s) RETURNING id",
-        (layer.name, number, source_path, checksum),
+        (layer.name, number, source_path, ""),
     )
     new = NewVersion(cur.fetchone()[0], layer.name, number)
     partitions.create_partition_table(cur, PARENT, new.id)
     return new
 
 
-def copy_text(
-    new: NewVersion, srid: int, rows: np.ndarray, geometries: np.ndarray, source_ids: np.ndarray | None,
-    names: np.ndarray | None, class_codes: np.ndarray | None, original_codes: np.ndarray | None,
-    status: np.ndarray, attributes: dict[str, np.ndarray],
-) -> str:
-    """One batch of clean rows as COPY text (geometry as hex EWKB MultiPolygon, attributes as JSON; PostGIS
-    computes area_m2)."""
+def copy_binary(
+    new: NewVersion, srid: int, rows: np.ndarray, wkb: pa.Array, multi: np.ndarray, source_ids: pa.Array | None,
+    names: pa.Array | np.ndarray | None, class_codes: pa.Array | None, original_codes: pa.Array | None,
+    status: np.ndarray, attributes: dict[str, pa.Array | np.ndarray],
+) -> bytes:
+    """One batch of clean rows as binary COPY rows in COPY_COLUMNS order (PostGIS computes area_m2).
+
+    `wkb` holds each row's Polygon or MultiPolygon WKB (2D, little-endian; `multi` says which); it is stored as an
+    EWKB MultiPolygon with the SRID: a Polygon gains a one-part header, a MultiPolygon swaps its own for one.
+    """
     count = len(rows)
-    return bulk.copy_text([
-        [str(new.id)] * count, bulk.number_field(rows), bulk.text_field(source_ids, count), bulk.text_field(names, count),
-        bulk.text_field(class_codes, count), bulk.text_field(original_codes, count),
-        np.where(status == REPAIRED, "repaired", "kept").tolist(), bulk.json_field(attributes, count),
-        bulk.multipolygon_ewkb_hex(geometries, srid),
-    ])
+    header = b"\x01" + struct.pack("<II", EWKB_MULTIPOLYGON_WITH_SRID, srid)
+    if not multi.any():  # all Polygons: each gains a one-part header
+        geometry = bulk.BinaryField(parts=(wkb,), prefix=header + ONE_PART)
+    else:  # a MultiPolygon keeps its part count and parts, after the header with the SRID
+        longest = pc.max(pc.binary_length(wkb)).as_py() or 0  # binary_slice without a stop fails (pyarrow 26)
+        if multi.all():
+            geometry = bulk.BinaryField(parts=(pc.binary_slice(wkb, 5, longest + 1),), prefix=header)
+        else:
+            multi_mask = pa.array(multi, pa.bool_())
+            geometry = bulk.BinaryField(
+                parts=(pc.if_else(multi_mask, pa.scalar(b"", pa.binary()), pa.scalar(ONE_PART, pa.binary())),
+                       pc.if_else(multi_mask, pc.binary_slice(wkb, 5, longest + 1), wkb)),
+                prefix=header,
+            )
+    return bulk.binary_rows([
+        bulk.int_field(new.id, count), bulk.int_field(rows, count, ">i4"), bulk.text_binary_field(source_ids, count),
+        bulk.text_binary_field(names, count), bulk.text_binary_field(class_codes, count),
+        bulk.text_binary_field(original_codes, count),
+        bulk.BinaryField(parts=(STATUS_TEXT.take(pa.array((status == REPAIRED).astype(np.int8))),)),
+        bulk.jsonb_field(attributes, count), geometry,
+    ], count)
 
 
-def finish_version(cur: psycopg2.extensions.cursor, new: NewVersion, count: int, summary: dict[str, object]) -> None:
-    """Index and attach the new version's table, record counts, make it the active version."""
+def finish_version(cur: psycopg2.extensions.cursor, new: NewVersion, count: int, summary: dict[str, object],
+                   checksum: Callable[[], str]) -> None:
+    """Index and attach the new version's table, record counts and the source checksum (`checksum()` is asked for
+    after the indexes are built: it can be computed meanwhile), make it the active version."""
     partitions.attach_partition(cur, PARENT, "version_id", new.id, ("version_id", "id"),
                                 {"geom": "USING gist (geom)", "class": "(version_id, class_code)"})
-    cur.execute("UPDATE geoservice.layer_version SET feature_count = %s, summary = %s WHERE id = %s",
-                (count, json.dumps(summary, ensure_ascii=False), new.id))
+    cur.execute("UPDATE geoservice.layer_version SET feature_count = %s, summary = %s, source_checksum = %s WHERE id = %s",
+                (count, json.dumps(summary, ensure_ascii=False), checksum(), new.id))
     activate(cur, new.layer, new.version)
 
 

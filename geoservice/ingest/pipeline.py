@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 from pyproj import CRS
 from pyproj.exceptions import ProjError
@@ -17,10 +19,11 @@ from geoservice.db import bulk, transaction
 from geoservice.errors import IngestError, rows_text
 from geoservice.ingest import load
 from geoservice.ingest.classify import Crosswalk, load_classes, load_crosswalk
-from geoservice.ingest.crs import check_area_of_use, coordinate_function, resolve_source_crs
+from geoservice.ingest.crs import area_of_use_box, check_area_of_use, check_bounds, coordinate_function, resolve_source_crs
 from geoservice.ingest.definition import Definition
-from geoservice.ingest.read import Batch, SourceInfo, inspect_source, prefetch, read_batches
+from geoservice.ingest.read import Batch, SourceInfo, checksum, inspect_source, prefetch, read_batches
 from geoservice.ingest.repair import KEPT, REJECTED, REPAIRED, Cleaned, clean
+from geoservice.ingest.wkb import certainly_valid, ragged_subset
 from geoservice.overlay.threads import pool
 from geoservice.progress import Reporter, SilentReporter
 from geoservice.settings import Settings
@@ -71,17 +74,35 @@ class IngestSummary:
         return self.rows_read / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, object]:
-        data = asdict(self)
-        data.pop("problems")
+        """The summary without the per-row problems (asdict would copy every one of them first)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "problems"}
         data["rows_per_second"] = round(self.rows_per_second, 1)
         return data
+
+
+@dataclass
+class _Prepared:
+    """A batch after the read thread's work. Per fast (plain polygon) row: outside the area of use, x/y look swapped,
+    some coordinate lost in reprojection; `moved`: the fast rows' coordinates in the working CRS (left as they were
+    for rows outside the area of use)."""
+
+    batch: Batch
+    outside: np.ndarray
+    swapped: np.ndarray
+    moved: np.ndarray
+    lost: np.ndarray
+
+
+def _wkb_array(values: np.ndarray, offsets: np.ndarray, count: int) -> pa.Array:
+    """Rows of a WKB byte buffer as an Arrow binary array (no copy)."""
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), count, [None, pa.py_buffer(offsets), pa.py_buffer(values)])
 
 
 @dataclass
 class _Collected:
     """What must be checked across all batches before the load may commit."""
 
-    ids: list[np.ndarray] = field(default_factory=list)
+    ids: list[pa.Array] = field(default_factory=list)
     id_rows: list[np.ndarray] = field(default_factory=list)
     unknown_codes: dict[str, list[int]] = field(default_factory=dict)
     outside: list[int] = field(default_factory=list)
@@ -110,6 +131,7 @@ class LayerIngest:
         self._check_fields(self.info)
         self.source_crs = resolve_source_crs(self.layer, self.info.crs, self.source)
         self.to_working = coordinate_function(self.layer, self.source_crs, self.working, self.source)
+        self.area_box = area_of_use_box(self.source_crs)
         self.crosswalk: Crosswalk | None = None
         if self.layer.code_field:
             folder = settings.path(settings.paths.classification)
@@ -144,39 +166,62 @@ class LayerIngest:
             with transaction(self.settings) as conn, conn.cursor() as cur:
                 classes = load_classes(self.settings.path(self.settings.paths.classification))
                 load.refresh_land_classes(cur, classes, self.settings.construction_codes)
-                new = load.begin_version(cur, self.definition, str(self.definition.source_path), self.info.checksum)
-                with bulk.CopyWriter(cur, new.table, load.COPY_COLUMNS) as writer:
+                new = load.begin_version(cur, self.definition, str(self.definition.source_path))
+                with bulk.BinaryCopyWriter(cur, new.table, load.COPY_COLUMNS, freeze=True) as writer:
                     self._read_all(writer, new)
                 summary.version = new.version
                 summary.seconds = time.perf_counter() - started
-                load.finish_version(cur, new, summary.kept + summary.repaired, summary.as_dict())
+                digest = self.pool.submit(checksum, self.definition.source_path)  # while the server builds indexes
+                load.finish_version(cur, new, summary.kept + summary.repaired, summary.as_dict(), digest.result)
         summary.seconds = time.perf_counter() - started
         summary.report = self._write_report(summary)
         return summary
 
-    def _read_all(self, writer: bulk.CopyWriter | None, new: load.NewVersion | None) -> None:
+    def _read_all(self, writer: bulk.BinaryCopyWriter | None, new: load.NewVersion | None) -> None:
+        """Three stages overlap: reading, parsing and reprojecting run ahead on the read thread (`_prepare`), validity
+        and classification here, and the COPY rows are built and sent on the writer's thread."""
         with self.reporter.task(f"ingest {self.layer.name}", self.info.feature_count) as task:
-            for batch in prefetch(read_batches(self.info, self.columns)):
-                text = self._batch(batch, new)
-                if writer is not None and text is not None:
-                    writer.put(text)
-                task.advance(len(batch.rows))
+            for prepared in prefetch(map(self._prepare, read_batches(self.info, self.columns))):
+                rows = self._batch(prepared, new)
+                if writer is not None and rows is not None:
+                    writer.put(rows)
+                task.advance(len(prepared.batch.rows))
         self._final_checks(self.summary)
 
-    def _geometries(self, batch: Batch) -> Cleaned:
-        """Clean, check the area of use, reproject, then repair what is invalid in the working CRS."""
-        cleaned = clean(batch.geometries, check_validity=False)
-        present = np.flatnonzero(cleaned.status != REJECTED)
-        area = check_area_of_use(cleaned.geometries[present], self.source_crs)
-        outside = present[area.outside]
-        hint = np.where(area.swapped[area.outside], " — x and y look swapped (lat/lon or northing/easting order)",
-                        " — wrong CRS or zone?")
-        cleaned.status[outside] = REJECTED
-        cleaned.reasons[outside] = f"coordinates outside the area of use of {self.summary.crs}" + hint.astype(object)
-        cleaned.geometries[outside] = None
-        self.collected.outside.extend(batch.rows[outside].tolist())
-        self.collected.swapped += int(area.swapped[area.outside].sum())
+    def _reproject(self, coords: np.ndarray) -> np.ndarray:
+        """Source (x, y) -> working CRS, in chunks on the pool (PROJ releases the GIL)."""
+        if not len(coords):
+            return coords
+        try:
+            return np.concatenate(self.pool.map_chunks(lambda a, b: self.to_working(coords[a:b]), len(coords), 8 * CHUNK))
+        except ProjError as exc:
+            raise IngestError(self.source, f"reprojection failed: {exc}") from exc
 
+    def _prepare(self, batch: Batch) -> _Prepared:
+        """On the read thread: the area-of-use check and the reprojection of the plain polygons' coordinates."""
+        parsed = batch.polygonal
+        area = check_bounds(parsed.shell_bounds(), self.area_box)
+        if area.outside.any():  # those are rejected, not reprojected (PROJ may refuse them)
+            moving = ~area.outside[parsed.coordinate_rows()]
+            moved = parsed.coords.copy()
+            moved[moving] = self._reproject(parsed.coords[moving])
+        else:
+            moved = self._reproject(parsed.coords)
+        finite = np.isfinite(moved[:, 0] + moved[:, 1])
+        lost = np.zeros(len(area.outside), bool)
+        if not finite.all():  # e.g. outside the transformation's domain: the Shapely way decides
+            lost[parsed.coordinate_rows()[~finite]] = True
+        return _Prepared(batch, area.outside, area.swapped, moved, lost & ~area.outside)
+
+    def _shapely_geometries(self, geometries: np.ndarray) -> tuple[Cleaned, np.ndarray, np.ndarray]:
+        """The general path, Shapely throughout: clean, check the area of use, reproject, then repair what is invalid
+        in the working CRS. (cleaned rows, outside the area of use, of those: x/y look swapped)."""
+        cleaned = clean(geometries, check_validity=False)
+        present = np.flatnonzero(cleaned.status != REJECTED)
+        area = check_area_of_use(cleaned.geometries[present], self.source_crs, self.area_box)
+        outside, swapped = np.zeros(len(geometries), bool), np.zeros(len(geometries), bool)
+        outside[present[area.outside]], swapped[present[area.swapped]] = True, True
+        self._reject_outside(cleaned, outside, swapped)
         keep = np.flatnonzero(cleaned.status != REJECTED)
         if len(keep):
             subset = cleaned.geometries[keep]
@@ -194,12 +239,72 @@ class LayerIngest:
             valid = np.concatenate(self.pool.map_chunks(lambda a, b: shapely.is_valid(kept[a:b]), len(kept), CHUNK))
             broken = keep[~valid]
             if len(broken):
-                _merge(cleaned, clean(cleaned.geometries[broken]), broken)
-        return cleaned
+                _merge(cleaned, self._repair(cleaned.geometries[broken]), broken)
+        return cleaned, outside, swapped
 
-    def _batch(self, batch: Batch, new: load.NewVersion | None) -> str | None:
-        """Process one batch; the COPY text of its good rows (None when nothing is to be stored)."""
-        cleaned = self._geometries(batch)
+    def _repair(self, geometries: np.ndarray) -> Cleaned:
+        """clean() (make_valid and the rest) in chunks on the pool: the same result, on both cores."""
+        parts = self.pool.map_chunks(lambda a, b: clean(geometries[a:b]), len(geometries), 64)
+        return Cleaned(*(np.concatenate([getattr(part, name) for part in parts]) for name in ("geometries", "status", "reasons")))
+
+    def _reject_outside(self, cleaned: Cleaned, outside: np.ndarray, swapped: np.ndarray) -> None:
+        hint = np.where(swapped[outside], " — x and y look swapped (lat/lon or northing/easting order)", " — wrong CRS or zone?")
+        cleaned.status[outside] = REJECTED
+        cleaned.reasons[outside] = f"coordinates outside the area of use of {self.summary.crs}" + hint.astype(object)
+        cleaned.geometries[outside] = None
+
+    def _geometries(self, prepared: _Prepared) -> tuple[Cleaned, np.ndarray]:
+        """Every row kept, repaired or rejected; and which rows Shapely made (the others store their patched WKB).
+
+        Plain 2D polygons (nearly all rows) take the fast way: parsed and reprojected as arrays (`_prepare`), built
+        in GEOS only to check validity. The invalid ones, and every other row, take the Shapely way
+        (`_shapely_geometries`) from their source WKB, so a row's outcome does not depend on the way it took.
+        """
+        batch, parsed = prepared.batch, prepared.batch.polygonal
+        count = len(batch.rows)
+        fast_rows = np.flatnonzero(parsed.fast)
+        cleaned = Cleaned(np.full(count, None, dtype=object), np.full(count, KEPT, dtype=np.int8), np.full(count, "", dtype=object))
+        outside, swapped = np.zeros(count, bool), np.zeros(count, bool)
+        outside[fast_rows[prepared.outside]], swapped[fast_rows[prepared.swapped]] = True, True
+        self._reject_outside(cleaned, outside, swapped)
+        check = ~prepared.outside & ~prepared.lost  # per fast row
+
+        def validity(a: int, b: int) -> np.ndarray:
+            coords, offsets = parsed.row_slices(a, b, prepared.moved)
+            out = np.ones(b - a, bool)
+            ask = check[a:b] & ~certainly_valid(coords, *offsets)  # provably valid small simple rings skip GEOS
+            if ask.any():
+                coords, (rings, parts, rows) = ragged_subset(coords, offsets, ask)
+                # one Polygon per part (a one-part MultiPolygon is valid exactly when its Polygon is: no wrapper)
+                polygons = shapely.from_ragged_array(shapely.GeometryType.POLYGON, coords, (rings, parts))
+                counts = np.diff(rows)
+                geometries = polygons[rows[:-1]]
+                several = np.flatnonzero(counts > 1)
+                if len(several):
+                    members = np.concatenate([np.arange(rows[i], rows[i + 1]) for i in several])
+                    geometries[several] = shapely.multipolygons(
+                        polygons[members], indices=np.repeat(np.arange(len(several)), counts[several]))
+                out[ask] = shapely.is_valid(geometries)
+            return out
+
+        valid = np.concatenate(self.pool.map_chunks(validity, len(fast_rows), CHUNK)) if len(fast_rows) else np.ones(0, bool)
+        slow = ~parsed.fast
+        slow[fast_rows[prepared.lost | (check & ~valid)]] = True
+        general = np.flatnonzero(slow)
+        if len(general):
+            other, other_outside, other_swapped = self._shapely_geometries(batch.geometries(general))
+            cleaned.geometries[general], cleaned.status[general], cleaned.reasons[general] = (
+                other.geometries, other.status, other.reasons)
+            outside[general], swapped[general] = other_outside, other_swapped
+        self.collected.outside.extend(batch.rows[outside].tolist())
+        self.collected.swapped += int(swapped[outside].sum())
+        return cleaned, slow & (cleaned.status != REJECTED)
+
+    def _batch(self, prepared: _Prepared, new: load.NewVersion | None) -> Callable[[], bytes] | None:
+        """Process one batch; a function building the binary COPY rows of its good rows (None when nothing is to be
+        stored): it runs on the writer's thread."""
+        batch = prepared.batch
+        cleaned, made = self._geometries(prepared)
         status, summary = cleaned.status, self.summary
         summary.rows_read += len(status)
         summary.kept += int((status == KEPT).sum())
@@ -209,24 +314,42 @@ class LayerIngest:
             summary.problems.append(RowProblem(int(batch.rows[index]), "geometry", "rejected" if status[index] == REJECTED
                                                else "repaired", str(cleaned.reasons[index])))
         ok = status != REJECTED
+        everything = bool(ok.all())
+        index = pa.array(np.flatnonzero(ok), pa.int64())
+
+        def take(array: pa.Array) -> pa.Array:
+            return array if everything else array.take(index)
+
         rows = batch.rows[ok]
         unified = original = None
         if self.crosswalk is not None:
-            unified, original, unknown = self.crosswalk.classify(batch.columns[self.layer.code_field][ok])
-            if self.layer.unknown_codes == "error":
-                for code, row in zip(original[unknown], rows[unknown]):
+            unified, original, unknown = self.crosswalk.classify(take(batch.columns[self.layer.code_field]))
+            if self.layer.unknown_codes == "error" and unknown.any():
+                for code, row in zip(original.filter(pa.array(unknown)).to_pylist(), rows[unknown]):
                     self.collected.unknown_codes.setdefault(code, []).append(int(row))
         ids = None
         if self.layer.id_field:
-            ids = pd.Series(batch.columns[self.layer.id_field][ok], dtype="string").str.strip().to_numpy(dtype=object)
+            ids = pc.utf8_trim(bulk.arrow_text(take(batch.columns[self.layer.id_field]), len(rows)), bulk.PYTHON_WHITESPACE)
             self.collected.ids.append(ids)
             self.collected.id_rows.append(rows)
         if new is None or self.collected.unknown_codes or not ok.any():
             return None
-        names = batch.columns[self.layer.name_field][ok] if self.layer.name_field else None
-        attributes = {name: batch.columns[name][ok] for name in self.layer.attributes}
-        return load.copy_text(new, self.settings.working_srid, rows, cleaned.geometries[ok], ids, names,
-                              unified, original, status[ok], attributes)
+        names = take(batch.columns[self.layer.name_field]) if self.layer.name_field else None
+        attributes = {name: take(batch.columns[name]) for name in self.layer.attributes}
+        srid = self.settings.working_srid
+
+        def copy_rows() -> bytes:
+            parsed = batch.polygonal
+            wkb = take(_wkb_array(parsed.patched(prepared.moved), parsed.offsets, len(batch.rows)))
+            multi = parsed.multi.copy()
+            if made.any():
+                geometries = cleaned.geometries[made]
+                multi[made] = shapely.get_type_id(geometries) == shapely.GeometryType.MULTIPOLYGON
+                made_wkb = shapely.to_wkb(geometries, byte_order=1, output_dimension=2)
+                wkb = pc.replace_with_mask(wkb, pa.array(made[ok]), pa.array(made_wkb, wkb.type))
+            return load.copy_binary(new, srid, rows, wkb, multi[ok], ids, names, unified, original, status[ok], attributes)
+
+        return copy_rows
 
     def _final_checks(self, summary: IngestSummary) -> None:
         collected = self.collected
@@ -243,14 +366,15 @@ class LayerIngest:
                 f"{details}; add them to config/classification/{self.layer.crosswalk}.csv or set `unknown_codes: unclassified`",
             )
         if collected.ids:
-            ids, rows = np.concatenate(collected.ids), np.concatenate(collected.id_rows)
-            blank = pd.isna(pd.Series(ids, dtype="string")).to_numpy() | (ids == "")
+            ids, rows = pa.concat_arrays(collected.ids), np.concatenate(collected.id_rows)
+            blank = pc.or_kleene(ids.is_null(), pc.equal(ids, "")).fill_null(True).to_numpy(zero_copy_only=False)
             if blank.any():
                 raise IngestError(self.source, f"no value in id field {self.layer.id_field!r}", rows=rows[blank].tolist())
-            values, inverse, counts = np.unique(ids.astype(str), return_inverse=True, return_counts=True)
-            duplicated = counts[inverse.reshape(-1)] > 1
-            if duplicated.any():
-                dup_values = values[counts > 1]
+            counts = ids.value_counts()
+            repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+            if len(repeated):
+                dup_values = sorted(repeated.to_pylist())
+                duplicated = pc.is_in(ids, value_set=repeated).to_numpy(zero_copy_only=False)
                 raise IngestError(self.source, f"duplicate values in id field {self.layer.id_field!r}: "
                                                f"{', '.join(repr(str(v)) for v in dup_values[:10])}{' …' if len(dup_values) > 10 else ''}",
                                   rows=rows[duplicated].tolist())

@@ -9,6 +9,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +18,9 @@ import pyogrio.errors
 import shapely
 
 from geoservice.errors import IngestError
+from geoservice.ingest.wkb import Polygonal, parse_polygonal
 
+T = TypeVar("T")
 SHAPEFILE_SIDECARS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 BATCH_SIZE = 50_000
 #: .cpg contents seen in the wild -> encoding name GDAL and Python both know
@@ -35,16 +38,21 @@ class SourceInfo:
     crs: str | None
     encoding: str | None
     encoding_origin: str
-    checksum: str
 
 
 @dataclass
 class Batch:
-    """One batch of rows: 1-based source rows, geometries (None where unreadable) and attribute columns."""
+    """One batch of rows: 1-based source rows, the WKB column (parsed where it is plain polygons), attribute columns."""
 
     rows: np.ndarray
-    geometries: np.ndarray
-    columns: dict[str, np.ndarray]
+    wkb: pa.Array
+    polygonal: Polygonal
+    columns: dict[str, pa.Array]
+
+    def geometries(self, index: np.ndarray) -> np.ndarray:
+        """Shapely geometries of rows `index` (None where missing or unreadable)."""
+        wkb = self.wkb.take(pa.array(index, pa.int64())).to_numpy(zero_copy_only=False)
+        return shapely.from_wkb(np.asarray(wkb, dtype=object), on_invalid="ignore")
 
 
 def _is_shapefile(path: Path) -> bool:
@@ -151,19 +159,21 @@ def inspect_source(path: Path, layer: str | None, encoding: str) -> SourceInfo:
         raise IngestError(str(path), f"cannot be read: {exc}") from exc
     return SourceInfo(
         path=path, layer=layer, feature_count=int(info["features"]), fields=[str(f) for f in info["fields"]],
-        crs=info["crs"], encoding=used, encoding_origin=origin, checksum=checksum(path),
+        crs=info["crs"], encoding=used, encoding_origin=origin,
     )
 
 
-def _column(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """An Arrow column as a NumPy array (objects for text, with None for nulls)."""
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type) or array.null_count:
-        return np.asarray(array.to_pylist(), dtype=object)
-    return array.to_numpy(zero_copy_only=False)
+def _wkb_column(array: pa.Array) -> pa.Array:
+    """The geometry column as a plain Arrow binary array (the storage of a geoarrow.wkb extension array)."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if isinstance(array, pa.ExtensionArray):
+        array = array.storage
+    return array
 
 
 def read_batches(info: SourceInfo, columns: list[str]) -> Iterator[Batch]:
-    """The file's rows in Arrow batches: geometry parsed with Shapely (None where unreadable), chosen columns."""
+    """The file's rows in Arrow batches: the WKB column (its plain polygons parsed with NumPy), chosen columns."""
     row = 1
     try:
         with pyogrio.raw.open_arrow(
@@ -172,12 +182,10 @@ def read_batches(info: SourceInfo, columns: list[str]) -> Iterator[Batch]:
             geometry_name = meta["geometry_name"] or "wkb_geometry"
             for record_batch in reader:
                 count = record_batch.num_rows
-                wkb = np.asarray(record_batch.column(geometry_name).to_pylist(), dtype=object)
-                geometries = shapely.from_wkb(wkb, on_invalid="ignore")
+                wkb = _wkb_column(record_batch.column(geometry_name))
                 yield Batch(
-                    rows=np.arange(row, row + count, dtype=np.int64),
-                    geometries=geometries,
-                    columns={name: _column(record_batch.column(name)) for name in columns},
+                    rows=np.arange(row, row + count, dtype=np.int64), wkb=wkb, polygonal=parse_polygonal(wkb),
+                    columns={name: record_batch.column(name) for name in columns},
                 )
                 row += count
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, pyogrio.errors.FieldError) as exc:
@@ -186,9 +194,9 @@ def read_batches(info: SourceInfo, columns: list[str]) -> Iterator[Batch]:
         raise IngestError(str(info.path), f"reading stopped at row {row}: {exc}") from exc
 
 
-def prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
-    """Read ahead on a background thread (GDAL, Arrow and WKB parsing release the GIL); errors re-raised here."""
-    slots: queue.Queue[Batch | BaseException | None] = queue.Queue(maxsize=depth)
+def prefetch(batches: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Read ahead on a background thread (GDAL and Arrow release the GIL, NumPy mostly); errors re-raised here."""
+    slots: queue.Queue[T | BaseException | None] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def produce() -> None:
