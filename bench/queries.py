@@ -5,7 +5,7 @@
 
 The generator's city (`--patches` land-use patches, 0.8 × as many urban-plan patches, the red line, basic
 farmland, development boundary and `--projects` construction projects, over Xiamen's real districts) is ingested
-into a scratch database `geoservice_bench_queries`, integrated and detected. Then, one request at a time:
+into a scratch database `geoservice_bench_queries_<patches>`, integrated and detected. Then, one request at a time:
 
 - point lookup at `--samples` random points on land: the library call, `GET /lookup` of a running
   `geoservice serve`, and — what a user would write instead — one PostGIS statement finding the base-map patch
@@ -47,7 +47,7 @@ from geoservice.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".geoservice" / "bench"
-DATABASE = "geoservice_bench_queries"
+DATABASE = "geoservice_bench_queries_{patches}"
 TOKEN = "bench-queries-token"
 
 LOOKUP_SQL = """
@@ -74,24 +74,29 @@ SELECT 'outside_dev_boundary', NULL, ST_Area(ST_Difference(p.g, coalesce(
 
 def prepare(base: Settings, patches: int, projects: int, keep: bool) -> Settings:
     """The scratch database with the city ingested, integrated and detected (reused when kept from a previous run)."""
-    folder = WORK / f"queries-{patches}"
+    folder, name = WORK / f"queries-{patches}", DATABASE.format(patches=patches)
     server = db.up(base, lambda _: None)
-    settings = base.model_copy(update={"database": base.database.model_copy(
-        update={"url": with_database(server, DATABASE)})})
-    if keep:
+    settings = base.model_copy(update={"database": base.database.model_copy(update={"url": with_database(server, name)})})
+    if keep:  # a kept database is reused from where it stopped
         try:
             with connect_url(settings.database.url) as conn, conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM geoservice.detection_run WHERE is_current")
-                if cur.fetchone()[0]:
-                    print(f"reusing the kept database {DATABASE}")
-                    return settings
+                cur.execute("SELECT (SELECT count(*) FROM geoservice.integration_run WHERE is_current), "
+                            "(SELECT count(*) FROM geoservice.detection_run WHERE is_current)")
+                integrated, detected = cur.fetchone()
         except Exception:  # noqa: BLE001 - no kept database: build it
-            pass
+            integrated = detected = 0
+        if integrated:
+            print(f"reusing the kept database {name}")
+            if not detected:
+                clock = time.perf_counter()
+                detect(settings)
+                print(f"  detected ({time.perf_counter() - clock:.0f} s)")
+            return settings
     started = time.perf_counter()
     if not (folder / "landuse.yaml").exists():
         generate_city(folder, n_patches=patches, n_projects=projects)
     print(f"city: {folder} ({time.perf_counter() - started:.0f} s)")
-    settings = db.create_scratch_database(base, DATABASE, lambda _: None)
+    settings = db.create_scratch_database(base, name, lambda _: None)
     for definition in [load_definition(ROOT / "layers" / "districts.yaml"), *map(load_definition, sorted(folder.glob("*.yaml")))]:
         summary = ingest_layer(settings, definition)
         print(f"  ingested {definition.layer.name}: {summary.kept + summary.repaired:,} features")
@@ -205,7 +210,7 @@ def main() -> None:
             server.wait(timeout=30)
     finally:
         if not args.keep:
-            db.drop_database(settings.database.url, DATABASE)
+            db.drop_database(settings.database.url, DATABASE.format(patches=args.patches))
     print(f"\n{args.samples} points, {len(squares)} project squares ({found} with conflicts); one request at a time")
     print(f"{'':32s} {'p50 ms':>8s} {'p99 ms':>8s} {'mean ms':>8s}")
     for name, values in results.items():

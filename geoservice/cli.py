@@ -13,10 +13,9 @@ from pathlib import Path
 import click
 import shapely.geometry
 
-from geoservice import __version__, basemap, conflicts, db, governance, ingest, queries, report, review, serve
+from geoservice import __version__, db, review
 from geoservice.errors import GeoserviceError
 from geoservice.progress import RichReporter
-from geoservice.report.layer_export import export_layer
 from geoservice.settings import GRADES, Settings, load_settings, token_digest
 from geoservice.views import (
     show_backup, show_case, show_detection, show_exposure, show_ingest_summaries, show_integration, show_layer_changes,
@@ -99,6 +98,7 @@ def db_migrate(ctx: click.Context) -> None:
 @click.pass_context
 def ingest_command(ctx: click.Context, definitions: tuple[Path, ...], all_layers: bool, dry_run: bool, strict: bool) -> None:
     """Load layer files (layers/*.yaml) as new active versions."""
+    from geoservice import ingest
     settings = settings_of(ctx)
     if all_layers == bool(definitions):
         raise click.UsageError("give layer definition files, or --all")
@@ -116,6 +116,7 @@ def ingest_command(ctx: click.Context, definitions: tuple[Path, ...], all_layers
 @click.pass_context
 def layers_group(ctx: click.Context, name: str | None) -> None:
     """List stored layers and versions (or one layer's); `layers activate NAME VERSION` rolls back."""
+    from geoservice import ingest
     if ctx.invoked_subcommand is None:
         show_versions(ingest.list_versions(settings_of(ctx), name))
 
@@ -126,6 +127,7 @@ def layers_group(ctx: click.Context, name: str | None) -> None:
 @click.pass_context
 def layers_activate(ctx: click.Context, name: str, version: int) -> None:
     """Make VERSION of layer NAME the active one."""
+    from geoservice import ingest
     ingest.activate_version(settings_of(ctx), name, version)
     click.echo(f"{name}: version {version} is active")
 
@@ -134,6 +136,7 @@ def layers_activate(ctx: click.Context, name: str, version: int) -> None:
 @click.pass_context
 def integrate_command(ctx: click.Context) -> None:
     """Build the base map (一张图) from the active plan layers."""
+    from geoservice import basemap
     settings = settings_of(ctx)
     db.up(settings, _echo)
     show_integration(basemap.integrate(settings, RichReporter()))
@@ -144,6 +147,7 @@ def integrate_command(ctx: click.Context) -> None:
 @click.pass_context
 def detect_command(ctx: click.Context, rule_ids: tuple[str, ...]) -> None:
     """Detect conflicts with the rules in config/rules.yaml; store a new detection run."""
+    from geoservice import conflicts
     settings = settings_of(ctx)
     db.up(settings, _echo)
     show_detection(conflicts.detect(settings, list(rule_ids) or None, RichReporter()))
@@ -160,6 +164,7 @@ def detect_command(ctx: click.Context, rule_ids: tuple[str, ...]) -> None:
 @click.pass_context
 def serve_command(ctx: click.Context, host: str | None, port: int | None, write_config: Path | None, grade: str) -> None:
     """Serve the layers, the base map and the conflicts as OGC API – Features and Processes (pygeoapi)."""
+    from geoservice import serve
     settings = serve.with_address(settings_of(ctx), host, port)
     db.up(settings, _echo)
     if write_config:
@@ -182,6 +187,7 @@ def serve_command(ctx: click.Context, host: str | None, port: int | None, write_
 def report_command(ctx: click.Context, run_id: int | None, output_format: str, export_path: Path | None, english: bool,
                    write_everything: bool) -> None:
     """Statistics of a detection run's conflict ledger (冲突台账); exports and pictures."""
+    from geoservice import report
     settings = settings_of(ctx)
     db.up(settings, _echo)
     if export_path or write_everything:
@@ -221,6 +227,7 @@ def review_command(ctx: click.Context, conflict_id: int, status: str | None, com
 @click.pass_context
 def export_command(ctx: click.Context, layer: str, path: Path, grade: str) -> None:
     """Export the active version of LAYER to PATH (.gpkg or .csv) as a caller of a grade sees it."""
+    from geoservice.report.layer_export import export_layer
     settings = settings_of(ctx)
     db.up(settings, _echo)
     written = export_layer(settings, layer, path, grade)
@@ -254,6 +261,7 @@ def _print_json(data: object) -> None:
 @click.pass_context
 def lookup_command(ctx: click.Context, x: float, y: float, crs: str | None) -> None:
     """What every plan says at a point: patch, codes, protection lines, district, open conflicts (JSON)."""
+    from geoservice import queries
     settings = settings_of(ctx)
     with db.transaction(settings) as conn, conn.cursor() as cur:
         _print_json(queries.lookup_point(cur, settings, x, y, crs))
@@ -267,6 +275,7 @@ def lookup_command(ctx: click.Context, x: float, y: float, crs: str | None) -> N
 @click.pass_context
 def check_command(ctx: click.Context, project: Path, crs: str | None, code: str | None, output_format: str) -> None:
     """The conflicts a proposed project (a polygon file) would create under the current rules; nothing is stored."""
+    from geoservice import conflicts, queries
     settings = settings_of(ctx)
     geometry, file_crs = queries.read_project_file(project)
     rules = conflicts.load_rules(settings.path(settings.paths.rules))
@@ -286,6 +295,7 @@ def check_command(ctx: click.Context, project: Path, crs: str | None, code: str 
 @click.pass_context
 def exposure_command(ctx: click.Context, raster: str, threshold: float, band: int | None, output_format: str) -> None:
     """Exposed area of the base map under a hazard raster (a registered name or a file), by district and class."""
+    from geoservice import queries
     settings = settings_of(ctx)
     registered = settings.rasters.get(raster)
     with db.transaction(settings) as conn, conn.cursor() as cur:
@@ -298,6 +308,7 @@ def exposure_command(ctx: click.Context, raster: str, threshold: float, band: in
 @click.pass_context
 def backup_command(ctx: click.Context, path: Path) -> None:
     """Write a backup folder PATH: the database schema (pg_dump), the configuration files, a manifest of checksums."""
+    from geoservice import governance
     show_backup(governance.backup(settings_of(ctx), path, RichReporter()))
 
 
@@ -307,6 +318,7 @@ def backup_command(ctx: click.Context, path: Path) -> None:
 @click.pass_context
 def restore_command(ctx: click.Context, path: Path, restore_files: bool) -> None:
     """Restore the backup folder PATH into an empty database (the configured one) and verify it against the manifest."""
+    from geoservice import governance
     show_restore(governance.restore(settings_of(ctx), path, RichReporter(), restore_files))
 
 
@@ -321,6 +333,7 @@ def restore_command(ctx: click.Context, path: Path, restore_files: bool) -> None
 def diff_command(ctx: click.Context, layer: str, old_version: int, new_version: int, output_format: str,
                  export_path: Path | None) -> None:
     """Features added, removed and changed between two versions of LAYER; area gained and lost by class and district."""
+    from geoservice import governance
     settings = settings_of(ctx)
     db.up(settings, _echo)
     changes = governance.layer_changes(settings, layer, old_version, new_version)
@@ -335,6 +348,7 @@ def diff_command(ctx: click.Context, layer: str, old_version: int, new_version: 
 def demo(ctx: click.Context, and_serve: bool) -> None:
     """The main job on the demo data: database up, ingest every layer, build the base map, detect conflicts,
     write the conflict ledger and report, then serve everything (OGC API) until Ctrl-C."""
+    from geoservice import basemap, conflicts, ingest, report, serve
     settings = settings_of(ctx)
     db.up(settings, _echo)
     reporter = RichReporter()

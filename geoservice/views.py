@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 
-from geoservice.basemap import IntegrationSummary
-from geoservice.conflicts import DetectionSummary
-from geoservice.governance import AreaChange, BackupSummary, LayerChanges, RestoreSummary, TableTotal
-from geoservice.ingest import IngestSummary, VersionRow
-from geoservice.report import Statistics
-from geoservice.review import Case, CaseEvent
+if TYPE_CHECKING:  # the stages are imported by the command that shows their results, not at start-up
+    from geoservice.basemap import IntegrationSummary
+    from geoservice.conflicts import DetectionSummary
+    from geoservice.governance import AreaChange, BackupSummary, LayerChanges, RestoreSummary, TableTotal
+    from geoservice.ingest import IngestSummary, VersionRow
+    from geoservice.report import Statistics
+    from geoservice.review import Case, CaseEvent
 
 PROBLEMS_SHOWN = 5
 

@@ -92,8 +92,24 @@ def union_groups(
     return _union_groups(geoms, groups, _pool)
 
 
+#: grid (working-CRS units: 1 mm) of the snap-rounding union used when GEOS's floating union fails
+ROBUST_GRID = 1e-3
+
+
 def _union_rows(matrix: np.ndarray, start: int, stop: int) -> np.ndarray:
-    return shapely.union_all(matrix[start:stop], axis=1)
+    """Union each row; a row whose floating-point union fails with a TopologyException (nearly coincident edges
+    in real data) is unioned again with snap rounding on a 1 mm grid, which GEOS's OverlayNG guarantees to node."""
+    rows = matrix[start:stop]
+    try:
+        return shapely.union_all(rows, axis=1)
+    except shapely.errors.GEOSException:
+        out = np.empty(len(rows), dtype=object)
+        for i, row in enumerate(rows):
+            try:
+                out[i] = shapely.union_all(row)
+            except shapely.errors.GEOSException:
+                out[i] = shapely.union_all(row, grid_size=ROBUST_GRID)
+        return out
 
 
 def _union_groups(geoms: np.ndarray, groups: np.ndarray, p: Pool) -> tuple[np.ndarray, np.ndarray]:
