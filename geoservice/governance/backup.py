@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,8 +43,22 @@ class TableTotal:
     rows: int
 
 
+class TableCounts:
+    """Totals over the `tables` of a backup's or restore's summary."""
+
+    tables: dict[str, TableEntry]
+
+    @property
+    def totals(self) -> list[TableTotal]:
+        return table_totals(self.tables)
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables.values())
+
+
 @dataclass
-class BackupSummary:
+class BackupSummary(TableCounts):
     """What a backup holds: the dump's size, the project files, the tables and their rows."""
 
     path: Path
@@ -53,14 +67,6 @@ class BackupSummary:
     missing_files: list[str]
     tables: dict[str, TableEntry]
     seconds: float
-    totals: list[TableTotal] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.totals = table_totals(self.tables)
-
-    @property
-    def rows(self) -> int:
-        return sum(t.rows for t in self.tables.values())
 
 
 def table_totals(tables: dict[str, TableEntry]) -> list[TableTotal]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from psycopg2 import sql
@@ -20,7 +20,7 @@ from geoservice.db.connection import SCHEMA, connect_url, database_url, embedded
 from geoservice.db.lifecycle import ensure_database, ensure_postgis
 from geoservice.db.migrate import discover
 from geoservice.errors import GeoserviceError
-from geoservice.governance.backup import TableTotal, table_totals
+from geoservice.governance.backup import TableCounts
 from geoservice.governance.fingerprints import sequence_values, table_fingerprints, user_tables
 from geoservice.governance.manifest import (
     DUMP, MANIFEST, BackupError, Manifest, TableEntry, file_checksum, read_manifest, verify_files,
@@ -36,7 +36,7 @@ class RestoreError(GeoserviceError):
 
 
 @dataclass
-class RestoreSummary:
+class RestoreSummary(TableCounts):
     """What was restored where, and how the backup's project files compare with the project's."""
 
     path: Path
@@ -45,14 +45,6 @@ class RestoreSummary:
     files: dict[str, str]
     pending_migrations: list[int]
     seconds: float
-    totals: list[TableTotal] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.totals = table_totals(self.tables)
-
-    @property
-    def rows(self) -> int:
-        return sum(t.rows for t in self.tables.values())
 
 
 def _check_fits(settings: Settings, folder: Path, manifest: Manifest) -> list[int]:

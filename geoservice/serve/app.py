@@ -20,13 +20,14 @@ from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from geoservice.serve.auth import ANONYMOUS_NAME, CHALLENGE, SESSION_COOKIE, AuthError, caller_of, presented_token
+from geoservice.serve.auth import ANONYMOUS_NAME, SESSION_COOKIE, AuthError, caller_of, presented_token
 from geoservice.serve.config import ConfigFiles
 from geoservice.serve.pool import pool_for
+from geoservice.serve.problems import problem
 from geoservice.serve.provider import GeoserviceProvider
 from geoservice.settings import GRADES, AccessSettings, Settings
 
@@ -127,13 +128,13 @@ class GradeDispatcher:
             token = presented_token(headers.get("authorization")) or request.cookies.get(SESSION_COOKIE)
             caller = caller_of(self.access, token)
         except AuthError as exc:
-            await _refusal(exc.status, "Unauthorized", str(exc))(scope, receive, send)
+            await problem(exc.status, "Unauthorized", str(exc))(scope, receive, send)
             return
         length = headers.get("content-length")
         if length and length.isdigit() and int(length) > self.max_body:
             limit = f"{self.max_body / _BODY_SLACK / 2**20:g} MB"
             message = f"the request body is larger than the upload limit ({limit}, server.max_upload_mb)"
-            await _refusal(400, "InvalidParameterValue", message)(scope, receive, send)
+            await problem(400, "InvalidParameterValue", message)(scope, receive, send)
             return
         if scope["path"] == LOGIN_PATH:
             await _login(caller.name, token, request.query_params.get("next"))(scope, receive, send)
@@ -154,22 +155,17 @@ class GradeDispatcher:
             self.log.info("%s %s %s%s %s", caller.name, scope["method"], scope["path"], f"?{query}" if query else "", status)
 
 
-def _login(name: str, token: str | None, after: str | None) -> JSONResponse | RedirectResponse:
+def _login(name: str, token: str | None, after: str | None) -> Response:
     """A person signs in from a browser: the Basic dialog asks for the token (as password) until one is valid;
     the session keeps it in an HttpOnly cookie and goes on to `next` (a path of this server) or the landing page."""
     if name == ANONYMOUS_NAME:
-        refusal = _refusal(401, "Unauthorized", "sign in with an API token as the password (any user name)")
+        refusal = problem(401, "Unauthorized", "sign in with an API token as the password (any user name)")
         refusal.headers["WWW-Authenticate"] = 'Basic realm="geoservice", charset="UTF-8"'
         return refusal
     target = after if after and after.startswith("/") and not after.startswith("//") else "/?f=html"
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(SESSION_COOKIE, token or "", httponly=True, samesite="strict")
     return response
-
-
-def _refusal(status: int, code: str, description: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": CHALLENGE} if status == 401 else None
-    return JSONResponse({"code": code, "type": code, "description": description}, status_code=status, headers=headers)
 
 
 def create_app(settings: Settings, configs: dict[str, ConfigFiles]) -> Starlette:

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from geoservice.governance import ChangeReportError, layer_changes
 from geoservice.db import transaction
 from geoservice.serve.provider import GeoserviceProvider
-from geoservice.serve.review_api import problem
+from geoservice.serve.problems import problem
 from geoservice.settings import Settings
 
 

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from geoservice.queries.points import QueryError
 from geoservice.serve.processes import LOOKUP
-from geoservice.serve.review_api import problem
+from geoservice.serve.problems import problem
 
 PARAMETERS = {"x", "y", "crs", "f"}
 

@@ -15,7 +15,8 @@ from starlette.routing import BaseRoute, Route
 
 from geoservice import review
 from geoservice.report import NoSuchRunError, html_report
-from geoservice.serve.auth import CHALLENGE, AuthError, Caller, require_scope
+from geoservice.serve.auth import AuthError, Caller, require_scope
+from geoservice.serve.problems import problem
 from geoservice.serve.catalog import CONFLICTS
 from geoservice.settings import Settings
 
@@ -23,13 +24,6 @@ REVIEW_PATH = f"/collections/{CONFLICTS}/items/{{conflict_id}}/review"
 REPORT_PATH = "/report"
 _STATUS_OF = {review.UnknownConflictError: HTTPStatus.NOT_FOUND, review.InvalidTransitionError: HTTPStatus.CONFLICT,
               review.InvalidReviewError: HTTPStatus.UNPROCESSABLE_ENTITY}
-
-
-def problem(status: int, code: str, description: str) -> Response:
-    """An OGC-style exception body."""
-    headers = {"WWW-Authenticate": CHALLENGE} if status == HTTPStatus.UNAUTHORIZED else None
-    return Response(orjson.dumps({"code": code, "type": code, "description": description}), status_code=status,
-                    media_type="application/json", headers=headers)
 
 
 class ReviewEndpoints:
