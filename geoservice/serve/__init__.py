@@ -94,6 +94,7 @@ def run(settings: Settings, announce: Callable[[list[Collection]], None]) -> Non
     import uvicorn
 
     from geoservice.serve.app import create_app
+    from geoservice.serve.protocol import OgcHttpToolsProtocol
 
     server = settings.server
     _check_port(server.host, server.port)
@@ -103,4 +104,4 @@ def run(settings: Settings, announce: Callable[[list[Collection]], None]) -> Non
         app = create_app(settings, configs)
         announce(collections)
         uvicorn.run(app, host=server.host, port=server.port, log_level="warning", access_log=False,
-                    loop="uvloop", http="httptools", timeout_graceful_shutdown=5)
+                    loop="uvloop", http=OgcHttpToolsProtocol, timeout_graceful_shutdown=5)

@@ -26,6 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geoservice.serve.auth import ANONYMOUS_NAME, SESSION_COOKIE, AuthError, caller_of, presented_token
 from geoservice.serve.config import ConfigFiles
+from geoservice.serve.guard import (EXCEPTION_HANDLERS, RETRY_AFTER_SECONDS, BodyTooLarge, body_limit, cross_site_refusal, failure_response,
+                                    limited_receive, query_refusal)
 from geoservice.serve.pool import pool_for
 from geoservice.serve.problems import problem
 from geoservice.serve.provider import GeoserviceProvider
@@ -33,8 +35,7 @@ from geoservice.settings import GRADES, AccessSettings, Settings
 
 ACCESS_LOG = "geoservice.access"
 LOGIN_PATH = "/login"
-#: request bodies above the upload limit are refused before they are read (base64 makes a file 4/3 larger)
-_BODY_SLACK = 1.4
+RETRY_AFTER = str(RETRY_AFTER_SECONDS).encode()
 
 
 def _prime_pools(providers: Iterable[GeoserviceProvider]) -> None:
@@ -90,11 +91,25 @@ def _grade_app(settings: Settings, grade: str, files: ConfigFiles) -> tuple[Star
         Route("/conformance", endpoints.conformance, methods=["GET"]),
         Route("/collections/{collection_id}/items", endpoints.items, methods=["GET"]),
         Route("/collections/{collection_id}/items/{item_id}", endpoints.item, methods=["GET"]),
+        *_read_only("/collections/{collection_id}/items", "/collections/{collection_id}/items/{item_id}"),
         *review.routes(), *process_routes(api, module.execute_process_jobs),
         *ChangeEndpoints(settings, providers, api.config["server"]["url"]).routes(),
         Mount("/", app=module.APP),
     ]
-    return Starlette(routes=routes), list(providers.values())
+    module.APP.exception_handlers.update(EXCEPTION_HANDLERS)
+    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS), list(providers.values())
+
+
+def _read_only(*paths: str) -> list[Route]:
+    """Writes to features are a 405 naming what is allowed (pygeoapi would try its transactions and fail)."""
+
+    async def refuse(request: Request) -> Response:
+        refusal = problem(405, "MethodNotAllowed", f"{request.method} is not allowed here: the features are read-only "
+                          "(GET, HEAD)")
+        refusal.headers["Allow"] = "GET, HEAD, OPTIONS"
+        return refusal
+
+    return [Route(path, refuse, methods=["POST", "PUT", "PATCH", "DELETE"]) for path in paths]
 
 
 def _access_logger(settings: Settings) -> logging.Logger:
@@ -113,11 +128,11 @@ def _access_logger(settings: Settings) -> logging.Logger:
 
 
 class GradeDispatcher:
-    """Authenticate each request, refuse oversize bodies, log it with the caller's name, and pass it to the app
-    of the caller's grade (the caller is in `request.state.caller`)."""
+    """Authenticate each request, guard it (body limit, unstorable text, cross-site cookie writes), log it with the
+    caller's name, and pass it to the app of the caller's grade (the caller is in `request.state.caller`)."""
 
-    def __init__(self, access: AccessSettings, apps: dict[str, ASGIApp], max_body: int, log: logging.Logger) -> None:
-        self.access, self.apps, self.max_body, self.log = access, apps, max_body, log
+    def __init__(self, settings: Settings, apps: dict[str, ASGIApp], max_body: int, log: logging.Logger) -> None:
+        self.access, self.own_url, self.apps, self.max_body, self.log = settings.access, settings.server.base_url, apps, max_body, log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -125,34 +140,49 @@ class GradeDispatcher:
             return
         headers, request = Headers(scope=scope), Request(scope)
         try:
-            token = presented_token(headers.get("authorization")) or request.cookies.get(SESSION_COOKIE)
+            bearer = presented_token(headers.get("authorization"))
+            token = bearer or request.cookies.get(SESSION_COOKIE)
             caller = caller_of(self.access, token)
         except AuthError as exc:
             await problem(exc.status, "Unauthorized", str(exc))(scope, receive, send)
             return
-        length = headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.max_body:
-            limit = f"{self.max_body / _BODY_SLACK / 2**20:g} MB"
-            message = f"the request body is larger than the upload limit ({limit}, server.max_upload_mb)"
-            await problem(400, "InvalidParameterValue", message)(scope, receive, send)
+        refusal = self._refusal(scope, headers, via_cookie=bearer is None and token is not None)
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
         if scope["path"] == LOGIN_PATH:
             await _login(caller.name, token, request.query_params.get("next"))(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller
-        status = 500
+        status: int | None = None
 
         async def logged_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if status == 503 and not any(name.lower() == b"retry-after" for name, _ in message.get("headers", [])):
+                    message = {**message, "headers": [*message.get("headers", []), (b"retry-after", RETRY_AFTER)]}
             await send(message)
 
         try:
-            await self.apps[caller.grade](scope, receive, logged_send)
+            await self.apps[caller.grade](scope, limited_receive(receive, self.max_body), logged_send)
+        except Exception as exc:  # the grade app's handlers have answered already, unless it failed before
+            if status is None:
+                await failure_response(exc)(scope, receive, logged_send)
         finally:
             query = scope.get("query_string", b"").decode("latin-1")
             self.log.info("%s %s %s%s %s", caller.name, scope["method"], scope["path"], f"?{query}" if query else "", status)
+
+    def _refusal(self, scope: Scope, headers: Headers, via_cookie: bool) -> Response | None:
+        """A request refused before any route sees it: too large, unstorable text, a cross-site cookie write."""
+        length = headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.max_body:
+            return failure_response(BodyTooLarge(self.max_body))
+        reason = query_refusal(scope)
+        if reason:
+            return problem(400, "InvalidParameterValue", reason)
+        reason = cross_site_refusal(scope, headers, self.own_url) if via_cookie else None
+        return problem(403, "Forbidden", reason) if reason else None
 
 
 def _login(name: str, token: str | None, after: str | None) -> Response:
@@ -179,10 +209,9 @@ def create_app(settings: Settings, configs: dict[str, ConfigFiles]) -> Starlette
         apps[grade], own = _grade_app(settings, grade, configs[grade])
         providers += own
     _prime_pools(providers)
-    max_body = int(settings.server.max_upload_mb * 2**20 * _BODY_SLACK)
-    dispatcher = GradeDispatcher(settings.access, apps, max_body, _access_logger(settings))
+    dispatcher = GradeDispatcher(settings, apps, body_limit(settings.server.max_upload_mb), _access_logger(settings))
     return Starlette(
-        routes=[Mount("/", app=dispatcher)],
+        routes=[Mount("/", app=dispatcher)], exception_handlers=EXCEPTION_HANDLERS,
         middleware=[Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
                                allow_headers=["Authorization", "Content-Type", "Accept", "Prefer"],
                                expose_headers=["Content-Crs", "Link"])],

@@ -4,6 +4,8 @@ Supported: basic CQL2 (comparisons, AND/OR/NOT, IS NULL, property–property com
 CASEI, + - * /, and the spatial functions S_INTERSECTS, S_EQUALS, S_DISJOINT, S_TOUCHES, S_WITHIN,
 S_OVERLAPS, S_CROSSES, S_CONTAINS on any geometry literal and BBOX. Anything else is a FilterError (400).
 Properties are checked against the collection's queryables and compared only with values of their type.
+A filter is bounded: at most MAX_FILTER_CHARS characters, MAX_FILTER_DEPTH levels of nesting and MAX_FILTER_NODES
+terms; text PostgreSQL cannot store (NUL, lone surrogates) and geometry literals that are not GeoJSON are refused.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 import shapely
+from pyproj.exceptions import CRSError
 from psycopg2 import sql
 from pygeofilter import ast, values
 from pygeofilter.parsers.cql2_json import parse as parse_cql2_json
@@ -21,6 +24,7 @@ from pygeofilter.parsers.cql2_text import parse as parse_cql2_text
 from geoservice.serve.bind import Bindings
 from geoservice.serve.catalog import Collection
 from geoservice.serve.crs import ServingCrs, serving_crs
+from geoservice.serve.guard import refuse_unstorable
 from geoservice.serve.spatial import GeometryError, bbox_geometry, swap_axes, to_working
 
 GEOMETRY = "geometry"
@@ -31,6 +35,12 @@ _SPATIAL = {ast.GeometryIntersects: "ST_Intersects", ast.GeometryDisjoint: "ST_D
             ast.GeometryCrosses: "ST_Crosses", ast.GeometryOverlaps: "ST_Overlaps", ast.GeometryEquals: "ST_Equals"}
 _ARITHMETIC = {ast.Add: "+", ast.Sub: "-", ast.Mul: "*", ast.Div: "/"}
 _KINDS = {"string": "string", "integer": "number", "number": "number", "boolean": "boolean"}
+_GEOJSON_TYPES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection")
+MAX_FILTER_CHARS = 20_000
+MAX_FILTER_DEPTH = 100
+MAX_FILTER_NODES = 2_000
+_TOO_DEEP = (f"the filter nests more than {MAX_FILTER_DEPTH} levels deep (a long chain of AND, OR or + counts one level "
+             "per term); simplify it, e.g. with IN")
 
 
 class FilterError(ValueError):
@@ -39,14 +49,55 @@ class FilterError(ValueError):
 
 def parse_filter(text: str, lang: str) -> ast.Node:
     """A CQL2 filter in `cql2-text` or `cql2-json` as a pygeofilter AST."""
+    if len(text) > MAX_FILTER_CHARS:
+        raise FilterError(f"the filter has {len(text):,} characters; at most {MAX_FILTER_CHARS:,} are accepted")
+    document = _json_document(text) if lang == "cql2-json" else None
     try:
-        if lang == "cql2-json":
-            return parse_cql2_json(_cql2_json_for_pygeofilter(json.loads(text)))
-        return parse_cql2_text(text)
+        node = parse_cql2_json(_cql2_json_for_pygeofilter(document)) if lang == "cql2-json" else parse_cql2_text(text)
     except FilterError:
         raise
     except Exception as exc:  # the parsers raise many types; all mean "malformed"
         raise FilterError(f"malformed {lang} filter: {type(exc).__name__}") from exc
+    _check_size(node, _ast_children)
+    return node
+
+
+def _json_document(text: str) -> Any:
+    """A CQL2 JSON filter's JSON, within the size limits and with only storable text."""
+    try:
+        document = json.loads(text)
+    except RecursionError as exc:
+        raise FilterError(_TOO_DEEP) from exc
+    except ValueError as exc:
+        raise FilterError(f"malformed cql2-json filter: not JSON ({exc})") from exc
+    _check_size(document, _json_children)
+    try:
+        refuse_unstorable(document, "a text in the filter")
+    except ValueError as exc:
+        raise FilterError(str(exc)) from exc
+    return document
+
+
+def _json_children(item: Any) -> list[Any]:
+    return list(item.values()) if isinstance(item, dict) else item if isinstance(item, list) else []
+
+
+def _ast_children(item: Any) -> list[Any]:
+    return item.get_sub_nodes() if isinstance(item, ast.Node) else []
+
+
+def _check_size(root: Any, children: Any) -> None:
+    """Refuse a filter nested deeper than MAX_FILTER_DEPTH or with more than MAX_FILTER_NODES terms."""
+    level, count = [root], 0
+    for depth in range(MAX_FILTER_DEPTH + 1):
+        count += len(level)
+        if count > MAX_FILTER_NODES:
+            raise FilterError(f"the filter has more than {MAX_FILTER_NODES:,} terms; simplify it (IN lists count once "
+                              "per value)")
+        level = [child for item in level for child in children(item)]
+        if not level:
+            return
+    raise FilterError(_TOO_DEEP)
 
 
 def _cql2_json_for_pygeofilter(node: Any) -> Any:
@@ -189,16 +240,35 @@ class _Translator:
             elif isinstance(node, values.Envelope):
                 shape = shapely.box(min(node.x1, node.x2), min(node.y1, node.y2), max(node.x1, node.x2), max(node.y1, node.y2))
             elif isinstance(node, values.Geometry):
-                named = node.geometry.get("crs", {}).get("properties", {}).get("name")
-                crs = serving_crs(named) if named else crs
-                shape = shapely.geometry.shape(node.geometry)
-                shape = swap_axes(shape) if crs.yx else shape
+                shape, crs = _literal_geometry(node.geometry, crs)
             else:
                 raise FilterError("a spatial function needs a geometry")
             working = to_working(shape, crs, self.collection.extent, self.working_srid)
         except (GeometryError, ValueError, TypeError, shapely.errors.GEOSException) as exc:
             raise FilterError(f"bad geometry in the filter: {exc}") from exc
         return ewkb_sql(working, self.working_srid, self.bind)
+
+
+def _literal_geometry(geometry: dict[str, Any], crs: ServingCrs) -> tuple[shapely.Geometry, ServingCrs]:
+    """A GeoJSON geometry literal as a Shapely geometry (in its own axis order) and its CRS: the filter's, or the one
+    its `crs` member names (`{"type": "name", "properties": {"name": …}}`)."""
+    member = geometry.get("crs")
+    if member is not None:
+        named = member.get("properties", {}).get("name") if isinstance(member, dict) else None
+        if not isinstance(named, str):
+            raise FilterError('a geometry\'s "crs" must be {"type": "name", "properties": {"name": "<CRS URI>"}}')
+        try:
+            crs = serving_crs(named)
+        except (ValueError, CRSError) as exc:
+            raise FilterError(f"unknown CRS {named[:80]!r} in a geometry of the filter") from exc
+    if geometry.get("type") not in _GEOJSON_TYPES:
+        raise FilterError(f"geometry type {str(geometry.get('type'))[:40]!r} is not GeoJSON; use one of "
+                          f"{', '.join(_GEOJSON_TYPES)}")
+    try:
+        shape = shapely.geometry.shape(geometry)
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, shapely.errors.ShapelyError) as exc:
+        raise FilterError(f"bad {geometry['type']} in the filter: {exc}") from exc
+    return (swap_axes(shape) if crs.yx else shape), crs
 
 
 def ewkb_sql(geometry: shapely.Geometry, srid: int, bindings: Bindings) -> sql.Composable:

@@ -20,6 +20,7 @@ from geoservice.serve.spatial import GeometryError, bbox_geometry, covers_share,
 ITEMS_PARAMETERS = {"f", "lang", "bbox", "bbox-crs", "crs", "limit", "offset", "datetime", "filter", "filter-lang",
                     "filter-crs", "sortby", "properties", "skipGeometry"}
 FILTER_LANGUAGES = ("cql2-text", "cql2-json")
+MAX_SORT_KEYS = 10
 
 
 def _integer(params: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -69,8 +70,11 @@ def _bbox(provider: GeoserviceProvider, params: Mapping[str, str]) -> tuple[byte
 def _sortby(provider: GeoserviceProvider, text: str | None) -> tuple[SortKey, ...]:
     if not text:
         return ()
+    parts = text.split(",")
+    if len(parts) > MAX_SORT_KEYS:
+        raise RequestError(f"sortby: {len(parts)} keys given; at most {MAX_SORT_KEYS}")
     keys = []
-    for part in text.split(","):
+    for part in parts:
         part = part.strip()
         descending = part.startswith("-")
         name = part.lstrip("+-").strip()

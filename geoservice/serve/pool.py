@@ -56,14 +56,26 @@ class ConnectionPool:
         with self._lock:
             self._idle.extend(opened)
 
+    def _idle_connection(self) -> psycopg2.extensions.connection | None:
+        """A kept connection that is still alive (one the server closed, e.g. on a restart, is dropped: reading what
+        is pending on it shows that without a round trip), or None."""
+        while True:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                return None
+            try:
+                conn.poll()
+                return conn
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                conn.close()
+
     @contextmanager
     def connection(self) -> Iterator[psycopg2.extensions.connection]:
         if not self._slots.acquire(timeout=WAIT_SECONDS):
             raise PoolExhausted("no database connection free")
         try:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            conn = conn or self._open()
+            conn = self._idle_connection() or self._open()
             broken = False
             try:
                 yield conn

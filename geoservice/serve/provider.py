@@ -22,6 +22,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 import orjson
@@ -58,6 +59,13 @@ class RequestError(ValueError):
 
 class Unavailable(RuntimeError):
     """The database cannot be reached or is saturated (503)."""
+
+
+class ProviderUnavailable(ProviderConnectionError):
+    """Unavailable, as pygeoapi's API answers it (its own connection error is a 500)."""
+
+    http_status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    ogc_exception_code = "ServiceUnavailable"
 
 
 @dataclass(frozen=True)
@@ -198,13 +206,13 @@ class GeoserviceProvider(BaseProvider):
         except (RequestError, FilterError, GeometryError) as exc:
             raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
         except Unavailable as exc:
-            raise ProviderConnectionError(user_msg=str(exc)) from exc
+            raise ProviderUnavailable(user_msg=str(exc)) from exc
 
     def get(self, identifier: str, crs_transform_spec: Any = None, **kwargs: Any) -> dict[str, Any]:
         try:
             text = self.feature(str(identifier), self._output_crs(crs_transform_spec))
         except Unavailable as exc:
-            raise ProviderConnectionError(user_msg=str(exc)) from exc
+            raise ProviderUnavailable(user_msg=str(exc)) from exc
         if text is None:
             raise ProviderItemNotFoundError(user_msg=f"no feature {identifier} in {self.collection.name}")
         return orjson.loads(text)

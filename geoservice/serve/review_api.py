@@ -47,8 +47,8 @@ class ReviewEndpoints:
 
     async def case(self, request: Request) -> Response:
         text = request.path_params["conflict_id"]
-        if not text.isdigit():
-            return problem(HTTPStatus.NOT_FOUND, "NotFound", f"no conflict {text!r}")
+        if not (text.isascii() and text.isdigit() and int(text) < 2**63):
+            return problem(HTTPStatus.NOT_FOUND, "NotFound", f"no conflict {text[:40]!r}")
         conflict_id = int(text)
         try:
             if request.method == "POST":

@@ -117,11 +117,11 @@ class Endpoints:
         provider = self.providers.get(name)
         if provider is None:
             return self._error(api_request, HTTPStatus.NOT_FOUND, "NotFound", f"no collection {name!r}")
-        fmt = self._format(api_request)
-        if fmt is None:
-            return await self.pygeoapi_items(request)
-        params = dict(request.query_params)
+        fmt, params = self._format(api_request), dict(request.query_params)
         try:
+            if fmt is None:  # pygeoapi answers other formats, once the parameters passed the same checks
+                await run_in_threadpool(page_request, provider, params, self.default_limit, self.max_limit)
+                return await self.pygeoapi_items(request)
             page_req, page = await run_in_threadpool(self._page, provider, params, fmt)
         except (RequestError, FilterError) as exc:
             return self._error(api_request, HTTPStatus.BAD_REQUEST, "InvalidParameterValue", str(exc))
