@@ -121,6 +121,14 @@ def test_text_postgresql_cannot_store_is_a_400(served: Server, params: dict, wor
     assert_problem(served.get("/collections/landuse/items", **params), 400, *words)
 
 
+def test_review_bodies_with_unstorable_text_are_400s(served: Server) -> None:
+    for body in (b'{"status": "waived", "comment": "a\\u0000b"}', b'{"status": "waived", "comment": "\\ud800"}'):
+        response = requests.post(f"{served.url}/collections/conflicts/items/1/review", data=body, timeout=60,
+                                 headers={**bearer("tester"), "Content-Type": "application/json"})
+        assert_problem(response, 400)
+        assert "NUL" in response.json()["description"] or "JSON" in response.json()["description"]
+
+
 @pytest.mark.parametrize("geometry, words", [
     ({"type": "Point", "coordinates": [118.1, 24.5], "crs": "x"}, ['"crs"']),
     ({"type": "Point", "coordinates": [118.1, 24.5], "crs": "EPSG:99999"}, ['"crs"']),

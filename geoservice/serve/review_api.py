@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 from geoservice import review
 from geoservice.report import NoSuchRunError, html_report
 from geoservice.serve.auth import AuthError, Caller, require_scope
+from geoservice.serve.guard import refuse_unstorable
 from geoservice.serve.problems import problem
 from geoservice.serve.catalog import CONFLICTS
 from geoservice.settings import Settings
@@ -87,6 +88,7 @@ def _review_body(body: bytes) -> tuple[str, str]:
         raise ValueError("the body must be JSON: {\"status\": …, \"comment\": …}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("status"), str):
         raise ValueError("the body must be a JSON object with a string \"status\" (and a \"comment\")")
+    refuse_unstorable(data, "the body")
     unknown = sorted(set(data) - {"status", "comment"})
     if unknown:
         raise ValueError(f"unknown member {unknown[0]!r} (give status and comment)")
