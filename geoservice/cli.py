@@ -111,14 +111,34 @@ def ingest_command(ctx: click.Context, definitions: tuple[Path, ...], all_layers
     show_ingest_summaries(summaries, dry_run, reporter.console)
 
 
-@cli.group("layers", invoke_without_command=True)
-@click.argument("name", required=False)
+@click.command("layers")
+@click.argument("name")
 @click.pass_context
-def layers_group(ctx: click.Context, name: str | None) -> None:
-    """List stored layers and versions (or one layer's); `layers activate NAME VERSION` rolls back."""
+def layer_versions(ctx: click.Context, name: str) -> None:
+    """The versions of layer NAME."""
+    from geoservice import ingest
+    versions = ingest.list_versions(settings_of(ctx), name)
+    if not versions:
+        raise GeoserviceError(f"no stored layer {name!r} (`geoservice layers` lists them)")
+    show_versions(versions)
+
+
+class _LayersGroup(click.Group):
+    """`layers [NAME]` and `layers activate NAME VERSION`: a first word that names no subcommand is a layer's NAME."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        if args[0] not in self.commands:
+            return args[0], layer_versions, args
+        return super().resolve_command(ctx, args)
+
+
+@cli.group("layers", cls=_LayersGroup, invoke_without_command=True, subcommand_metavar="[NAME | activate NAME VERSION]")
+@click.pass_context
+def layers_group(ctx: click.Context) -> None:
+    """List stored layers and versions (`layers NAME`: one layer's); `layers activate NAME VERSION` rolls back."""
     from geoservice import ingest
     if ctx.invoked_subcommand is None:
-        show_versions(ingest.list_versions(settings_of(ctx), name))
+        show_versions(ingest.list_versions(settings_of(ctx)))
 
 
 @layers_group.command("activate")
@@ -294,7 +314,7 @@ def check_command(ctx: click.Context, project: Path, crs: str | None, code: str 
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context
 def exposure_command(ctx: click.Context, raster: str, threshold: float, band: int | None, output_format: str) -> None:
-    """Exposed area of the base map under a hazard raster (a registered name or a file), by district and class."""
+    """Exposed area of the base map under a hazard raster (a registered name, or a GeoTIFF file), by district and class."""
     from geoservice import queries
     settings = settings_of(ctx)
     registered = settings.rasters.get(raster)

@@ -28,7 +28,8 @@ def show_ingest_summaries(summaries: list[IngestSummary], dry_run: bool, errors:
                       str(s.repaired), str(s.rejected), f"{s.seconds:.2f}", f"{s.rows_per_second:,.0f}")
     Console().print(table)
     for s in summaries:
-        errors.print(f"{s.layer}: {s.file}, encoding {s.encoding}, CRS {s.crs}", markup=False, highlight=False)
+        dropped = f", Z/M coordinates dropped from {s.z_m_dropped} row(s)" if s.z_m_dropped else ""
+        errors.print(f"{s.layer}: {s.file}, encoding {s.encoding}, CRS {s.crs}{dropped}", markup=False, highlight=False)
     for s in summaries:
         for problem in s.problems[:PROBLEMS_SHOWN]:
             errors.print(f"{s.file}: row {problem.row}: {problem.status}: {problem.problem}", markup=False, highlight=False)

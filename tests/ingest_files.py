@@ -34,10 +34,10 @@ def squares(count: int, size: float = 100.0, origin: tuple[float, float] = ORIGI
 
 def write_file(path: Path, geometries: np.ndarray, fields: dict[str, list], *, crs: str | None, encoding: str | None = None,
                driver: str | None = None, geometry_type: str = "Unknown", layer: str | None = None) -> Path:
-    """Write geometries (shapely, None allowed) and text/number fields."""
+    """Write geometries (shapely, WKB bytes as they are, None allowed) and text/number fields."""
     names = list(fields)
     data = [np.asarray(values, dtype=object if isinstance(values[0], str) else None) for values in fields.values()]
-    wkb = np.array([None if g is None else shapely.to_wkb(g) for g in geometries], dtype=object)
+    wkb = np.array([g if g is None or isinstance(g, bytes) else shapely.to_wkb(g) for g in geometries], dtype=object)
     pyogrio.raw.write(path, wkb, data, names, driver=driver, geometry_type=geometry_type, crs=crs, encoding=encoding,
                       layer=layer)
     return path

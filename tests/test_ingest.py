@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import struct
+import subprocess
+import sys
 import uuid
 import zipfile
 from pathlib import Path
@@ -18,6 +21,7 @@ from geoservice.errors import IngestError
 from geoservice.ingest import activate_version, ingest_layer, list_versions, load_definition
 from geoservice.ingest.crs import helmert7_pipeline
 from geoservice.ingest.definition import Helmert7
+from geoservice.settings import Settings
 from sql_helpers import query
 from ingest_files import ORIGIN, landuse_fields, squares, write_classification, write_definition, write_file
 
@@ -111,6 +115,75 @@ def test_geojson_and_zipped_shapefile(env) -> None:
     assert summary.kept == 2
 
 
+def stored_names(settings, layer: str) -> list[str]:
+    return [r[0] for r in query(settings, "SELECT f.attributes->>'DLMC' FROM geoservice.feature f JOIN geoservice.layer_version v "
+                                          "ON v.id = f.version_id WHERE v.layer = %s AND v.is_active ORDER BY f.source_row", layer)]
+
+
+def test_zip_of_two_shapefiles_each_with_its_own_encoding(env) -> None:
+    """A GBK shapefile without .cpg beside a UTF-8 one with its .cpg (listed first): each layer's own detection."""
+    settings, folder, name = env
+    gbk_shapefile(folder, "plan_gbk", count=3)
+    write_file(folder / "plan_utf8.shp", squares(3), landuse_fields(3), crs="EPSG:4548", encoding="UTF-8", geometry_type="Polygon")
+    assert (folder / "plan_utf8.cpg").read_text() == "UTF-8"
+    with zipfile.ZipFile(folder / "both.zip", "w") as archive:
+        for stem in ("plan_utf8", "plan_gbk"):
+            for suffix in (".cpg", ".shp", ".shx", ".dbf", ".prj"):
+                if (folder / f"{stem}{suffix}").exists():
+                    archive.write(folder / f"{stem}{suffix}", f"{stem}{suffix}")
+    gbk = ingest_layer(settings, load_definition(write_definition(folder, name, "both.zip", layer="plan_gbk")))
+    utf8 = ingest_layer(settings, load_definition(write_definition(folder, name + "u", "both.zip", layer="plan_utf8")))
+    assert (gbk.encoding, gbk.kept, utf8.encoding, utf8.kept) == ("GB18030 (detected (no .cpg))", 3, "UTF-8 (.cpg)", 3)
+    assert stored_names(settings, name) == stored_names(settings, name + "u") == ["水田", "旱地", "乔木林地"]
+    with pytest.raises(IngestError, match=r"both.zip: holds several layers \(plan_utf8, plan_gbk\): set source.layer"):
+        ingest_layer(settings, load_definition(write_definition(folder, name, "both.zip")))
+
+
+def test_text_invalid_for_the_encoding_is_a_row_error_not_database_text(env) -> None:
+    """GBK bytes under a .cpg saying UTF-8: GDAL passes them through; the error names rows and field, in one line."""
+    settings, folder, name = env
+    load_good_version(settings, folder, name)
+    gbk_shapefile(folder, name, count=4, DLMC=["水田", "ok", "旱地", "fine"])
+    (folder / f"{name}.cpg").write_text("UTF-8")
+    with pytest.raises(IngestError) as caught:
+        ingest_layer(settings, load_definition(folder / f"{name}.yaml"))
+    assert str(caught.value) == (f"{folder / name}.shp: rows 1, 3: field 'DLMC': invalid characters for the encoding "
+                                 "UTF-8 (.cpg): set `encoding` in the layer definition")
+    assert active(settings, name) == (1, 6)
+    summary = ingest_layer(settings, load_definition(write_definition(folder, name, f"{name}.shp", encoding="GBK")))
+    assert summary.encoding == "GBK (declared)" and stored_names(settings, name) == ["水田", "ok", "旱地", "fine"]
+
+
+def test_database_error_during_the_load_is_one_line(env) -> None:
+    """working_crs changed after the database was made: the server refuses the rows (SRID mismatch); its text is not shown."""
+    settings, folder, name = env
+    load_good_version(settings, folder, name)
+    moved = Settings.model_validate({**settings.model_dump(), "working_crs": "EPSG:4549"})
+    with pytest.raises(IngestError) as caught:
+        ingest_layer(moved, load_definition(folder / f"{name}.yaml"))
+    assert str(caught.value) == (f"{folder / name}.shp: layer {name}: loading failed, the database refused it "
+                                 "(SQLSTATE 22023, InvalidParameterValue); nothing was stored")
+    assert active(settings, name) == (1, 6)
+
+
+def test_shapefile_without_its_sidecars_names_each_missing_one(env) -> None:
+    settings, folder, name = env
+    gbk_shapefile(folder, name)
+    (folder / f"{name}.shx").unlink()
+    definition = load_definition(write_definition(folder, name, f"{name}.shp"))
+    with pytest.raises(IngestError) as caught:
+        ingest_layer(settings, definition)
+    assert str(caught.value) == f"{folder / name}.shp: missing {name}.shx (a shapefile needs its .shp, .shx and .dbf side by side)"
+    (folder / f"{name}.dbf").unlink()
+    with pytest.raises(IngestError, match=rf"{name}.shp: missing {name}.shx, {name}.dbf \(a shapefile needs"):
+        ingest_layer(settings, definition)
+    with zipfile.ZipFile(folder / "no_dbf.zip", "w") as archive:
+        for suffix in (".shp", ".prj"):
+            archive.write(folder / f"{name}{suffix}", f"{name}{suffix}")
+    with pytest.raises(IngestError, match=rf"no_dbf.zip: missing {name}.shx, {name}.dbf \(a shapefile needs"):
+        ingest_layer(settings, load_definition(write_definition(folder, name, "no_dbf.zip")))
+
+
 def test_missing_prj_without_declared_crs(env) -> None:
     settings, folder, name = env
     load_good_version(settings, folder, name)
@@ -170,16 +243,48 @@ def test_mixed_geometry_types_rejected_and_strict_refuses(env) -> None:
 
 
 def test_empty_and_3d_geometries(env) -> None:
+    """Dropping Z/M is a normalisation, reported once in the summary: --strict takes an ordinary 3D file."""
     settings, folder, name = env
     x, y = ORIGIN
     cube_face = shapely.Polygon([(x, y, 5), (x + 10, y, 5), (x + 10, y + 10, 6), (x, y + 10, 6), (x, y, 5)])
     geometries = np.array([cube_face, shapely.Polygon(), *squares(1, origin=(x + 500, y))], dtype=object)
     write_file(folder / "z.gpkg", geometries, landuse_fields(3), crs="EPSG:4548", driver="GPKG")
     summary = ingest_layer(settings, load_definition(write_definition(folder, name, "z.gpkg")))
-    assert [(p.row, p.status, p.problem) for p in summary.problems] == [
-        (1, "repaired", "Z/M coordinates dropped"), (2, "rejected", "empty geometry")]
-    assert query(settings, "SELECT ST_NDims(f.geom) FROM geoservice.feature f JOIN geoservice.layer_version v "
-                           "ON v.id = f.version_id WHERE v.layer = %s AND f.source_row = 1", name) == [(2,)]
+    assert [(p.row, p.status, p.problem) for p in summary.problems] == [(2, "rejected", "empty geometry")]
+    assert (summary.kept, summary.repaired, summary.rejected, summary.z_m_dropped) == (2, 0, 1, 1)
+    assert query(settings, "SELECT ST_NDims(f.geom), f.status FROM geoservice.feature f JOIN geoservice.layer_version v "
+                           "ON v.id = f.version_id WHERE v.layer = %s AND f.source_row = 1", name) == [(2, "kept")]
+    write_file(folder / "z3.gpkg", np.array([cube_face, *squares(2, origin=(x + 500, y))], dtype=object), landuse_fields(3),
+               crs="EPSG:4548", driver="GPKG")
+    config = folder / "config" / "geoservice.yaml"
+    config.parent.mkdir()
+    config.write_text(f"paths:\n  classification: {settings.paths.classification}\n  output: {folder / 'out'}\n")
+    result = subprocess.run([sys.executable, "-m", "geoservice", "--config", str(config), "ingest", "--strict",
+                             str(write_definition(folder, name, "z3.gpkg"))], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "GEOSERVICE_DATABASE_URL": settings.database.url, "COLUMNS": "1000"})
+    assert result.returncode == 0, result.stderr
+    assert f"{name}: {folder / 'z3.gpkg'}, encoding UTF-8 (format (UTF-8)), CRS EPSG:4548, Z/M coordinates dropped from 1 " \
+           "row(s)" in result.stderr
+    assert active(settings, name) == (2, 3)
+
+
+def test_unclosed_ring_is_closed_and_counted_as_a_repair(env) -> None:
+    """GeoPackage and GeoJSON pass a ring that does not end where it starts through; it is closed, as GDAL's Shapefile
+    reader closes it."""
+    settings, folder, name = env
+    x, y = ORIGIN
+    ring = [(x, y), (x + 100, y), (x + 100, y + 100), (x, y + 100)]  # the first point is not repeated at the end
+    unclosed = b"\x01" + struct.pack("<III", 3, 1, len(ring)) + b"".join(struct.pack("<dd", *p) for p in ring)
+    geometries = np.array([*squares(1, origin=(x + 500, y)), unclosed], dtype=object)
+    write_file(folder / "open.gpkg", geometries, landuse_fields(2), crs="EPSG:4548", driver="GPKG")
+    summary = ingest_layer(settings, load_definition(write_definition(folder, name, "open.gpkg")))
+    assert (summary.kept, summary.repaired, summary.rejected) == (1, 1, 0)
+    assert [(p.row, p.status, p.problem) for p in summary.problems] == [(2, "repaired", "ring not closed: closed")]
+    with open(settings.path(settings.paths.output) / "ingest" / f"{name}-v1-problems.csv", encoding="utf-8") as handle:
+        assert list(csv.reader(handle))[1] == ["2", "geometry", "repaired", "ring not closed: closed"]
+    assert query(settings, "SELECT f.status, ST_Area(f.geom) FROM geoservice.feature f JOIN geoservice.layer_version v "
+                           "ON v.id = f.version_id WHERE v.layer = %s AND f.source_row = 2", name) == [
+        ("repaired", pytest.approx(10_000.0))]
 
 
 def test_swapped_lon_lat_is_an_error(env) -> None:
@@ -286,8 +391,6 @@ def test_definition_errors_name_file_and_key(tmp_path: Path) -> None:
 
 def test_killed_mid_copy_leaves_active_version_and_no_partial_rows(env) -> None:
     import signal
-    import subprocess
-    import sys
     import time
 
     settings, folder, name = env

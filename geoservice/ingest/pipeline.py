@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+import psycopg2
 import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
@@ -64,6 +65,7 @@ class IngestSummary:
     kept: int = 0
     repaired: int = 0
     rejected: int = 0
+    z_m_dropped: int = 0
     seconds: float = 0.0
     version: int | None = None
     report: str | None = None
@@ -163,16 +165,21 @@ class LayerIngest:
         if self.dry_run:
             self._read_all(None, None)
         else:
-            with transaction(self.settings) as conn, conn.cursor() as cur:
-                classes = load_classes(self.settings.path(self.settings.paths.classification))
-                load.refresh_land_classes(cur, classes, self.settings.construction_codes)
-                new = load.begin_version(cur, self.definition, str(self.definition.source_path))
-                with bulk.BinaryCopyWriter(cur, new.table, load.COPY_COLUMNS, freeze=True) as writer:
-                    self._read_all(writer, new)
-                summary.version = new.version
-                summary.seconds = time.perf_counter() - started
-                digest = self.pool.submit(checksum, self.definition.source_path)  # while the server builds indexes
-                load.finish_version(cur, new, summary.kept + summary.repaired, summary.as_dict(), digest.result)
+            try:
+                with transaction(self.settings) as conn, conn.cursor() as cur:
+                    classes = load_classes(self.settings.path(self.settings.paths.classification))
+                    load.refresh_land_classes(cur, classes, self.settings.construction_codes)
+                    new = load.begin_version(cur, self.definition, str(self.definition.source_path))
+                    with bulk.BinaryCopyWriter(cur, new.table, load.COPY_COLUMNS, freeze=True) as writer:
+                        self._read_all(writer, new)
+                    summary.version = new.version
+                    summary.seconds = time.perf_counter() - started
+                    digest = self.pool.submit(checksum, self.definition.source_path)  # while the server builds indexes
+                    load.finish_version(cur, new, summary.kept + summary.repaired, summary.as_dict(), digest.result)
+            except psycopg2.Error as exc:  # the server's own text is not for users: its condition, in one line
+                what = (f"the database refused it (SQLSTATE {exc.pgcode}, {type(exc).__name__})" if exc.pgcode
+                        else "the database connection failed")
+                raise IngestError(self.source, f"layer {self.layer.name}: loading failed, {what}; nothing was stored") from exc
         summary.seconds = time.perf_counter() - started
         summary.report = self._write_report(summary)
         return summary
@@ -213,10 +220,10 @@ class LayerIngest:
             lost[parsed.coordinate_rows()[~finite]] = True
         return _Prepared(batch, area.outside, area.swapped, moved, lost & ~area.outside)
 
-    def _shapely_geometries(self, geometries: np.ndarray) -> tuple[Cleaned, np.ndarray, np.ndarray]:
+    def _shapely_geometries(self, geometries: np.ndarray, closed: np.ndarray) -> tuple[Cleaned, np.ndarray, np.ndarray]:
         """The general path, Shapely throughout: clean, check the area of use, reproject, then repair what is invalid
         in the working CRS. (cleaned rows, outside the area of use, of those: x/y look swapped)."""
-        cleaned = clean(geometries, check_validity=False)
+        cleaned = clean(geometries, check_validity=False, closed=closed)
         present = np.flatnonzero(cleaned.status != REJECTED)
         area = check_area_of_use(cleaned.geometries[present], self.source_crs, self.area_box)
         outside, swapped = np.zeros(len(geometries), bool), np.zeros(len(geometries), bool)
@@ -245,7 +252,7 @@ class LayerIngest:
     def _repair(self, geometries: np.ndarray) -> Cleaned:
         """clean() (make_valid and the rest) in chunks on the pool: the same result, on both cores."""
         parts = self.pool.map_chunks(lambda a, b: clean(geometries[a:b]), len(geometries), 64)
-        return Cleaned(*(np.concatenate([getattr(part, name) for part in parts]) for name in ("geometries", "status", "reasons")))
+        return Cleaned(*(np.concatenate([getattr(part, f.name) for part in parts]) for f in fields(Cleaned)))
 
     def _reject_outside(self, cleaned: Cleaned, outside: np.ndarray, swapped: np.ndarray) -> None:
         hint = np.where(swapped[outside], " — x and y look swapped (lat/lon or northing/easting order)", " — wrong CRS or zone?")
@@ -263,7 +270,8 @@ class LayerIngest:
         batch, parsed = prepared.batch, prepared.batch.polygonal
         count = len(batch.rows)
         fast_rows = np.flatnonzero(parsed.fast)
-        cleaned = Cleaned(np.full(count, None, dtype=object), np.full(count, KEPT, dtype=np.int8), np.full(count, "", dtype=object))
+        cleaned = Cleaned(np.full(count, None, dtype=object), np.full(count, KEPT, dtype=np.int8), np.full(count, "", dtype=object),
+                          np.zeros(count, bool))
         outside, swapped = np.zeros(count, bool), np.zeros(count, bool)
         outside[fast_rows[prepared.outside]], swapped[fast_rows[prepared.swapped]] = True, True
         self._reject_outside(cleaned, outside, swapped)
@@ -292,9 +300,9 @@ class LayerIngest:
         slow[fast_rows[prepared.lost | (check & ~valid)]] = True
         general = np.flatnonzero(slow)
         if len(general):
-            other, other_outside, other_swapped = self._shapely_geometries(batch.geometries(general))
-            cleaned.geometries[general], cleaned.status[general], cleaned.reasons[general] = (
-                other.geometries, other.status, other.reasons)
+            other, other_outside, other_swapped = self._shapely_geometries(*batch.geometries(general))
+            cleaned.geometries[general], cleaned.status[general], cleaned.reasons[general], cleaned.flattened[general] = (
+                other.geometries, other.status, other.reasons, other.flattened)
             outside[general], swapped[general] = other_outside, other_swapped
         self.collected.outside.extend(batch.rows[outside].tolist())
         self.collected.swapped += int(swapped[outside].sum())
@@ -310,6 +318,7 @@ class LayerIngest:
         summary.kept += int((status == KEPT).sum())
         summary.repaired += int((status == REPAIRED).sum())
         summary.rejected += int((status == REJECTED).sum())
+        summary.z_m_dropped += int((cleaned.flattened & (status != REJECTED)).sum())
         for index in np.flatnonzero(status != KEPT):
             summary.problems.append(RowProblem(int(batch.rows[index]), "geometry", "rejected" if status[index] == REJECTED
                                                else "repaired", str(cleaned.reasons[index])))

@@ -8,7 +8,7 @@ import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 import numpy as np
@@ -22,6 +22,7 @@ from geoservice.ingest.wkb import Polygonal, parse_polygonal
 
 T = TypeVar("T")
 SHAPEFILE_SIDECARS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+REQUIRED_SIDECARS = (".shx", ".dbf")
 BATCH_SIZE = 50_000
 #: .cpg contents seen in the wild -> encoding name GDAL and Python both know
 CPG_ALIASES = {"936": "GBK", "cp936": "GBK", "ansi 936": "GBK", "gb2312": "GBK", "utf8": "UTF-8", "65001": "UTF-8"}
@@ -49,36 +50,66 @@ class Batch:
     polygonal: Polygonal
     columns: dict[str, pa.Array]
 
-    def geometries(self, index: np.ndarray) -> np.ndarray:
-        """Shapely geometries of rows `index` (None where missing or unreadable)."""
-        wkb = self.wkb.take(pa.array(index, pa.int64())).to_numpy(zero_copy_only=False)
-        return shapely.from_wkb(np.asarray(wkb, dtype=object), on_invalid="ignore")
+    def geometries(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Shapely geometries of rows `index` (None where missing or unreadable), and which of them had unclosed rings
+        that were closed (as GDAL's Shapefile reader closes them)."""
+        taken = self.wkb.take(pa.array(index, pa.int64()))
+        wkb = np.asarray(taken.to_numpy(zero_copy_only=False), dtype=object)
+        geometries = shapely.from_wkb(wkb, on_invalid="ignore")
+        closed = np.zeros(len(wkb), bool)
+        unread = np.flatnonzero(shapely.is_missing(geometries) & ~taken.is_null().to_numpy(zero_copy_only=False))
+        if len(unread):
+            geometries[unread] = shapely.from_wkb(wkb[unread], on_invalid="fix")  # closes unclosed rings, nothing else
+            closed[unread] = ~shapely.is_missing(geometries[unread])
+        return geometries, closed
 
 
-def _is_shapefile(path: Path) -> bool:
-    return path.suffix.lower() == ".shp" or (path.suffix.lower() == ".zip" and _zip_member(path, ".dbf") is not None)
-
-
-def _zip_member(path: Path, suffix: str) -> str | None:
+def _zip_names(path: Path) -> list[str]:
     try:
         with zipfile.ZipFile(path) as archive:
-            return next((n for n in archive.namelist() if n.lower().endswith(suffix) and not n.startswith("__MACOSX")), None)
+            return [name for name in archive.namelist() if not name.startswith("__MACOSX")]
     except zipfile.BadZipFile as exc:
         raise IngestError(str(path), f"not a readable zip archive ({exc})") from exc
 
 
-def _sidecar_bytes(path: Path, suffix: str) -> bytes | None:
-    """Contents of the shapefile's .dbf/.cpg/.prj (inside a zip too), or None when absent."""
+def _shapefile_stem(path: Path, layer: str | None) -> str | None:
+    """The chosen shapefile's path without its suffix: beside `path` (.shp), or a member of the zip archive `path`
+    (the one named `layer`, or the only one). None when `path` holds no such shapefile (pyogrio then says why)."""
+    if path.suffix.lower() == ".shp":
+        return str(path.with_suffix(""))
+    if path.suffix.lower() != ".zip":
+        return None
+    stems = [name[:-4] for name in _zip_names(path) if name.lower().endswith(".shp")]
+    if layer is not None:
+        stems = [stem for stem in stems if PurePosixPath(stem).name == layer]
+    return stems[0] if len(stems) == 1 else None
+
+
+def _sidecar(path: Path, stem: str, suffix: str) -> str | None:
+    """Where the shapefile `stem`'s sidecar (.dbf, .cpg …) is: a member of the zip archive `path`, or a file (either
+    case of suffix); None when absent."""
     if path.suffix.lower() == ".zip":
-        member = _zip_member(path, suffix)
-        if member is None:
-            return None
-        with zipfile.ZipFile(path) as archive:
-            return archive.read(member)
-    for candidate in (path.with_suffix(suffix), path.with_suffix(suffix.upper())):
-        if candidate.exists():
-            return candidate.read_bytes()
-    return None
+        wanted = (stem + suffix).lower()
+        return next((name for name in _zip_names(path) if name.lower() == wanted), None)
+    return next((name for name in (stem + suffix, stem + suffix.upper()) if Path(name).exists()), None)
+
+
+def _sidecar_bytes(path: Path, stem: str, suffix: str) -> bytes | None:
+    """Contents of the shapefile `stem`'s sidecar, or None when absent."""
+    where = _sidecar(path, stem, suffix)
+    if where is None:
+        return None
+    if path.suffix.lower() != ".zip":
+        return Path(where).read_bytes()
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(where)
+
+
+def _check_sidecars(path: Path, stem: str) -> None:
+    """A shapefile needs its .shx and .dbf: an error naming every missing one."""
+    missing = [PurePosixPath(stem + suffix).name for suffix in REQUIRED_SIDECARS if _sidecar(path, stem, suffix) is None]
+    if missing:
+        raise IngestError(str(path), f"missing {', '.join(missing)} (a shapefile needs its .shp, .shx and .dbf side by side)")
 
 
 def checksum(path: Path) -> str:
@@ -102,20 +133,18 @@ def _dbf_text_bytes(dbf: bytes) -> bytes:
     return dbf[32:header_length] + dbf[header_length:]
 
 
-def detect_encoding(path: Path, declared: str) -> tuple[str | None, str]:
-    """(encoding, where it came from). auto: .cpg if present, else strict UTF-8, else GB18030."""
+def detect_encoding(path: Path, stem: str | None, declared: str) -> tuple[str | None, str]:
+    """(encoding, where it came from) of the shapefile `stem` (None: not a shapefile). auto: its .cpg if present,
+    else strict UTF-8, else GB18030."""
     if declared.lower() != "auto":
         return declared, "declared"
-    if not _is_shapefile(path):
+    if stem is None:
         return None, "format (UTF-8)"
-    cpg = _sidecar_bytes(path, ".cpg")
+    cpg = _sidecar_bytes(path, stem, ".cpg")
     if cpg and cpg.strip():
         name = cpg.decode("ascii", "replace").strip()
         return CPG_ALIASES.get(name.lower(), name), ".cpg"
-    dbf = _sidecar_bytes(path, ".dbf")
-    if dbf is None:
-        raise IngestError(str(path), "the shapefile has no .dbf file")
-    text = _dbf_text_bytes(dbf)
+    text = _dbf_text_bytes(_sidecar_bytes(path, stem, ".dbf") or b"")
     for encoding in ("UTF-8", "GB18030"):
         try:
             text.decode(encoding)
@@ -144,7 +173,9 @@ def inspect_source(path: Path, layer: str | None, encoding: str) -> SourceInfo:
     if not path.exists():
         raise IngestError(str(path), "source file not found")
     _check_shp_length(path)
-    used, origin = detect_encoding(path, encoding)
+    stem = _shapefile_stem(path, layer)
+    if stem is not None:
+        _check_sidecars(path, stem)
     try:
         layers = pyogrio.list_layers(path)
         names = [str(name) for name in layers[:, 0]]
@@ -152,6 +183,7 @@ def inspect_source(path: Path, layer: str | None, encoding: str) -> SourceInfo:
             raise IngestError(str(path), f"holds several layers ({', '.join(names)}): set source.layer")
         if layer is not None and layer not in names:
             raise IngestError(str(path), f"has no layer {layer!r} (layers: {', '.join(names)})")
+        used, origin = detect_encoding(path, stem, encoding)
         info = pyogrio.read_info(path, layer=layer, encoding=used, force_feature_count=True)
     except pyogrio.errors.DataSourceError as exc:
         raise IngestError(str(path), f"cannot be opened as a vector file (truncated or corrupt?): {exc}") from exc
@@ -172,8 +204,40 @@ def _wkb_column(array: pa.Array) -> pa.Array:
     return array
 
 
+def _undecoded_text(column: pa.Array) -> np.ndarray | None:
+    """Indexes of the values that are not UTF-8 — text GDAL could not decode passes through as it was — or None when
+    every value is (PostgreSQL would refuse the COPY)."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return None
+    try:
+        column.validate(full=True)
+    except pa.ArrowInvalid:
+        raw = column.view(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary())
+        return np.flatnonzero([value is not None and not _is_utf8(value) for value in raw.to_pylist()])
+    return None
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _check_text(info: SourceInfo, rows: np.ndarray, columns: dict[str, pa.Array]) -> None:
+    """An error naming the rows and the field of the first column holding text that is invalid in the file's encoding."""
+    for name, column in columns.items():
+        undecoded = _undecoded_text(column)
+        if undecoded is not None:
+            raise IngestError(str(info.path), f"field {name!r}: invalid characters for the encoding {info.encoding or 'UTF-8'} "
+                                              f"({info.encoding_origin}): set `encoding` in the layer definition",
+                              rows=rows[undecoded].tolist())
+
+
 def read_batches(info: SourceInfo, columns: list[str]) -> Iterator[Batch]:
-    """The file's rows in Arrow batches: the WKB column (its plain polygons parsed with NumPy), chosen columns."""
+    """The file's rows in Arrow batches: the WKB column (its plain polygons parsed with NumPy), chosen columns (text
+    invalid in the file's encoding is an error)."""
     row = 1
     try:
         with pyogrio.raw.open_arrow(
@@ -182,11 +246,12 @@ def read_batches(info: SourceInfo, columns: list[str]) -> Iterator[Batch]:
             geometry_name = meta["geometry_name"] or "wkb_geometry"
             for record_batch in reader:
                 count = record_batch.num_rows
+                rows = np.arange(row, row + count, dtype=np.int64)
                 wkb = _wkb_column(record_batch.column(geometry_name))
-                yield Batch(
-                    rows=np.arange(row, row + count, dtype=np.int64), wkb=wkb, polygonal=parse_polygonal(wkb),
-                    columns={name: record_batch.column(name) for name in columns},
-                )
+                batch = Batch(rows=rows, wkb=wkb, polygonal=parse_polygonal(wkb),
+                              columns={name: record_batch.column(name) for name in columns})
+                _check_text(info, rows, batch.columns)
+                yield batch
                 row += count
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, pyogrio.errors.FieldError) as exc:
         raise IngestError(str(info.path), f"reading stopped at row {row} (truncated or corrupt file?): {exc}") from exc

@@ -1,4 +1,5 @@
-"""Geometry cleaning, vectorized: drop Z/M, repair with make_valid keeping polygonal parts.
+"""Geometry cleaning, vectorized: drop Z/M (a normalisation, not a repair), repair with make_valid keeping polygonal
+parts.
 
 Rows come out as valid Polygons or MultiPolygons; the loader writes them all as MultiPolygon.
 """
@@ -23,15 +24,18 @@ TYPE_NAMES = np.array(["missing", "Point", "LineString", "LinearRing", "Polygon"
 
 @dataclass
 class Cleaned:
-    """Per input row: the Polygon or MultiPolygon (None when rejected), the status and the reason ('' when kept)."""
+    """Per input row: the Polygon or MultiPolygon (None when rejected), the status, the reason ('' when kept) and
+    whether Z/M coordinates were dropped."""
 
     geometries: np.ndarray
     status: np.ndarray
     reasons: np.ndarray
+    flattened: np.ndarray
 
 
-def clean(geometries: np.ndarray, check_validity: bool = True) -> Cleaned:
-    """Classify and repair every geometry: kept / repaired / rejected, with the reason.
+def clean(geometries: np.ndarray, check_validity: bool = True, closed: np.ndarray | None = None) -> Cleaned:
+    """Classify and repair every geometry: kept / repaired / rejected, with the reason. `closed` marks the rows whose
+    unclosed rings the reader closed (a repair).
 
     With check_validity=False only type, emptiness and Z/M are handled (validity is checked after reprojection).
     """
@@ -47,6 +51,8 @@ def clean(geometries: np.ndarray, check_validity: bool = True) -> Cleaned:
         else:
             reasons[target] = np.where(reasons[target] == "", reason, reasons[target] + "; " + reason)
 
+    if closed is not None:
+        mark(closed, REPAIRED, "ring not closed: closed")
     missing = shapely.is_missing(geometries)
     mark(missing, REJECTED, "no geometry (missing or unreadable)")
     empty = ~missing & shapely.is_empty(geometries)
@@ -58,11 +64,10 @@ def clean(geometries: np.ndarray, check_validity: bool = True) -> Cleaned:
     mark(wrong_type, REJECTED, "not a polygon (" + TYPE_NAMES[types + 1] + ")")
 
     work = geometries.copy()
-    dims = present & (shapely.has_z(work) | _has_m(work))
-    if dims.any():
-        work[dims] = shapely.force_2d(work[dims])
-        mark(dims, REPAIRED, "Z/M coordinates dropped")
     usable = present & ~wrong_type
+    flattened = usable & (shapely.has_z(work) | _has_m(work))
+    if flattened.any():
+        work[flattened] = shapely.force_2d(work[flattened])
     invalid = usable & ~shapely.is_valid(work) if check_validity else np.zeros(count, bool)
     if invalid.any():
         why = np.full(count, "", dtype=object)
@@ -80,7 +85,7 @@ def clean(geometries: np.ndarray, check_validity: bool = True) -> Cleaned:
     lost = usable & shapely.is_missing(result)
     mark(lost, REJECTED, "no polygonal area left: degenerate or zero-area polygon that cannot be repaired")
     result[status == REJECTED] = None
-    return Cleaned(result, status, reasons)
+    return Cleaned(result, status, reasons, flattened & (status != REJECTED))
 
 
 def _has_m(geometries: np.ndarray) -> np.ndarray:
