@@ -1,4 +1,10 @@
-"""Rasters (GeoTIFF or any GDAL raster) with rasterio: zonal statistics of polygons, read block by block.
+"""Rasters with rasterio: zonal statistics of polygons, read block by block.
+
+A raster of the server's own configuration may be any GDAL raster. A raster from someone else (an upload, a file
+handed over) is opened only as what it claims to be — a GeoTIFF, by its first bytes and with the GTiff driver alone —
+with no folder listing (so no sidecar file), no network, and at most a configured number of cells, checked from its
+header before any pixel is read: a VRT or any format that names other files could read the server's files or send
+requests from it, and a small compressed file can hold billions of cells.
 
 Polygons are taken to the raster's CRS (so cells are never resampled), rasterized with their index as the
 burn value inside each block window, and cell values aggregated with bincount: no per-polygon Python loop.
@@ -8,11 +14,14 @@ true areas in the working CRS (a lon/lat raster's cells shrink northwards), from
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.errors
 import rasterio.features
 import rasterio.windows
 import shapely
@@ -21,6 +30,70 @@ from pyproj import CRS, Transformer
 from geoservice.errors import GeoserviceError
 
 BLOCK = 2048
+#: the first four bytes of a TIFF and of a BigTIFF, little- and big-endian
+TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+ACCEPTED = "GeoTIFF (TIFF or BigTIFF); VRT and formats that refer to other files are refused"
+#: GDAL while it reads an untrusted raster: no folder listing (no .aux.xml, .ovr, .msk or world file beside it is
+#: read), no PAM, georeferencing from the file only, and no /vsicurl/ (or other network) file may be opened
+UNTRUSTED_ENV = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_PAM_ENABLED": "NO",
+    "GDAL_GEOREF_SOURCES": "INTERNAL",
+    "CPL_VSIL_CURL_ALLOWED_FILENAME": "/vsicurl/untrusted-rasters-open-nothing",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".untrusted-rasters-open-nothing",
+}
+
+
+class RasterError(GeoserviceError):
+    """A raster cannot be used: unreadable, not an accepted format, too large, or without a CRS or the band asked."""
+
+
+@dataclass(frozen=True)
+class Untrusted:
+    """How a raster from someone else is opened: as a GeoTIFF only, with at most `max_cells` cells (width × height ×
+    bands, and the same for one block)."""
+
+    max_cells: int
+
+
+@contextmanager
+def open_raster(path: Path, untrusted: Untrusted | None = None) -> Iterator[rasterio.io.DatasetReader]:
+    """The open raster (any GDAL raster; only a GeoTIFF that names no other file when `untrusted`)."""
+    if untrusted is None:
+        try:
+            dataset = rasterio.open(path)
+        except rasterio.errors.RasterioIOError as exc:
+            raise RasterError(f"{path.name}: not a readable raster ({exc})") from exc
+        with dataset:
+            yield dataset
+        return
+    path = path.resolve()
+    try:
+        with path.open("rb") as file:
+            magic = file.read(4)
+    except OSError as exc:
+        raise RasterError(f"{path.name}: cannot be read ({exc.strerror})") from exc
+    if magic not in TIFF_MAGIC:
+        raise RasterError(f"{path.name}: not a readable raster: accepted is {ACCEPTED}")
+    with rasterio.Env(**UNTRUSTED_ENV):
+        try:
+            dataset = rasterio.open(str(path), driver="GTiff")
+        except rasterio.errors.RasterioIOError as exc:
+            raise RasterError(f"{path.name}: not a readable raster ({exc}); accepted is {ACCEPTED}") from exc
+        with dataset:
+            _check_untrusted(dataset, path, untrusted)
+            yield dataset
+
+
+def _check_untrusted(dataset: rasterio.io.DatasetReader, path: Path, untrusted: Untrusted) -> None:
+    """Refuse a raster that GDAL read from more than this one file, or with more cells (or a larger block) than allowed."""
+    if dataset.driver != "GTiff" or [Path(f) for f in dataset.files] != [path]:
+        raise RasterError(f"{path.name}: refers to other files; accepted is {ACCEPTED}")
+    block = max(h * w for h, w in dataset.block_shapes)
+    cells = max(dataset.width * dataset.height, block) * dataset.count
+    if cells > untrusted.max_cells:
+        raise RasterError(f"{path.name}: {dataset.width} × {dataset.height} cells in {dataset.count} band(s) (blocks of "
+                          f"{block:,}) is more than the {untrusted.max_cells:,} cells allowed (server.max_raster_cells)")
 
 
 @dataclass
@@ -53,7 +126,7 @@ class ZonalSums:
 def to_raster_crs(geometries: np.ndarray, working_crs: str, raster_crs: CRS | None, path: Path) -> np.ndarray:
     """Geometries in the raster's CRS (unchanged when it is the working CRS)."""
     if raster_crs is None:
-        raise GeoserviceError(f"{path}: the raster has no CRS")
+        raise RasterError(f"{path.name}: the raster has no CRS")
     working = CRS.from_user_input(working_crs)
     if CRS.from_user_input(raster_crs) == working:
         return geometries
@@ -61,17 +134,14 @@ def to_raster_crs(geometries: np.ndarray, working_crs: str, raster_crs: CRS | No
     return shapely.transform(geometries, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
 
 
-def zonal_sums(path: Path, geometries: np.ndarray, working_crs: str, band: int = 1, above: float | None = None) -> ZonalSums:
+def zonal_sums(path: Path, geometries: np.ndarray, working_crs: str, band: int = 1, above: float | None = None,
+               untrusted: Untrusted | None = None) -> ZonalSums:
     """Count, sum, max (and count above `above`) of each polygon's cells."""
     n = len(geometries)
     sums = ZonalSums.zeros(n)
-    try:
-        dataset = rasterio.open(path)
-    except rasterio.errors.RasterioIOError as exc:
-        raise GeoserviceError(f"{path}: cannot open the raster ({exc})") from exc
-    with dataset:
+    with open_raster(path, untrusted) as dataset:
         if band > dataset.count:
-            raise GeoserviceError(f"{path}: has {dataset.count} band(s), band {band} asked for")
+            raise RasterError(f"{path.name}: has {dataset.count} band(s), band {band} asked for")
         if n == 0:
             return sums
         shapes = to_raster_crs(geometries, working_crs, dataset.crs, path)

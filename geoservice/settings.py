@@ -108,6 +108,9 @@ class ServerSettings(_Strict):
     pool_size: int = Field(8, ge=1, le=100)
     map_tiles: str | None = None
     max_upload_mb: float = Field(50.0, gt=0)
+    max_raster_cells: int = Field(25_000_000, ge=1)
+    process_workers: int = Field(2, ge=1, le=64)
+    process_queue: int = Field(8, ge=0)
 
     @property
     def base_url(self) -> str:
@@ -135,12 +138,30 @@ class TokenSettings(_Strict):
     scopes: list[Scope] = Field(default_factory=list)
 
 
+#: the OGC API processes the server offers
+ProcessId = Literal["point-lookup", "project-check", "hazard-exposure"]
+
+
+class ProcessAccess(_Strict):
+    """Who may run one process, besides reading every collection it reads: callers of at least `grade`, and for an
+    upload (a raster sent with the request) a token unless `anonymous_uploads`."""
+
+    grade: Grade = "public"
+    anonymous_uploads: bool = False
+
+
 class AccessSettings(_Strict):
-    """Grades of the collections that are not layers (layers carry `access` in their definition) and the tokens."""
+    """Grades of the collections that are not layers (layers carry `access` in their definition), who may run each
+    process, and the tokens."""
 
     basemap: Grade = "public"
     conflicts: Grade = "internal"
+    processes: dict[ProcessId, ProcessAccess] = Field(default_factory=dict)
     tokens: dict[str, TokenSettings] = Field(default_factory=dict)
+
+    def process(self, process_id: str) -> ProcessAccess:
+        """The access rule of a process (the default rule when none is configured)."""
+        return self.processes.get(process_id, ProcessAccess())
 
     @field_validator("tokens")
     @classmethod

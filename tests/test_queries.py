@@ -1,4 +1,6 @@
-"""Queries for location services: point lookup and project check, on the demo data."""
+"""Queries for location services: point lookup, project check and hazard exposure, on the demo data; what a caller
+may not give them (other GeoJSON types, deep nesting, places outside the working CRS's zone, rasters that are not
+plain GeoTIFFs)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from geoservice.conflicts import detect, load_rules
 from geoservice.db.connection import connect_url
 from geoservice.ingest import activate_version, ingest_layer, list_versions, load_definition
 from geoservice.queries import QueryError, check_project, lookup_point
+from geoservice.queries.check import project_from_geojson
+from geoservice.settings import RasterSettings
 from sql_helpers import active, query
 
 TO_CRS84 = Transformer.from_crs("EPSG:4548", "OGC:CRS84", always_xy=True)
@@ -72,6 +76,59 @@ def test_check_bad_geometry(demo_settings, cur) -> None:
         check_project(cur, demo_settings, rules, bow_tie)
     with pytest.raises(QueryError, match=r"must be a Polygon or MultiPolygon, not a Point"):
         check_project(cur, demo_settings, rules, shapely.Point(118.1, 24.5))
+
+
+def nested(depth: int) -> list:
+    """[[[…[0, 0]…]]] `depth` lists deep."""
+    value: list = [0, 0]
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(("geojson", "message"), [
+    ({"type": "FeatureCollection", "features": []}, "must be a GeoJSON Polygon or MultiPolygon (or a Feature of one), "
+                                                    "not a 'FeatureCollection'"),
+    ({"type": "Circle", "coordinates": [118.1, 24.5], "radius": 100}, "not a 'Circle'"),
+    ({"type": "GeometryCollection", "geometries": []}, "not a 'GeometryCollection'"),
+    ({"type": "Feature", "geometry": {"type": "Point", "coordinates": [118.1, 24.5]}}, "not a 'Point'"),
+    ([1, 2], "not something else"),
+    ({"type": "Polygon", "coordinates": nested(1000)}, "not valid GeoJSON: a ring is an array of [x, y] positions"),
+    ({"type": "MultiPolygon", "coordinates": nested(1000)}, "not valid GeoJSON: a ring is an array of [x, y] positions"),
+    ({"type": "Polygon", "coordinates": [[[118.1, 24.5], [118.2, "24.5"], [118.2, 24.6], [118.1, 24.5]]]},
+     "a ring is an array of [x, y] positions"),
+    ({"type": "Polygon", "coordinates": 7}, "a Polygon's coordinates are an array of rings of [x, y] positions"),
+    ({"type": "Polygon", "coordinates": [[[118.1, 24.5]]]}, "not valid GeoJSON: A linearring requires at least 4"),
+])
+def test_project_geojson_other_than_polygons_is_refused(geojson, message: str) -> None:
+    with pytest.raises(QueryError) as refused:
+        project_from_geojson(geojson)
+    assert message in str(refused.value)
+
+
+def test_project_geojson_polygons_and_features() -> None:
+    ring = [[118.1, 24.5], [118.11, 24.5], [118.11, 24.51], [118.1, 24.5]]
+    assert project_from_geojson({"type": "Polygon", "coordinates": [ring]}).equals(shapely.Polygon(ring))
+    multi = project_from_geojson({"type": "Feature", "properties": {},
+                                  "geometry": {"type": "MultiPolygon", "coordinates": [[ring], [[[x + 1, y] for x, y in ring]]]}})
+    assert multi.geom_type == "MultiPolygon" and len(multi.geoms) == 2
+
+
+def test_places_outside_the_working_crs_area_of_use_are_refused(demo_settings, cur) -> None:
+    rules = load_rules(demo_settings.path(demo_settings.paths.rules))
+    square = shapely.box(0.0, 0.0, 0.01, 0.01)  # 1.23e6 m² at lon 0 / lat 0, far from the 117°E zone of EPSG:4548
+    zone = "outside the area of use of the working CRS EPSG:4548, CGCS2000 / 3-degree Gauss-Kruger CM 117E (115.5°E–118.5°E"
+    with pytest.raises(QueryError, match=r"^the project lies outside the area of use") as refused:
+        check_project(cur, demo_settings, rules, square)
+    assert zone in str(refused.value)
+    with pytest.raises(QueryError, match=r"^the point \(0.0, 0.0\) in OGC:CRS84 lies outside the area of use"):
+        lookup_point(cur, demo_settings, 0.0, 0.0)
+    with pytest.raises(QueryError, match=r"^the point \(10.0, 20.0\) in EPSG:4548 lies outside the area of use"):
+        lookup_point(cur, demo_settings, 10.0, 20.0, "EPSG:4548")  # in the working CRS itself
+    with pytest.raises(QueryError, match=r"^the point \(24.48, 118.09\) in OGC:CRS84: coordinates cannot be taken from "
+                                         r"OGC:CRS84 to EPSG:4548 \(swapped axes\?\)"):
+        lookup_point(cur, demo_settings, 24.48, 118.09)  # latitude first
+    assert lookup_point(cur, demo_settings, 118.09, 24.48)["patch"]["id"] is not None  # Xiamen lies inside
 
 
 def test_check_equals_full_detection_with_the_project(demo_settings, cur, tmp_path: Path) -> None:
@@ -180,6 +237,33 @@ def test_exposure_bad_input(demo_settings, cur, tmp_path: Path) -> None:
         hazard_exposure(cur, demo_settings, "flood_depth", 0.5, band=3)
 
 
+def test_exposure_files_are_untrusted_registered_rasters_are_the_servers(demo_settings, cur, tmp_path: Path) -> None:
+    import rasterio
+
+    from geoservice.queries import hazard_exposure
+
+    flood = demo_settings.path(demo_settings.rasters["flood_depth"].path)
+    with rasterio.open(flood) as dataset:
+        width, height, transform, crs, nodata = dataset.width, dataset.height, dataset.transform, dataset.crs, dataset.nodata
+    vrt = tmp_path / "flood.vrt"
+    vrt.write_text(f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}"><SRS>{crs.to_string()}</SRS>'
+                   f"<GeoTransform>{', '.join(map(str, transform.to_gdal()))}</GeoTransform>"
+                   f'<VRTRasterBand dataType="Float32" band="1"><NoDataValue>{nodata}</NoDataValue><SimpleSource>'
+                   f"<SourceFilename>{flood}</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
+                   "</VRTDataset>")
+    with pytest.raises(QueryError, match=r"flood.vrt: not a readable raster: accepted is GeoTIFF \(TIFF or BigTIFF\); "
+                                         r"VRT and formats that refer to other files are refused"):
+        hazard_exposure(cur, demo_settings, vrt, 0.5)
+    small = demo_settings.model_copy(update={"server": demo_settings.server.model_copy(update={"max_raster_cells": 1000})})
+    with pytest.raises(QueryError, match=rf"flood_depth_m.tif: {width} × {height} cells .* more than the 1,000 cells "
+                                         r"allowed \(server.max_raster_cells\)"):
+        hazard_exposure(cur, small, flood, 0.5)  # the same file, given as a file: untrusted
+    assert hazard_exposure(cur, small, "flood_depth", 0.5)["exposed_m2"] > 0  # registered: the server's own
+    registered = small.model_copy(update={"rasters": {"flood_vrt": RasterSettings(path=vrt)}})
+    by_vrt = hazard_exposure(cur, registered, "flood_vrt", 0.5)
+    assert by_vrt["exposed_m2"] == pytest.approx(hazard_exposure(cur, demo_settings, "flood_depth", 0.5)["exposed_m2"])
+
+
 def test_cli_lookup_check_exposure(demo_settings, tmp_path: Path) -> None:
     import json
     import os
@@ -207,3 +291,13 @@ def test_cli_lookup_check_exposure(demo_settings, tmp_path: Path) -> None:
     exposure = run("exposure", "flood_depth", "--threshold", "0.5", "--format", "json")
     assert exposure.returncode == 0, exposure.stderr
     assert json.loads(exposure.stdout)["exposed_m2"] > 0
+    handed = tmp_path / "handed.vrt"  # a file from someone else: the same rules as an upload
+    handed.write_text(f"<VRTDataset><SourceFilename>{demo_settings.path(demo_settings.rasters['flood_depth'].path)}"
+                      "</SourceFilename></VRTDataset>")
+    refused = run("exposure", str(handed), "--threshold", "0.5")
+    assert refused.returncode == 1 and "handed.vrt: not a readable raster: accepted is GeoTIFF" in refused.stderr
+    guinea = tmp_path / "guinea.geojson"  # lon 0 / lat 0, far outside the working CRS's zone
+    guinea.write_text(json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {},
+                      "geometry": shapely.geometry.mapping(shapely.box(0, 0, 0.01, 0.01))}]}))
+    far = run("check", str(guinea))
+    assert far.returncode == 1 and far.stderr.startswith("error: the project lies outside the area of use"), far.stderr

@@ -1,7 +1,10 @@
-"""Zonal statistics with rasterio against hand-computed answers and an independent per-polygon computation."""
+"""Zonal statistics with rasterio against hand-computed answers and an independent per-polygon computation; rasters
+from someone else opened only as plain GeoTIFFs (an attacker's VRT reads no file and sends no request)."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,7 @@ import shapely
 from pyproj import Transformer
 from rasterio.transform import from_origin
 
-from geoservice.raster import zonal_statistic, zonal_sums
+from geoservice.raster import RasterError, Untrusted, open_raster, zonal_statistic, zonal_sums
 from sql_helpers import active, query
 
 X0, Y0, CELL = 600_000.0, 2_700_000.0, 10.0
@@ -86,3 +89,78 @@ def test_raster_rules_match_per_polygon_masking(demo_settings) -> None:
     got = {r[0] for r in query(demo_settings, "SELECT feature_a FROM geoservice.conflict c JOIN geoservice.detection_run r "
                                               "ON r.id = c.run_id WHERE r.is_current AND rule_id = 'construction_on_steep_slope'")}
     assert got == expected and got
+
+
+class Listener:
+    """A local HTTP-ish listener that records every connection made to it (an attacker's target inside the network)."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.connections: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.socket.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self.connections.append(conn.recv(4096))
+                except OSError:
+                    self.connections.append(b"")
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def vrt(source: str, size: int = 10) -> str:
+    """A GDAL VRT whose one band reads `source` (a URL through /vsicurl/, or a path on the server)."""
+    return (f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}"><SRS>EPSG:4548</SRS>'
+            f"<GeoTransform>{X0}, {CELL}, 0, {Y0 + CELL * size}, 0, -{CELL}</GeoTransform>"
+            '<VRTRasterBand dataType="Float32" band="1"><SimpleSource>'
+            f"<SourceFilename>{source}</SourceFilename><SourceBand>1</SourceBand>"
+            "</SimpleSource></VRTRasterBand></VRTDataset>")
+
+
+def test_untrusted_rasters_are_plain_geotiffs_only(tmp_path: Path) -> None:
+    local = write_raster(tmp_path / "local.tif", np.full((10, 10), 3.0))
+    listener = Listener()
+    try:
+        for name, source in (("remote.vrt", f"/vsicurl/http://127.0.0.1:{listener.port}/x.tif"), ("local.vrt", str(local))):
+            path = tmp_path / name
+            path.write_text(vrt(source))
+            with pytest.raises(RasterError, match=rf"{name}: not a readable raster: accepted is GeoTIFF \(TIFF or BigTIFF\)"):
+                zonal_sums(path, np.array([cells(0, 0, 5, 5)]), "EPSG:4548", untrusted=Untrusted(10**6))
+        with open_raster(tmp_path / "local.vrt") as trusted:  # the server's own configuration may name a VRT
+            assert trusted.driver == "VRT" and trusted.read(1).mean() == 3.0
+    finally:
+        listener.close()
+    assert listener.connections == []
+    (tmp_path / "local.tif.aux.xml").write_text('<PAMDataset><Metadata><MDI key="planted">1</MDI></Metadata></PAMDataset>')
+    with open_raster(local, Untrusted(100)) as dataset:  # nothing beside the file is read
+        assert dataset.files == [str(local.resolve())] and "planted" not in dataset.tags()
+    with open_raster(local) as dataset:
+        assert "planted" in dataset.tags()
+
+
+def test_untrusted_rasters_are_limited_by_cells_before_any_pixel_is_read(tmp_path: Path) -> None:
+    path = write_raster(tmp_path / "ten.tif", np.zeros((10, 10)))
+    with pytest.raises(RasterError, match=r"ten.tif: 10 × 10 cells in 1 band\(s\) \(blocks of 100\) is more than the 99 "
+                                          r"cells allowed \(server.max_raster_cells\)"):
+        zonal_sums(path, np.array([cells(0, 0, 5, 5)]), "EPSG:4548", untrusted=Untrusted(99))
+    tiled = tmp_path / "tiled.tif"  # a small raster with one huge tile: decoding it would cost the tile, not the raster
+    with rasterio.open(tiled, "w", driver="GTiff", width=10, height=10, count=1, dtype="uint8", tiled=True,
+                       blockxsize=1024, blockysize=1024, crs="EPSG:4548", transform=from_origin(X0, Y0, CELL, CELL)) as out:
+        out.write(np.zeros((10, 10), np.uint8), 1)
+    with pytest.raises(RasterError, match=r"blocks of 1,048,576\) is more than the 100,000 cells allowed"):
+        with open_raster(tiled, Untrusted(100_000)):
+            pass
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"II*\0" + b"\xff" * 64)  # TIFF magic, no TIFF
+    with pytest.raises(RasterError, match=r"junk.tif: not a readable raster .*accepted is GeoTIFF"):
+        with open_raster(junk, Untrusted(100)):
+            pass

@@ -129,6 +129,14 @@ def test_review_bodies_with_unstorable_text_are_400s(served: Server) -> None:
         assert "NUL" in response.json()["description"] or "JSON" in response.json()["description"]
 
 
+def test_process_bodies_with_unstorable_text_are_400s(served: Server) -> None:
+    for inputs in ({"x": 118.09, "y": 24.48, "crs": "EPSG:4326\x00"}, {"x": 118.09, "y": 24.48, "crs": "\ud800"}):
+        body = json.dumps({"inputs": inputs}).encode()
+        response = requests.post(f"{served.url}/processes/point-lookup/execution", data=body, timeout=60,
+                                 headers={**bearer("tester"), "Content-Type": "application/json"})
+        assert_problem(response, 400)
+
+
 @pytest.mark.parametrize("geometry, words", [
     ({"type": "Point", "coordinates": [118.1, 24.5], "crs": "x"}, ['"crs"']),
     ({"type": "Point", "coordinates": [118.1, 24.5], "crs": "EPSG:99999"}, ['"crs"']),

@@ -11,13 +11,13 @@ import shapely
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError, ProjError
 
+from geoservice.crs_area import area_of_use_box
 from geoservice.errors import IngestError
 from geoservice.ingest.definition import Helmert7, LayerDefinition, Plane4, Transform
 
 CoordFunction = Callable[[np.ndarray], np.ndarray]
 #: datums between which PROJ's no-op "ballpark" shift is accurate to a metre or better
 WGS84_FAMILY = ("China 2000", "China Geodetic Coordinate System 2000", "World Geodetic System 1984")
-AREA_MARGIN_DEGREES = 1.0
 
 
 def resolve_source_crs(definition: LayerDefinition, file_crs: str | None, source: str) -> CRS:
@@ -123,24 +123,6 @@ class AreaCheck:
 
     outside: np.ndarray
     swapped: np.ndarray
-
-
-def area_of_use_box(source: CRS) -> tuple[float, float, float, float] | None:
-    """The source CRS's area of use (widened by a margin) as a box in the source CRS's own x/y."""
-    area = source.area_of_use
-    if area is None or source.geodetic_crs is None:
-        return None
-    m = AREA_MARGIN_DEGREES
-    west, south, east, north = max(area.west - m, -180), max(area.south - m, -90), min(area.east + m, 180), min(area.north + m, 90)
-    if source.is_geographic:
-        return west, south, east, north
-    edge = np.linspace(0.0, 1.0, 64)
-    lon = np.concatenate([west + (east - west) * edge, np.full(64, east), east - (east - west) * edge, np.full(64, west)])
-    lat = np.concatenate([np.full(64, south), south + (north - south) * edge, np.full(64, north), north - (north - south) * edge])
-    x, y = Transformer.from_crs(source.geodetic_crs, source, always_xy=True).transform(lon, lat)
-    x, y = np.asarray(x), np.asarray(y)
-    finite = np.isfinite(x) & np.isfinite(y)
-    return float(x[finite].min()), float(y[finite].min()), float(x[finite].max()), float(y[finite].max())
 
 
 def check_area_of_use(geometries: np.ndarray, source: CRS,

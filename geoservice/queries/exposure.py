@@ -1,4 +1,8 @@
-"""Hazard exposure: how much planned land lies under a hazard grid above a threshold, by district and land class."""
+"""Hazard exposure: how much planned land lies under a hazard grid above a threshold, by district and land class.
+
+A registered raster (settings `rasters`) is the server's own and may be any GDAL raster; any other file came from
+someone else and is opened as an untrusted GeoTIFF (see geoservice.raster).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psycopg2.extensions
-import rasterio
-import rasterio.errors
 import shapely
 from pyproj import CRS
 
 from geoservice.classes import is_construction
-from geoservice.errors import GeoserviceError
 from geoservice.queries.points import QueryError, cached_transformer
-from geoservice.raster import zonal_sums
+from geoservice.raster import RasterError, Untrusted, open_raster, zonal_sums
 from geoservice.settings import Settings
 
 PATCHES_SQL = """
@@ -31,26 +32,23 @@ ORDER BY p.id
 """
 
 
-def raster_path(settings: Settings, raster: str | Path) -> Path:
-    """A registered raster's path (settings `rasters`), or a file path."""
+def raster_source(settings: Settings, raster: str | Path) -> tuple[Path, Untrusted | None]:
+    """A registered raster's path (trusted), or a file's path with the rules for an untrusted raster."""
     registered = settings.rasters.get(str(raster))
     path = settings.path(registered.path) if registered else Path(raster)
     if not path.exists():
         known = ", ".join(settings.rasters) or "none"
         raise QueryError(f"no raster {str(raster)!r}: not a registered name ({known}) nor an existing file")
-    return path
+    return path, None if registered else Untrusted(settings.server.max_raster_cells)
 
 
-def footprint(settings: Settings, path: Path) -> tuple[float, float, float, float]:
+def footprint(settings: Settings, path: Path, untrusted: Untrusted | None) -> tuple[float, float, float, float]:
     """The raster's bounds in the working CRS (its corners and edges taken across)."""
-    try:
-        with rasterio.open(path) as dataset:
-            if dataset.crs is None:
-                raise QueryError(f"{path.name}: the raster has no CRS")
-            left, bottom, right, top = dataset.bounds
-            crs = CRS.from_user_input(dataset.crs)
-    except rasterio.errors.RasterioIOError as exc:
-        raise QueryError(f"{path.name}: not a readable raster ({exc})") from exc
+    with open_raster(path, untrusted) as dataset:
+        if dataset.crs is None:
+            raise QueryError(f"{path.name}: the raster has no CRS")
+        left, bottom, right, top = dataset.bounds
+        crs = CRS.from_user_input(dataset.crs)
     edge = np.linspace(0.0, 1.0, 33)
     xs = np.concatenate([left + (right - left) * edge, np.full(33, right), left + (right - left) * edge, np.full(33, left)])
     ys = np.concatenate([np.full(33, bottom), bottom + (top - bottom) * edge, np.full(33, top), bottom + (top - bottom) * edge])
@@ -74,17 +72,17 @@ def hazard_exposure(cur: psycopg2.extensions.cursor, settings: Settings, raster:
                     band: int = 1) -> dict[str, Any]:
     """Exposed area (cells above `threshold`, true m²) per district and per unified land class, and the exposed
     planned-construction patches, over the current base map."""
-    path = raster_path(settings, raster)
-    box = footprint(settings, path)
-    cur.execute(PATCHES_SQL, (*box, settings.working_srid))
-    rows = cur.fetchall()
-    if not rows:
-        raise QueryError(f"{path.name} does not overlap the base map")
-    ids, land, plan, dcode, dname, areas, wkb, land_name, plan_name = (list(column) for column in zip(*rows))
-    geometries = shapely.from_wkb(np.array([bytes(w) for w in wkb], dtype=object))
+    path, untrusted = raster_source(settings, raster)
     try:
-        sums = zonal_sums(path, geometries, settings.working_crs, band, above=threshold)
-    except GeoserviceError as exc:
+        box = footprint(settings, path, untrusted)
+        cur.execute(PATCHES_SQL, (*box, settings.working_srid))
+        rows = cur.fetchall()
+        if not rows:
+            raise QueryError(f"{path.name} does not overlap the base map")
+        ids, land, plan, dcode, dname, areas, wkb, land_name, plan_name = (list(column) for column in zip(*rows))
+        geometries = shapely.from_wkb(np.array([bytes(w) for w in wkb], dtype=object))
+        sums = zonal_sums(path, geometries, settings.working_crs, band, above=threshold, untrusted=untrusted)
+    except RasterError as exc:
         raise QueryError(str(exc)) from exc
     exposed, area = sums.area_above, np.asarray(areas, dtype=float)
     if not sums.count.any():

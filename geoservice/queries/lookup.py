@@ -75,7 +75,8 @@ def lookup_point(cur: psycopg2.extensions.cursor, settings: Settings, x: float, 
     lower grade passes the layers it may read (protection lines of other layers are left out) and whether it
     may read the conflicts."""
     source = input_crs(settings, crs)
-    point = to_working(settings, np.array([shapely.Point(x, y)]), source)[0]
+    where = f"the point ({x}, {y}) in {source.to_string()}"
+    point = to_working(settings, np.array([shapely.Point(x, y)]), source, where)[0]
     _prepare(cur)
     cur.execute(f"EXECUTE {PREPARED} (%s, %s, %s, %s, %s, %s)",
                 (point.x, point.y, settings.working_srid, list(LINE_KINDS),
@@ -85,7 +86,7 @@ def lookup_point(cur: psycopg2.extensions.cursor, settings: Settings, x: float, 
     if basemap_run is None:
         raise QueryError("there is no base map yet: run `geoservice integrate`")
     if patch_id is None:
-        raise QueryError(f"the point ({x}, {y}) in {source.to_string()} lies outside the base map")
+        raise QueryError(f"{where} lies outside the base map")
     return {
         "point": {"x": x, "y": y, "crs": source.to_string(), "working": [point.x, point.y]},
         "patch": {"id": patch_id, "run_id": run_id, "area_m2": area, "difference": difference,

@@ -9,6 +9,7 @@ import shapely
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 
+from geoservice.crs_area import area_of_use_box, area_of_use_text
 from geoservice.errors import GeoserviceError
 from geoservice.settings import Settings
 
@@ -41,12 +42,27 @@ def _parse(value: str) -> CRS:
     return CRS.from_user_input(value)
 
 
-def to_working(settings: Settings, geometries: np.ndarray, crs: CRS) -> np.ndarray:
-    """Geometries (x = easting/longitude) from `crs` to the working CRS."""
+@lru_cache(maxsize=8)
+def _area_of_use(crs: str) -> tuple[tuple[float, float, float, float] | None, str]:
+    parsed = _parse(crs)
+    return area_of_use_box(parsed), area_of_use_text(parsed)
+
+
+def to_working(settings: Settings, geometries: np.ndarray, crs: CRS, what: str) -> np.ndarray:
+    """Geometries (x = easting/longitude) from `crs` to the working CRS; QueryError naming `what` when they cannot be
+    taken there or lie outside the working CRS's area of use (where its distances and areas are wrong: ingest refuses
+    such rows too)."""
     if crs == _parse(settings.working_crs):
-        return geometries
-    transformer = cached_transformer(crs.to_wkt(), settings.working_crs)
-    moved = shapely.transform(geometries, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
-    if not np.isfinite(shapely.bounds(moved)).all():
-        raise QueryError(f"coordinates cannot be taken from {crs.to_string()} to {settings.working_crs} (swapped axes?)")
+        moved = geometries
+    else:
+        transformer = cached_transformer(crs.to_wkt(), settings.working_crs)
+        moved = shapely.transform(geometries, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+    bounds = shapely.bounds(moved)
+    if not np.isfinite(bounds).all():
+        raise QueryError(f"{what}: coordinates cannot be taken from {crs.to_string()} to {settings.working_crs} "
+                         "(swapped axes?)")
+    box, area = _area_of_use(settings.working_crs)
+    if box is not None and ((bounds[:, :2] < box[:2]).any() or (bounds[:, 2:] > box[2:]).any()):
+        raise QueryError(f"{what} lies outside the area of use of the working CRS {settings.working_crs}, {area} "
+                         "(x is the easting or longitude)")
     return moved

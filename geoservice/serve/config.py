@@ -90,7 +90,8 @@ def pygeoapi_config(settings: Settings, collections: list[Collection], database_
 
 
 def _processes(settings: Settings, collections: list[Collection], database_url: str, grade: str) -> dict[str, Any]:
-    """The processes a caller of `grade` may run: those whose every collection it reads (see CHECK_KINDS)."""
+    """The processes a caller of `grade` may run: those whose every collection it reads (see CHECK_KINDS), and whose
+    `access.processes` grade it has."""
     readable = {c.name: c for c in collections if GRADES.index(c.grade) <= GRADES.index(grade)}
     unreadable_kinds = {c.kind for c in collections if c.name not in readable and c.kind}
     offered = []
@@ -98,6 +99,7 @@ def _processes(settings: Settings, collections: list[Collection], database_url: 
         offered += [LOOKUP, EXPOSURE]
         if CONFLICTS in readable and not unreadable_kinds & set(CHECK_KINDS):
             offered.append(CHECK)
+    offered = [p for p in offered if GRADES.index(settings.access.process(p).grade) <= GRADES.index(grade)]
     own = {"settings": settings.model_dump(mode="json"), "database_url": database_url,
            "readable_layers": sorted(name for name, c in readable.items() if c.kind),
            "reads_conflicts": CONFLICTS in readable}

@@ -1,12 +1,24 @@
 """Routes in front of pygeoapi's processes: GET /lookup?x=…&y=…[&crs=…] (the point-lookup process as a plain GET
-for web maps and location services) and a check of execution bodies (pygeoapi answers 500 to a body that is
-JSON but not an object with an `inputs` object)."""
+for web maps and location services) and the execution of processes, which here
+
+- checks the body (pygeoapi answers 500 to a body that is JSON but not an object with an `inputs` object, or
+  that nests deeper than its recursive `json.loads` can go);
+- refuses an anonymous upload unless `access.processes` allows it (401);
+- bounds the heavy processes (QUEUED): at most `server.process_workers` run at a time — each on a worker thread, as
+  pygeoapi runs every execution — and `server.process_queue` more wait on the event loop, holding no thread; past
+  that the answer is a 503 with Retry-After at once, before the body is read, so a burst of uploads cannot starve
+  the other pages.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
+from functools import lru_cache
 from http import HTTPStatus
+from typing import Any
 
 import orjson
 from pygeoapi.api import API
@@ -16,19 +28,60 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from geoservice.queries.points import QueryError
-from geoservice.serve.processes import LOOKUP
+from geoservice.serve.auth import ANONYMOUS_NAME
+from geoservice.serve.guard import refuse_unstorable
+from geoservice.serve.processes import LOOKUP, QUEUED, UPLOAD_INPUTS
 from geoservice.serve.problems import problem
+from geoservice.settings import Settings
 
 PARAMETERS = {"x", "y", "crs", "f"}
+#: the deepest an execution body may nest (a MultiPolygon Feature needs 8 levels; pygeoapi's json.loads recurses)
+MAX_BODY_DEPTH = 32
+#: what a 503 from a full process queue asks the caller to wait
+BUSY_RETRY_SECONDS = 10
 
 
 Delegate = Callable[[Request], Awaitable[Response]]
+#: an execution, given the context (a worker's slot) to hold while it runs
+Work = Callable[[AbstractAsyncContextManager], Awaitable[Response]]
+
+
+class ProcessQueue:
+    """At most `workers` executions at once and `waiting` more in line; past that, a 503 with Retry-After."""
+
+    def __init__(self, workers: int, waiting: int) -> None:
+        self.workers, self.waiting = workers, waiting
+        self.admitted = 0  # running or waiting; only the event loop's thread touches it
+        self.slots = asyncio.Semaphore(workers)
+
+    async def run(self, work: Work) -> Response:
+        """The response of `work`, which holds a place in line while it reads its request and enters the context it
+        is given (a worker's slot) to execute; a 503 at once when the line is full."""
+        if self.admitted >= self.workers + self.waiting:
+            busy = problem(HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable",
+                           f"the server is busy: {self.workers} process execution(s) running and {self.waiting} waiting "
+                           f"(server.process_workers, server.process_queue); retry in {BUSY_RETRY_SECONDS} s")
+            busy.headers["Retry-After"] = str(BUSY_RETRY_SECONDS)
+            return busy
+        self.admitted += 1
+        try:
+            return await work(self.slots)
+        finally:
+            self.admitted -= 1
+
+
+@lru_cache(maxsize=4)
+def process_queue(workers: int, waiting: int) -> ProcessQueue:
+    """The server's one process queue (shared by the apps of every grade)."""
+    return ProcessQueue(workers, waiting)
 
 
 def process_routes(api: API, pygeoapi_execution: Delegate) -> list[Route]:
     """The routes over the grade's processors (404 when the grade may not run the process)."""
+    offered = list(api.manager.processes)
+    settings: Settings | None = api.manager.get_processor(offered[0]).settings if offered else None
 
-    async def execution(request: Request) -> Response:
+    async def checked(request: Request, process_id: str, slot: AbstractAsyncContextManager) -> Response:
         try:
             body = orjson.loads(await request.body() or b"null")
         except orjson.JSONDecodeError:
@@ -36,7 +89,28 @@ def process_routes(api: API, pygeoapi_execution: Delegate) -> list[Route]:
         if not isinstance(body, dict) or not isinstance(body.get("inputs", {}), dict):
             return problem(HTTPStatus.BAD_REQUEST, "InvalidParameterValue",
                            'the body must be a JSON object: {"inputs": {...}}')
-        return await pygeoapi_execution(request)
+        if _nests_deeper(body, MAX_BODY_DEPTH):
+            return problem(HTTPStatus.BAD_REQUEST, "InvalidParameterValue",
+                           f"the body nests arrays and objects more than {MAX_BODY_DEPTH} deep")
+        try:
+            refuse_unstorable(body, "the body")
+        except ValueError as exc:
+            return problem(HTTPStatus.BAD_REQUEST, "InvalidParameterValue", str(exc))
+        upload = UPLOAD_INPUTS.get(process_id)
+        if (settings is not None and upload in body.get("inputs", {}) and request.state.caller.name == ANONYMOUS_NAME
+                and not settings.access.process(process_id).anonymous_uploads):
+            return problem(HTTPStatus.UNAUTHORIZED, "Unauthorized",
+                           f"uploading {upload!r} to {process_id} needs a bearer token "
+                           f"(access.processes.{process_id}.anonymous_uploads is off)")
+        async with slot:
+            return await pygeoapi_execution(request)
+
+    async def execution(request: Request) -> Response:
+        process_id = request.path_params["process_id"]
+        if settings is None or process_id not in offered or process_id not in QUEUED:
+            return await checked(request, process_id, nullcontext())
+        queue = process_queue(settings.server.process_workers, settings.server.process_queue)
+        return await queue.run(lambda slot: checked(request, process_id, slot))
 
     async def lookup(request: Request) -> Response:
         if LOOKUP not in api.manager.processes:
@@ -57,6 +131,18 @@ def process_routes(api: API, pygeoapi_execution: Delegate) -> list[Route]:
 
     return [Route("/lookup", lookup, methods=["GET"]),
             Route("/processes/{process_id}/execution", execution, methods=["POST"])]
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether a parsed JSON value nests arrays and objects more than `limit` deep (walked with a stack)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _coordinate(text: str | None, name: str) -> float:

@@ -1,7 +1,8 @@
 """OGC API – Processes: point lookup, project check on submit and hazard exposure as pygeoapi processors.
 
 Each processor reads through the server's read-only connection pool and answers JSON; a caller's mistake
-(QueryError) becomes a 400 with the message through `Manager`, anything else stays a server error.
+(QueryError) becomes a 400 with the message through `Manager`, anything else stays a server error. An uploaded raster
+is written alone into a private folder and opened as an untrusted GeoTIFF (geoservice.raster).
 """
 
 from __future__ import annotations
@@ -23,11 +24,17 @@ from pygeoapi.util import JobStatus, RequestedResponse
 
 from geoservice.conflicts.rules import RuleSet, load_rules
 from geoservice.queries import check_project, hazard_exposure, lookup_point
+from geoservice.queries.check import project_from_geojson
 from geoservice.queries.points import QueryError, cached_transformer, input_crs
 from geoservice.serve.pool import pool_for
 from geoservice.settings import Settings
 
 LOOKUP, CHECK, EXPOSURE = "point-lookup", "project-check", "hazard-exposure"
+#: the processes whose executions wait in the bounded process queue (a lookup is one prepared statement)
+QUEUED = (CHECK, EXPOSURE)
+#: the input of a process that uploads a file (run by an anonymous caller only if access.processes allows it)
+UPLOAD_INPUTS = {EXPOSURE: "raster_file"}
+UPLOAD_NAME = "upload.tif"
 _JSON = {"type": "object", "contentMediaType": "application/json"}
 _CRS_INPUT = {"title": "CRS", "description": "The CRS of the coordinates (x = easting or longitude): OGC:CRS84 (default), "
               "EPSG:4326, EPSG:4490, EPSG:4548, EPSG:4549, EPSG:4550.", "schema": {"type": "string"},
@@ -68,8 +75,9 @@ EXPOSURE_METADATA = _metadata(
     "request (base64).",
     {"raster": {"title": "Registered raster", "description": "A raster name from the server's configuration.",
                 "schema": {"type": "string"}, "minOccurs": 0, "maxOccurs": 1},
-     "raster_file": {"title": "Uploaded raster", "description": "A GDAL-readable raster: {\"value\": <base64>, "
-                     "\"encoding\": \"base64\", \"mediaType\": \"image/tiff\"}.",
+     "raster_file": {"title": "Uploaded raster", "description": "A GeoTIFF (TIFF or BigTIFF; no VRT or other format): "
+                     "{\"value\": <base64>, \"encoding\": \"base64\", \"mediaType\": \"image/tiff\"}. Needs a token "
+                     "unless the server allows anonymous uploads; at most server.max_raster_cells cells.",
                      "schema": {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/tiff"},
                      "minOccurs": 0, "maxOccurs": 1},
      "threshold": {"title": "Threshold", "description": "Cells with a value above this are exposed.",
@@ -133,25 +141,13 @@ class PointLookup(_Processor):
                             readable_layers=self.readable_layers, with_conflicts=self.reads_conflicts)
 
 
-def project_input(value: Any) -> shapely.Geometry:
-    """A GeoJSON geometry (or Feature) as a Shapely geometry; QueryError when it is not GeoJSON."""
-    if isinstance(value, dict) and value.get("type") == "Feature":
-        value = value.get("geometry")
-    if not isinstance(value, dict) or "type" not in value:
-        raise QueryError("input 'geometry' must be a GeoJSON Polygon or MultiPolygon")
-    try:
-        return shapely.geometry.shape(value)
-    except (ValueError, TypeError, AttributeError, IndexError, shapely.errors.GEOSException) as exc:
-        raise QueryError(f"input 'geometry' is not valid GeoJSON: {exc}") from exc
-
-
 class ProjectCheck(_Processor):
     """The conflicts a proposed project would create; stores nothing."""
 
     metadata_of = CHECK_METADATA
 
     def run(self, cur: Any, data: dict[str, Any]) -> dict[str, Any]:
-        geometry, crs = project_input(data.get("geometry")), _optional_text(data, "crs")
+        geometry, crs = project_from_geojson(data.get("geometry")), _optional_text(data, "crs")
         found = check_project(cur, self.settings, _rules(*_rules_key(self.settings)), geometry, crs,
                               _optional_text(data, "code"))
         target = input_crs(self.settings, crs)
@@ -188,13 +184,13 @@ class HazardExposure(_Processor):
                 raise QueryError(f"no registered raster {name!r} (registered: {', '.join(self.settings.rasters) or 'none'})")
             return hazard_exposure(cur, self.settings, name, threshold, band)
         content = uploaded_bytes(upload, self.settings.server.max_upload_mb)
-        with tempfile.NamedTemporaryFile(prefix="geoservice-upload-", suffix=".tif") as file:
-            file.write(content)
-            file.flush()
+        with tempfile.TemporaryDirectory(prefix="geoservice-upload-") as folder:
+            path = Path(folder) / UPLOAD_NAME  # alone in its folder: nothing beside it for GDAL to find
+            path.write_bytes(content)
             try:
-                result = hazard_exposure(cur, self.settings, Path(file.name), threshold, band)
+                result = hazard_exposure(cur, self.settings, path, threshold, band)
             except QueryError as exc:
-                raise QueryError(str(exc).replace(file.name, "upload").replace(Path(file.name).name, "the uploaded raster")) from exc
+                raise QueryError(str(exc).replace(str(path), "upload").replace(UPLOAD_NAME, "the uploaded raster")) from exc
         result["raster"] = "upload"
         return result
 
