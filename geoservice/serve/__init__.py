@@ -5,14 +5,13 @@ from __future__ import annotations
 import errno
 import secrets
 import socket
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from geoservice import db
 from geoservice.errors import GeoserviceError
 from geoservice.serve.catalog import CONFLICTS, Collection, read_collections
-from geoservice.serve.config import ConfigFiles, write_config, write_grade_configs
+from geoservice.serve.config import ConfigFiles, write_config
 from geoservice.settings import Settings, TokenSettings, token_digest
 
 __all__ = ["Collection", "ConfigFiles", "ServeError", "read_served_collections", "run", "serving_lines", "with_address",
@@ -32,8 +31,8 @@ def with_address(settings: Settings, host: str | None, port: int | None) -> Sett
 def serving_lines(settings: Settings, collections: list[Collection]) -> list[str]:
     """What a person reads when the server is up: where the landing page and the conflicts are."""
     base = settings.server.base_url
-    lines = [f"serving {len(collections)} collections ({', '.join(c.name for c in collections)})",
-             f"landing page: {base}/"]
+    served = ", ".join(c.name for c in collections) or "nothing stored yet: what is loaded is served as it commits"
+    lines = [f"serving {len(collections)} collections ({served})", f"landing page: {base}/"]
     if any(c.name == CONFLICTS for c in collections):
         lines.append(f"conflicts:    {base}/collections/{CONFLICTS}  (map: {base}/collections/{CONFLICTS}/items?f=html)")
     public = [c.name for c in collections if c.grade == "public"]
@@ -90,7 +89,7 @@ def _check_port(host: str, port: int) -> None:
 
 
 def run(settings: Settings, announce: Callable[[list[Collection]], None]) -> None:
-    """Generate the configuration into a private temporary folder and serve it with uvicorn until stopped."""
+    """Serve what the database holds — and what it will hold: the catalog is live — with uvicorn until stopped."""
     import uvicorn
 
     from geoservice.serve.app import create_app
@@ -98,10 +97,7 @@ def run(settings: Settings, announce: Callable[[list[Collection]], None]) -> Non
 
     server = settings.server
     _check_port(server.host, server.port)
-    collections, url = read_served_collections(settings)
-    with tempfile.TemporaryDirectory(prefix="geoservice-serve-") as folder:
-        configs = write_grade_configs(settings, collections, url, Path(folder))
-        app = create_app(settings, configs)
-        announce(collections)
-        uvicorn.run(app, host=server.host, port=server.port, log_level="warning", access_log=False,
-                    loop="uvloop", http=OgcHttpToolsProtocol, timeout_graceful_shutdown=5)
+    app = create_app(settings)
+    announce(list(app.state.catalog.current()[0].collections))
+    uvicorn.run(app, host=server.host, port=server.port, log_level="warning", access_log=False,
+                loop="uvloop", http=OgcHttpToolsProtocol, timeout_graceful_shutdown=5)

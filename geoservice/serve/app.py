@@ -1,103 +1,80 @@
-"""The ASGI application: one pygeoapi app per sensitivity grade behind geoservice's own routes, and a dispatcher
-that names the caller from its bearer token and hands the request to the app of the caller's grade.
+"""The ASGI application: one Starlette app over the live catalog.
 
-Each grade's app is built from a configuration listing only what that grade may read (see config.grade_config),
-so a collection a caller may not read answers 404 exactly as an unknown one does, in every endpoint and format.
+The dispatcher names the caller of each request (bearer token, or the session cookie), guards the request (body
+limit, unstorable text, cross-site cookie writes) and gives it the live catalog's view for the caller's grade
+(`request.state.caller`, `.view`, `.catalog`): every route answers from that view, so a collection the caller may
+not read is 404 exactly as an unknown one, and a new version or run is served on the next request after its commit.
+pygeoapi is a library here: its endpoint functions run over the view's API object (serve/delegate.py).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
-from collections.abc import Iterable
-from types import ModuleType
-from typing import Any
 
+import pygeoapi.api as core_api
+import pygeoapi.api.itemtypes as itemtypes_api
 from psycopg2 import sql
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from geoservice import db
+from geoservice.serve import delegate
 from geoservice.serve.auth import ANONYMOUS_NAME, SESSION_COOKIE, AuthError, caller_of, presented_token
-from geoservice.serve.config import ConfigFiles
-from geoservice.serve.guard import (EXCEPTION_HANDLERS, RETRY_AFTER_SECONDS, BodyTooLarge, body_limit, cross_site_refusal, failure_response,
-                                    limited_receive, query_refusal)
+from geoservice.serve.changes_api import ChangeEndpoints
+from geoservice.serve.config import STATIC
+from geoservice.serve.guard import (EXCEPTION_HANDLERS, RETRY_AFTER_SECONDS, BodyTooLarge, body_limit,
+                                    cross_site_refusal, failure_response, limited_receive, query_refusal)
+from geoservice.serve.live import LiveCatalog, Snapshot
 from geoservice.serve.pool import pool_for
 from geoservice.serve.problems import problem
-from geoservice.serve.provider import GeoserviceProvider
-from geoservice.settings import GRADES, AccessSettings, Settings
+from geoservice.serve.process_routes import process_routes
+from geoservice.serve.review_api import ReviewEndpoints
+from geoservice.serve.routes import Endpoints
+from geoservice.settings import Settings
 
 ACCESS_LOG = "geoservice.access"
 LOGIN_PATH = "/login"
 RETRY_AFTER = str(RETRY_AFTER_SECONDS).encode()
 
 
-def _prime_pools(providers: Iterable[GeoserviceProvider]) -> None:
+def _prime_pools(snapshot: Snapshot) -> None:
     """Open the database connections before the first request, each with PROJ ready for every served CRS."""
-    by_url = {(p.data, p.pool_size): p for p in providers}
-    for (url, size), provider in by_url.items():
+    providers = [p for view in snapshot.views.values() for p in view.providers.values()]
+    for (url, size), provider in {(p.data, p.pool_size): p for p in providers}.items():
         working = sql.Literal(provider.crs.working.srid)
         transforms = sql.SQL(", ").join(sql.SQL("ST_Transform(ST_SetSRID(ST_MakePoint(0, 0), {}), {})").format(
             working, sql.Literal(crs.srid)) for crs in provider.crs.offered)
         pool_for(url, size).prime(sql.SQL("SELECT {}").format(transforms))
 
 
-class _NoCache(dict):
-    """Stands in for pygeoapi.l10n's cache of the translated configuration, which is keyed by locale only: with one
-    configuration per grade, the first grade to render a page would otherwise show its resources to every grade."""
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        return default
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        """Nothing is kept."""
-
-
-def _pygeoapi_module(files: ConfigFiles) -> ModuleType:
-    """A private copy of pygeoapi's Starlette module for one configuration: the module reads PYGEOAPI_CONFIG and
-    PYGEOAPI_OPENAPI when it runs and keeps one API object in its globals, so each grade gets its own copy."""
-    os.environ["PYGEOAPI_CONFIG"] = str(files.config)
-    os.environ["PYGEOAPI_OPENAPI"] = str(files.openapi)
-    spec = importlib.util.find_spec("pygeoapi.starlette_app")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _grade_app(settings: Settings, grade: str, files: ConfigFiles) -> tuple[Starlette, list[GeoserviceProvider]]:
-    from pygeoapi.plugin import load_plugin
-    from pygeoapi.util import get_provider_by_type
-
-    from geoservice.serve.changes_api import ChangeEndpoints
-    from geoservice.serve.process_routes import process_routes
-    from geoservice.serve.review_api import ReviewEndpoints
-    from geoservice.serve.routes import Endpoints
-
-    module = _pygeoapi_module(files)
-    api = module.api_
-    providers: dict[str, Any] = {
-        name: load_plugin("provider", get_provider_by_type(resource["providers"], "feature"))
-        for name, resource in api.config["resources"].items() if resource.get("type") == "collection"
-    }
-    endpoints = Endpoints(api, providers, module.collection_items)
-    review = ReviewEndpoints(settings, api, grade)
-    routes = [
+def routes(settings: Settings) -> list[BaseRoute]:
+    """Every route of the server."""
+    endpoints = Endpoints(settings)
+    collection = "/collections/{collection_id}"
+    return [
+        Mount("/static", app=StaticFiles(directory=STATIC)),
+        Route("/", endpoints.landing_page, methods=["GET"]),
+        Route("/openapi", delegate.endpoint(core_api.openapi_), methods=["GET"]),
         Route("/conformance", endpoints.conformance, methods=["GET"]),
-        Route("/collections/{collection_id}/items", endpoints.items, methods=["GET"]),
-        Route("/collections/{collection_id}/items/{item_id}", endpoints.item, methods=["GET"]),
-        *_read_only("/collections/{collection_id}/items", "/collections/{collection_id}/items/{item_id}"),
-        *review.routes(), *process_routes(api, module.execute_process_jobs),
-        *ChangeEndpoints(settings, providers, api.config["server"]["url"]).routes(),
-        Mount("/", app=module.APP),
+        Route("/collections", endpoints.collections, methods=["GET"]),
+        Route(collection, endpoints.collections, methods=["GET"]),
+        Route(f"{collection}/queryables", delegate.endpoint(itemtypes_api.get_collection_queryables, "collection_id"),
+              methods=["GET"]),
+        Route(f"{collection}/schema", delegate.endpoint(core_api.get_collection_schema, "collection_id"),
+              methods=["GET"]),
+        Route(f"{collection}/items", endpoints.items, methods=["GET"]),
+        Route(f"{collection}/items/{{item_id}}", endpoints.item, methods=["GET"]),
+        *_read_only(f"{collection}/items", f"{collection}/items/{{item_id}}"),
+        *ReviewEndpoints(settings).routes(), *process_routes(settings), *ChangeEndpoints(settings).routes(),
     ]
-    module.APP.exception_handlers.update(EXCEPTION_HANDLERS)
-    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS), list(providers.values())
 
 
 def _read_only(*paths: str) -> list[Route]:
@@ -127,16 +104,17 @@ def _access_logger(settings: Settings) -> logging.Logger:
     return logger
 
 
-class GradeDispatcher:
-    """Authenticate each request, guard it (body limit, unstorable text, cross-site cookie writes), log it with the
-    caller's name, and pass it to the app of the caller's grade (the caller is in `request.state.caller`)."""
+class Dispatcher:
+    """Authenticate each request, guard it, log it with the caller's name, and pass it on with the caller and the
+    live catalog's view for the caller's grade."""
 
-    def __init__(self, settings: Settings, apps: dict[str, ASGIApp], max_body: int, log: logging.Logger) -> None:
-        self.access, self.own_url, self.apps, self.max_body, self.log = settings.access, settings.server.base_url, apps, max_body, log
+    def __init__(self, settings: Settings, catalog: LiveCatalog, app: ASGIApp, max_body: int, log: logging.Logger) -> None:
+        self.access, self.own_url, self.catalog, self.app = settings.access, settings.server.base_url, catalog, app
+        self.max_body, self.log = max_body, log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.apps[GRADES[0]](scope, receive, send)
+            await self.app(scope, receive, send)
             return
         headers, request = Headers(scope=scope), Request(scope)
         try:
@@ -153,7 +131,6 @@ class GradeDispatcher:
         if scope["path"] == LOGIN_PATH:
             await _login(caller.name, token, request.query_params.get("next"))(scope, receive, send)
             return
-        scope.setdefault("state", {})["caller"] = caller
         status: int | None = None
 
         async def logged_send(message: Message) -> None:
@@ -165,8 +142,10 @@ class GradeDispatcher:
             await send(message)
 
         try:
-            await self.apps[caller.grade](scope, limited_receive(receive, self.max_body), logged_send)
-        except Exception as exc:  # the grade app's handlers have answered already, unless it failed before
+            snapshot, state = await run_in_threadpool(self.catalog.current)
+            scope.setdefault("state", {}).update(caller=caller, view=snapshot.views[caller.grade], catalog=state)
+            await self.app(scope, limited_receive(receive, self.max_body), logged_send)
+        except Exception as exc:  # the app's handlers have answered already, unless it failed before
             if status is None:
                 await failure_response(exc)(scope, receive, logged_send)
         finally:
@@ -198,22 +177,20 @@ def _login(name: str, token: str | None, after: str | None) -> Response:
     return response
 
 
-def create_app(settings: Settings, configs: dict[str, ConfigFiles]) -> Starlette:
-    """The whole server for the written per-grade configurations."""
-    from pygeoapi import l10n
-
-    l10n._cfg_cache = _NoCache()
-    apps: dict[str, ASGIApp] = {}
-    providers: list[GeoserviceProvider] = []
-    for grade in GRADES:
-        apps[grade], own = _grade_app(settings, grade, configs[grade])
-        providers += own
-    _prime_pools(providers)
-    dispatcher = GradeDispatcher(settings, apps, body_limit(settings.server.max_upload_mb), _access_logger(settings))
-    return Starlette(
+def create_app(settings: Settings) -> Starlette:
+    """The whole server over the configured database (its catalog read now, and again whenever it changes;
+    `app.state.catalog`)."""
+    catalog = LiveCatalog(settings, db.database_url(settings))
+    snapshot, _ = catalog.current()
+    _prime_pools(snapshot)
+    inner = Starlette(routes=routes(settings), exception_handlers=EXCEPTION_HANDLERS)
+    dispatcher = Dispatcher(settings, catalog, inner, body_limit(settings.server.max_upload_mb), _access_logger(settings))
+    app = Starlette(
         routes=[Mount("/", app=dispatcher)], exception_handlers=EXCEPTION_HANDLERS,
         middleware=[Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
-                               allow_headers=["Authorization", "Content-Type", "Accept", "Prefer"],
-                               expose_headers=["Content-Crs", "Link"])],
+                               allow_headers=["Authorization", "Content-Type", "Accept", "Prefer", "If-None-Match",
+                                              "If-Modified-Since"],
+                               expose_headers=["Content-Crs", "Link", "ETag", "Last-Modified"])],
     )
-
+    app.state.catalog = catalog
+    return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -86,6 +87,7 @@ class Collection:
     grade: str = "internal"                      # the sensitivity grade a caller must read to see it
     kind: str | None = None                      # the layer kind; None for the base map and conflicts
     masks: tuple[tuple[str, str, str], ...] = ()  # (attribute, method, grade that sees it unmasked)
+    modified: str = ""                           # ISO time the version was loaded / the run made (Last-Modified)
 
     def field(self, name: str) -> Field | None:
         return self._by_name.get(name)
@@ -197,46 +199,59 @@ def _temporal(cur: psycopg2.extensions.cursor, version_id: int, time_field: Fiel
     return None if begin is None else (begin.isoformat().replace("+00:00", "Z"), end.isoformat().replace("+00:00", "Z"))
 
 
-def _layer_collections(cur: psycopg2.extensions.cursor) -> list[Collection]:
+#: what a collection's description depends on, so that an unchanged one is not read again
+Known = dict[tuple[Any, ...], "Collection"]
+
+
+def _layer_collections(cur: psycopg2.extensions.cursor, known: Known) -> list[Collection]:
     columns = _column_fields(cur, "feature")
     collections = []
     for layer in active_layers(cur):
-        cur.execute("SELECT description, definition FROM geoservice.layer WHERE name = %s", (layer.name,))
-        description, definition = cur.fetchone()
-        attributes = _attribute_fields(cur, layer.version_id, list(definition.get("attributes") or []),
-                                       {f.name for f in columns} | NOT_PROPERTIES)
-        fields = tuple(columns + attributes)
-        time_field = next((f for f in attributes if f.format), None)
-        cur.execute("SELECT loaded_at FROM geoservice.layer_version WHERE id = %s", (layer.version_id,))
-        loaded_at = cur.fetchone()[0]
-        collections.append(Collection(
-            name=layer.name, title=layer.title,
-            description=(description.strip() or layer.title)
-            + f" Version {layer.version}, loaded {loaded_at:%Y-%m-%d %H:%M} UTC.",
-            keywords=tuple(definition.get("keywords") or []) + (layer.kind,),
-            table="feature", partition_column="version_id", partition_key=layer.version_id, fields=fields,
-            feature_count=layer.feature_count, **_extents(cur, "feature", "version_id", layer.version_id),
-            time_field=time_field.name if time_field else None,
-            temporal=_temporal(cur, layer.version_id, time_field) if time_field else None,
-            title_field="name", grade=definition.get("access", "internal"), kind=layer.kind,
-            masks=tuple((m["attribute"], m["method"], m.get("unless", "restricted")) for m in definition.get("masks", [])),
-        ))
+        cur.execute("SELECT l.description, l.definition, md5(l.definition::text), v.loaded_at FROM geoservice.layer l "
+                    "JOIN geoservice.layer_version v ON v.layer = l.name WHERE v.id = %s", (layer.version_id,))
+        description, definition, digest, loaded_at = cur.fetchone()
+        key = ("feature", layer.version_id, layer.title, description, digest)
+        if key not in known:
+            known[key] = _layer_collection(cur, layer, description, definition, loaded_at, columns)
+        collections.append(known[key])
     return collections
+
+
+def _layer_collection(cur: psycopg2.extensions.cursor, layer: Any, description: str, definition: dict[str, Any],
+                      loaded_at: datetime, columns: list[Field]) -> Collection:
+    attributes = _attribute_fields(cur, layer.version_id, list(definition.get("attributes") or []),
+                                   {f.name for f in columns} | NOT_PROPERTIES)
+    time_field = next((f for f in attributes if f.format), None)
+    return Collection(
+        name=layer.name, title=layer.title,
+        description=(description.strip() or layer.title) + f" Version {layer.version}, loaded {loaded_at:%Y-%m-%d %H:%M} UTC.",
+        keywords=tuple(definition.get("keywords") or []) + (layer.kind,),
+        table="feature", partition_column="version_id", partition_key=layer.version_id, fields=tuple(columns + attributes),
+        feature_count=layer.feature_count, **_extents(cur, "feature", "version_id", layer.version_id),
+        time_field=time_field.name if time_field else None,
+        temporal=_temporal(cur, layer.version_id, time_field) if time_field else None,
+        title_field="name", grade=definition.get("access", "internal"), kind=layer.kind,
+        masks=tuple((m["attribute"], m["method"], m.get("unless", "restricted")) for m in definition.get("masks", [])),
+        modified=loaded_at.isoformat(),
+    )
 
 
 def _versions_text(layer_versions: dict[str, dict[str, int]]) -> str:
     return ", ".join(f"{name} v{v['version']}" for name, v in sorted(layer_versions.items()))
 
 
-def _basemap_collection(cur: psycopg2.extensions.cursor, grade: str) -> Collection | None:
+def _basemap_collection(cur: psycopg2.extensions.cursor, grade: str, known: Known) -> Collection | None:
     cur.execute("SELECT id, started_at, layer_versions FROM geoservice.integration_run WHERE is_current")
     row = cur.fetchone()
     if row is None:
         return None
     run_id, started_at, layer_versions = row
+    key = ("basemap_patch", run_id, grade)
+    if key in known:
+        return known[key]
     cur.execute("SELECT count(*) FROM geoservice.basemap_patch WHERE run_id = %s", (run_id,))
     count = cur.fetchone()[0]
-    return Collection(
+    known[key] = Collection(
         name=BASEMAP, title=f"一张图 base map (integration run {run_id})",
         description=("Patches of the planar overlay of the land-use plan and the urban plan: each patch carries both "
                      "plans' codes, how they differ, its district and its overlap with the ecological red line, the "
@@ -245,39 +260,50 @@ def _basemap_collection(cur: psycopg2.extensions.cursor, grade: str) -> Collecti
         keywords=("一张图", "多规合一", "base map", "land use"),
         table="basemap_patch", partition_column="run_id", partition_key=run_id,
         fields=tuple(_column_fields(cur, "basemap_patch")), feature_count=count, grade=grade,
-        **_extents(cur, "basemap_patch", "run_id", run_id),
+        modified=started_at.isoformat(), **_extents(cur, "basemap_patch", "run_id", run_id),
     )
+    return known[key]
 
 
-def _conflicts_collection(cur: psycopg2.extensions.cursor, grade: str) -> Collection | None:
+def _conflicts_collection(cur: psycopg2.extensions.cursor, grade: str, known: Known) -> Collection | None:
     cur.execute("SELECT id, started_at, layer_versions, rules FROM geoservice.detection_run WHERE is_current")
     row = cur.fetchone()
     if row is None:
         return None
     run_id, started_at, layer_versions, rules = row
+    key = ("conflict", run_id, grade)
+    if key in known:
+        return known[key]
     cur.execute("SELECT count(*) FROM geoservice.conflict WHERE run_id = %s", (run_id,))
     count = cur.fetchone()[0]
     rule_list = "; ".join(f"{r['id']}: {r.get('title_zh') or r.get('title_en') or r['type']}" for r in rules)
-    return Collection(
+    known[key] = Collection(
         name=CONFLICTS, title=f"冲突图斑 conflicts (detection run {run_id})",
         description=(f"Conflict patches between plans found by the rules of config/rules.yaml in detection run {run_id} "
                      f"of {started_at:%Y-%m-%d %H:%M} UTC from {_versions_text(layer_versions)}. Rules: {rule_list}."),
         keywords=("冲突检测", "多规合一", "conflicts", *(r["id"] for r in rules)),
         table="conflict", partition_column="run_id", partition_key=run_id,
         fields=tuple(_column_fields(cur, "conflict")), feature_count=count,
-        title_field="rule_id", grade=grade, **_extents(cur, "conflict", "run_id", run_id),
+        title_field="rule_id", grade=grade, modified=started_at.isoformat(), **_extents(cur, "conflict", "run_id", run_id),
     )
+    return known[key]
+
+
+def collections_of(cur: psycopg2.extensions.cursor, access: AccessSettings, known: Known) -> list[Collection]:
+    """Every collection to serve: active layers by name, then the current base map and conflicts when they exist,
+    each with its sensitivity grade (a layer's from its definition, the others' from `access`). Collections found in
+    `known` (keyed by their partition and what describes them) are not read again; new ones are added to it."""
+    collections = _layer_collections(cur, known)
+    clash = {c.name for c in collections} & {BASEMAP, CONFLICTS}
+    if clash:
+        raise GeoserviceError(f"layer name {min(clash)!r} is reserved for a served collection: rename the layer")
+    for extra in (_basemap_collection(cur, access.basemap, known), _conflicts_collection(cur, access.conflicts, known)):
+        if extra is not None:
+            collections.append(extra)
+    return collections
 
 
 def read_collections(conn: psycopg2.extensions.connection, access: AccessSettings) -> list[Collection]:
-    """Every collection to serve: active layers by name, then the current base map and conflicts when they exist,
-    each with its sensitivity grade (a layer's from its definition, the others' from `access`)."""
+    """collections_of in a transaction of its own."""
     with conn, conn.cursor() as cur:
-        collections = _layer_collections(cur)
-        clash = {c.name for c in collections} & {BASEMAP, CONFLICTS}
-        if clash:
-            raise GeoserviceError(f"layer name {min(clash)!r} is reserved for a served collection: rename the layer")
-        for extra in (_basemap_collection(cur, access.basemap), _conflicts_collection(cur, access.conflicts)):
-            if extra is not None:
-                collections.append(extra)
-    return collections
+        return collections_of(cur, access, {})

@@ -5,8 +5,7 @@ the active one → the active one). Like everything else, 404 when the caller ma
 from __future__ import annotations
 
 from http import HTTPStatus
-from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -14,47 +13,38 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from geoservice.governance import ChangeReportError, layer_changes
 from geoservice.db import transaction
-from geoservice.serve.provider import GeoserviceProvider
+from geoservice.db.read import LayerVersion, layer_versions
+from geoservice.governance import ChangeReportError, layer_changes
 from geoservice.serve.problems import problem
 from geoservice.settings import Settings
 
 
-class Version(NamedTuple):
-    """One stored version of a layer."""
-
-    version: int
-    loaded_at: datetime
-    feature_count: int
-    is_active: bool
-
-
-def list_versions(settings: Settings, layer: str) -> list[Version]:
-    """The layer's versions, oldest first (read here: serve/ does not import ingest/)."""
+def list_versions(settings: Settings, layer: str) -> list[LayerVersion]:
+    """The layer's versions, oldest first."""
     with transaction(settings) as conn, conn.cursor() as cur:
-        cur.execute("SELECT version, loaded_at, feature_count, is_active FROM geoservice.layer_version WHERE layer = %s "
-                    "ORDER BY version", (layer,))
-        return [Version(*row) for row in cur.fetchall()]
+        return layer_versions(cur, layer)
 
 
 class ChangeEndpoints:
-    """The routes over one grade's layer collections."""
+    """The routes over the layer collections of the caller's view."""
 
-    def __init__(self, settings: Settings, providers: dict[str, GeoserviceProvider], base_url: str) -> None:
-        self.settings, self.base_url = settings, base_url
-        self.layers = {name for name, provider in providers.items() if provider.collection.kind}
+    def __init__(self, settings: Settings) -> None:
+        self.settings, self.base_url = settings, settings.server.base_url
 
     def routes(self) -> list[Route]:
         return [Route("/collections/{collection_id}/versions", self.versions, methods=["GET"]),
                 Route("/collections/{collection_id}/changes", self.changes, methods=["GET"])]
 
-    def _hidden(self, name: str) -> Response | None:
-        return None if name in self.layers else problem(HTTPStatus.NOT_FOUND, "NotFound", f"no collection {name!r}")
+    @staticmethod
+    def _hidden(request: Request, name: str) -> Response | None:
+        collection = request.state.view.collection(name)
+        visible = collection is not None and collection.kind is not None
+        return None if visible else problem(HTTPStatus.NOT_FOUND, "NotFound", f"no collection {name!r}")
 
     async def versions(self, request: Request) -> Response:
         name = request.path_params["collection_id"]
-        refusal = self._hidden(name)
+        refusal = self._hidden(request, name)
         if refusal:
             return refusal
         rows = await run_in_threadpool(list_versions, self.settings, name)
@@ -69,7 +59,7 @@ class ChangeEndpoints:
 
     async def changes(self, request: Request) -> Response:
         name = request.path_params["collection_id"]
-        refusal = self._hidden(name)
+        refusal = self._hidden(request, name)
         if refusal:
             return refusal
         try:

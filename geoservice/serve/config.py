@@ -131,10 +131,3 @@ def write_config(settings: Settings, collections: list[Collection], database_url
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
     return ConfigFiles(path, openapi_path)
-
-
-def write_grade_configs(settings: Settings, collections: list[Collection], database_url: str,
-                        folder: Path) -> dict[str, ConfigFiles]:
-    """One configuration per sensitivity grade, in `folder`."""
-    return {grade: write_config(settings, collections, database_url, folder / f"pygeoapi-{grade}.yml", grade)
-            for grade in GRADES}

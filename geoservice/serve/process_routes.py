@@ -16,18 +16,18 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
-from functools import lru_cache
 from http import HTTPStatus
 from typing import Any
 
 import orjson
-from pygeoapi.api import API
+import pygeoapi.api.processes as processes_api
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from geoservice.queries.points import QueryError
+from geoservice.serve import delegate
 from geoservice.serve.auth import ANONYMOUS_NAME
 from geoservice.serve.guard import refuse_unstorable
 from geoservice.serve.processes import LOOKUP, QUEUED, UPLOAD_INPUTS
@@ -40,8 +40,6 @@ MAX_BODY_DEPTH = 32
 #: what a 503 from a full process queue asks the caller to wait
 BUSY_RETRY_SECONDS = 10
 
-
-Delegate = Callable[[Request], Awaitable[Response]]
 #: an execution, given the context (a worker's slot) to hold while it runs
 Work = Callable[[AbstractAsyncContextManager], Awaitable[Response]]
 
@@ -70,16 +68,11 @@ class ProcessQueue:
             self.admitted -= 1
 
 
-@lru_cache(maxsize=4)
-def process_queue(workers: int, waiting: int) -> ProcessQueue:
-    """The server's one process queue (shared by the apps of every grade)."""
-    return ProcessQueue(workers, waiting)
-
-
-def process_routes(api: API, pygeoapi_execution: Delegate) -> list[Route]:
-    """The routes over the grade's processors (404 when the grade may not run the process)."""
-    offered = list(api.manager.processes)
-    settings: Settings | None = api.manager.get_processor(offered[0]).settings if offered else None
+def process_routes(settings: Settings) -> list[Route]:
+    """The routes over the processors of the caller's view (404 when its grade may not run the process): the
+    process list and descriptions, the execution and its queue, and GET /lookup."""
+    queue = ProcessQueue(settings.server.process_workers, settings.server.process_queue)
+    execute = delegate.endpoint(processes_api.execute_process, "process_id")
 
     async def checked(request: Request, process_id: str, slot: AbstractAsyncContextManager) -> Response:
         try:
@@ -97,23 +90,23 @@ def process_routes(api: API, pygeoapi_execution: Delegate) -> list[Route]:
         except ValueError as exc:
             return problem(HTTPStatus.BAD_REQUEST, "InvalidParameterValue", str(exc))
         upload = UPLOAD_INPUTS.get(process_id)
-        if (settings is not None and upload in body.get("inputs", {}) and request.state.caller.name == ANONYMOUS_NAME
+        if (upload in body.get("inputs", {}) and request.state.caller.name == ANONYMOUS_NAME
                 and not settings.access.process(process_id).anonymous_uploads):
             return problem(HTTPStatus.UNAUTHORIZED, "Unauthorized",
                            f"uploading {upload!r} to {process_id} needs a bearer token "
                            f"(access.processes.{process_id}.anonymous_uploads is off)")
         async with slot:
-            return await pygeoapi_execution(request)
+            return await execute(request)
 
     async def execution(request: Request) -> Response:
         process_id = request.path_params["process_id"]
-        if settings is None or process_id not in offered or process_id not in QUEUED:
+        if process_id not in request.state.view.api.manager.processes or process_id not in QUEUED:
             return await checked(request, process_id, nullcontext())
-        queue = process_queue(settings.server.process_workers, settings.server.process_queue)
         return await queue.run(lambda slot: checked(request, process_id, slot))
 
     async def lookup(request: Request) -> Response:
-        if LOOKUP not in api.manager.processes:
+        manager = request.state.view.api.manager
+        if LOOKUP not in manager.processes:
             return problem(HTTPStatus.NOT_FOUND, "NotFound", "no point lookup here")
         params = request.query_params
         unknown = sorted(set(params) - PARAMETERS)
@@ -123,13 +116,16 @@ def process_routes(api: API, pygeoapi_execution: Delegate) -> list[Route]:
             if params.get("f", "json") != "json":
                 raise QueryError("f: only json is offered")
             x, y = _coordinate(params.get("x"), "x"), _coordinate(params.get("y"), "y")
-            processor = api.manager.get_processor(LOOKUP)
+            processor = manager.get_processor(LOOKUP)
             _, result = await run_in_threadpool(processor.execute, {"x": x, "y": y, "crs": params.get("crs")})
         except QueryError as exc:
             return problem(HTTPStatus.BAD_REQUEST, "InvalidParameterValue", str(exc))
         return Response(orjson.dumps(result), media_type="application/json")
 
     return [Route("/lookup", lookup, methods=["GET"]),
+            Route("/processes", delegate.endpoint(processes_api.describe_processes), methods=["GET"]),
+            Route("/processes/{process_id}", delegate.endpoint(processes_api.describe_processes, "process_id"),
+                  methods=["GET"]),
             Route("/processes/{process_id}/execution", execution, methods=["POST"])]
 
 

@@ -7,7 +7,6 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
-from pygeoapi.api import API
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -28,25 +27,27 @@ _STATUS_OF = {review.UnknownConflictError: HTTPStatus.NOT_FOUND, review.InvalidT
 
 
 class ReviewEndpoints:
-    """Review and report routes of one grade's app; none when that grade may not read the conflicts."""
+    """Review and report routes; 404 when the caller's grade may not read the conflicts (a write first says it needs a
+    token with the review scope)."""
 
-    def __init__(self, settings: Settings, api: API, grade: str) -> None:
-        self.settings, self.grade = settings, grade
-        self.enabled = CONFLICTS in api.config["resources"]
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
     def routes(self) -> list[BaseRoute]:
-        if not self.enabled:  # reads fall through to pygeoapi's 404; a write first says it needs a token
-            return [Route(REVIEW_PATH, self.hidden_write, methods=["POST"])]
         return [Route(REVIEW_PATH, self.case, methods=["GET", "POST"]), Route(REPORT_PATH, self.report, methods=["GET"])]
 
-    async def hidden_write(self, request: Request) -> Response:
-        try:
-            require_scope(self.settings.access, request.state.caller, "review", "reviewing over HTTP")
-        except AuthError as exc:
-            return problem(exc.status, "Unauthorized" if exc.status == 401 else "Forbidden", str(exc))
-        return problem(HTTPStatus.NOT_FOUND, "NotFound", f"no collection {CONFLICTS!r}")
+    @staticmethod
+    def _hidden(request: Request) -> bool:
+        return CONFLICTS not in request.state.view.providers
 
     async def case(self, request: Request) -> Response:
+        if self._hidden(request):
+            if request.method == "POST":
+                try:
+                    require_scope(self.settings.access, request.state.caller, "review", "reviewing over HTTP")
+                except AuthError as exc:
+                    return problem(exc.status, "Unauthorized" if exc.status == 401 else "Forbidden", str(exc))
+            return problem(HTTPStatus.NOT_FOUND, "NotFound", f"no collection {CONFLICTS!r}")
         text = request.path_params["conflict_id"]
         if not (text.isascii() and text.isdigit() and int(text) < 2**63):
             return problem(HTTPStatus.NOT_FOUND, "NotFound", f"no conflict {text[:40]!r}")
@@ -73,6 +74,8 @@ class ReviewEndpoints:
                 "statuses": list(review.STATUSES), "allowed": list(review.TRANSITIONS[case.status])}
 
     async def report(self, request: Request) -> Response:
+        if self._hidden(request):
+            return problem(HTTPStatus.NOT_FOUND, "NotFound", "no report here")
         try:
             page = await run_in_threadpool(html_report, self.settings, None)
         except NoSuchRunError as exc:

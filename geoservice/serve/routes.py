@@ -1,32 +1,40 @@
-"""geoservice's own endpoints in front of pygeoapi: items and single items as PostGIS-written text, conformance.
+"""The OGC API endpoints over the caller's view of the live catalog (`request.state.view`): items and single items as
+PostGIS-written text, conformance, the landing page, and pygeoapi's collection documents with caching headers.
 
 pygeoapi 0.21's items API turns a provider's result into a dict and serializes it again (three times the
 cost of the query for a page of 1,000), builds offset-only links, rejects `filter-lang=cql2-text`, parses
 `filter` as ECQL, transforms a bbox by its two corners into the storage CRS, answers an unknown item with
 400 and ignores unknown parameters. These routes call the same provider and answer JSON and HTML
-themselves; other formats (JSON-LD, CSV) and everything else go to pygeoapi.
+themselves; other formats (JSON-LD, CSV), once their parameters passed the same checks, and the collection
+documents are pygeoapi's endpoint functions over the caller's API object.
 """
 
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
 import orjson
+import pygeoapi.api as core_api
+import pygeoapi.api.itemtypes as itemtypes_api
 from pygeoapi.api import API, SYSTEM_LOCALE, APIRequest
 from pygeoapi.util import render_j2_template
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from geoservice.serve import delegate
+from geoservice.serve.caching import not_modified, validators, with_validators
+from geoservice.serve.catalog import CONFLICTS
 from geoservice.serve.cql import FilterError
 from geoservice.serve.crs import CRS84
 from geoservice.serve.params import page_request
 from geoservice.serve.provider import GeoserviceProvider, Page, RequestError, Unavailable
+from geoservice.serve.live import GradeView
 from geoservice.serve.query import PageRequest
+from geoservice.settings import Settings
 
 GEOJSON = "application/geo+json"
 HTML = "text/html"
@@ -65,75 +73,106 @@ CONFORMANCE = [
     f"{_OGC}/ogcapi-processes-1/1.0/conf/oas30",
 ]
 
-Delegate = Callable[[Request], Awaitable[Response]]
-
-
 class Endpoints:
-    """The routes' handlers over pygeoapi's API object and one provider per collection."""
+    """The handlers; what they serve comes with each request (its view), the page limits from the settings."""
 
-    def __init__(self, api: API, providers: dict[str, GeoserviceProvider], pygeoapi_items: Delegate) -> None:
-        self.api, self.providers, self.pygeoapi_items = api, providers, pygeoapi_items
-        limits = api.config["server"]["limits"]
-        self.default_limit, self.max_limit = int(limits["default_items"]), int(limits["max_items"])
+    def __init__(self, settings: Settings) -> None:
+        self.default_limit, self.max_limit = settings.server.limits.default_items, settings.server.limits.max_items
 
     # -- responses ------------------------------------------------------------------------------------
 
-    def _error(self, request: APIRequest, status: HTTPStatus, code: str, description: str) -> Response:
+    @staticmethod
+    def _error(api: API, request: APIRequest, status: HTTPStatus, code: str, description: str) -> Response:
         """An OGC exception body (pygeoapi's shape), not logged: a client's mistake is not a server error."""
         exception = {"code": code, "type": code, "description": description}
         if request.format == "html":
-            content = render_j2_template(self.api.tpl_config, self.api.config["server"]["templates"], "exception.html",
+            content = render_j2_template(api.tpl_config, api.config["server"]["templates"], "exception.html",
                                          exception, SYSTEM_LOCALE)
             return Response(content, status_code=status,
-                            headers=request.get_response_headers(SYSTEM_LOCALE, force_type=HTML, **self.api.api_headers))
-        headers = request.get_response_headers(SYSTEM_LOCALE, force_type="application/json", **self.api.api_headers)
+                            headers=request.get_response_headers(SYSTEM_LOCALE, force_type=HTML, **api.api_headers))
+        headers = request.get_response_headers(SYSTEM_LOCALE, force_type="application/json", **api.api_headers)
         return Response(orjson.dumps(exception), status_code=status, headers=headers)
 
-    def _html(self, request: APIRequest, template: str, data: dict[str, Any], dataset: str | None = None) -> Response:
-        templates = self.api.get_dataset_templates(dataset) if dataset else self.api.config["server"]["templates"]
-        content = render_j2_template(self.api.tpl_config, templates, template, data, request.locale)
-        headers = request.get_response_headers(force_type=HTML, **self.api.api_headers)
+    @staticmethod
+    def _html(api: API, request: APIRequest, template: str, data: dict[str, Any], dataset: str | None = None) -> Response:
+        templates = api.get_dataset_templates(dataset) if dataset else api.config["server"]["templates"]
+        content = render_j2_template(api.tpl_config, templates, template, data, request.locale)
+        headers = request.get_response_headers(force_type=HTML, **api.api_headers)
         return Response(content, headers=headers)
 
-    def _format(self, request: APIRequest) -> str | None:
+    @staticmethod
+    def _format(request: APIRequest) -> str | None:
         """'json' or 'html' when these routes answer; None when pygeoapi should (other formats)."""
         return request.format if request.format in ("json", "html") else "json" if not request.format else None
 
-    # -- /conformance -------------------------------------------------------------------------------------
+    # -- /, /conformance, /collections[/{id}] ------------------------------------------------------------
+
+    async def landing_page(self, request: Request) -> Response:
+        """pygeoapi's landing page; its HTML rendered here, with what this caller's page shows (sign-in, report)."""
+        view: GradeView = request.state.view
+        tags = validators(request, request.state.catalog, None)
+        cached = not_modified(request, tags)
+        if cached is not None:
+            return cached
+        api_request = await APIRequest.from_starlette(request, view.api.locales)
+        if api_request.format != "html":
+            return with_validators(await delegate.call(core_api.landing_page, request), tags)
+        data = {"collection": bool(view.providers), "process": bool(view.api.manager.processes), "tile": False,
+                "stac-collection": False, "conflicts": CONFLICTS in view.providers}
+        return with_validators(await run_in_threadpool(self._html, view.api, api_request, "landing_page.html", data), tags)
+
+    async def collections(self, request: Request) -> Response:
+        """pygeoapi's collection list or one collection, with caching headers."""
+        name = request.path_params.get("collection_id")
+        collection = request.state.view.collection(name) if name else None
+        tags = validators(request, request.state.catalog, collection) if name is None or collection else None
+        cached = not_modified(request, tags)
+        if cached is not None:
+            return cached
+        response = await delegate.call(core_api.describe_collections, request, name)
+        return with_validators(response, tags) if response.status_code == HTTPStatus.OK else response
 
     async def conformance(self, request: Request) -> Response:
-        api_request = await APIRequest.from_starlette(request, self.api.locales)
+        api = request.state.view.api
+        api_request = await APIRequest.from_starlette(request, api.locales)
         data = {"conformsTo": CONFORMANCE}
         if self._format(api_request) == "html":
-            return await run_in_threadpool(self._html, api_request, "conformance.html", data)
-        headers = api_request.get_response_headers(force_type="application/json", **self.api.api_headers)
+            return await run_in_threadpool(self._html, api, api_request, "conformance.html", data)
+        headers = api_request.get_response_headers(force_type="application/json", **api.api_headers)
         return Response(orjson.dumps(data), headers=headers)
 
     # -- /collections/{id}/items ----------------------------------------------------------------------------
 
     async def items(self, request: Request) -> Response:
-        api_request = await APIRequest.from_starlette(request, self.api.locales)
+        view: GradeView = request.state.view
+        api_request = await APIRequest.from_starlette(request, view.api.locales)
         name = request.path_params["collection_id"]
-        provider = self.providers.get(name)
+        provider = view.providers.get(name)
         if provider is None:
-            return self._error(api_request, HTTPStatus.NOT_FOUND, "NotFound", f"no collection {name!r}")
+            return self._error(view.api, api_request, HTTPStatus.NOT_FOUND, "NotFound", f"no collection {name!r}")
+        tags = validators(request, request.state.catalog, provider.collection)
+        cached = not_modified(request, tags)
+        if cached is not None:
+            return cached
         fmt, params = self._format(api_request), dict(request.query_params)
         try:
-            if fmt is None:  # pygeoapi answers other formats, once the parameters passed the same checks
+            if fmt is None:  # pygeoapi writes other formats, once the parameters passed the same checks
                 await run_in_threadpool(page_request, provider, params, self.default_limit, self.max_limit)
-                return await self.pygeoapi_items(request)
+                response = await delegate.call(itemtypes_api.get_collection_items, request, name, check_format=False)
+                return with_validators(response, tags) if response.status_code == HTTPStatus.OK else response
             page_req, page = await run_in_threadpool(self._page, provider, params, fmt)
         except (RequestError, FilterError) as exc:
-            return self._error(api_request, HTTPStatus.BAD_REQUEST, "InvalidParameterValue", str(exc))
+            return self._error(view.api, api_request, HTTPStatus.BAD_REQUEST, "InvalidParameterValue", str(exc))
         except Unavailable as exc:
-            return self._error(api_request, HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable", str(exc))
-        links = self._items_links(name, params, page, fmt)
+            return self._error(view.api, api_request, HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable", str(exc))
+        links = self._items_links(view.api, name, params, page, fmt)
         extra = {"links": links, "timeStamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
         if fmt == "html":
-            return await run_in_threadpool(self._items_html, api_request, provider, name, page, extra)
-        headers = api_request.get_response_headers(force_type=GEOJSON, **self.api.api_headers)
+            html = await run_in_threadpool(self._items_html, view.api, api_request, provider, name, page, extra)
+            return with_validators(html, tags)
+        headers = api_request.get_response_headers(force_type=GEOJSON, **view.api.api_headers)
         headers["Content-Crs"] = f"<{page_req.crs.uri}>"
-        return Response(page.feature_collection(extra), headers=headers)
+        return with_validators(Response(page.feature_collection(extra), headers=headers), tags)
 
     def _page(self, provider: GeoserviceProvider, params: dict[str, str], fmt: str) -> tuple[PageRequest, Page]:
         """Check the parameters and read the page (in a worker thread: geometry work and the query block)."""
@@ -143,8 +182,9 @@ class Endpoints:
                                    page_req.limit, page_req.offset, page_req.sort, page_req.properties)
         return page_req, provider.page(page_req)
 
-    def _items_links(self, name: str, params: dict[str, str], page: Page, fmt: str) -> list[dict[str, str]]:
-        base = f"{self.api.get_collections_url()}/{name}/items"
+    @staticmethod
+    def _items_links(api: API, name: str, params: dict[str, str], page: Page, fmt: str) -> list[dict[str, str]]:
+        base = f"{api.get_collections_url()}/{name}/items"
         kept = {k: v for k, v in params.items() if k not in ("f", "offset")}
 
         def href(f: str | None, offset: int | None = None) -> str:
@@ -158,7 +198,7 @@ class Endpoints:
             {"rel": "alternate", "type": HTML if fmt != "html" else GEOJSON, "title": "This document as HTML"
              if fmt != "html" else "This document as GeoJSON", "href": href("html" if fmt != "html" else "json", page.offset)},
             {"rel": "collection", "type": "application/json", "title": "The collection",
-             "href": f"{self.api.get_collections_url()}/{name}"},
+             "href": f"{api.get_collections_url()}/{name}"},
         ]
         end = page.offset + len(page.features)
         more = end < page.matched if page.matched is not None else len(page.features) == page.limit
@@ -169,60 +209,66 @@ class Endpoints:
                           "href": href(own, max(0, page.offset - page.limit))})
         return links
 
-    def _items_html(self, request: APIRequest, provider: GeoserviceProvider, name: str, page: Page,
+    def _items_html(self, api: API, request: APIRequest, provider: GeoserviceProvider, name: str, page: Page,
                     extra: dict[str, Any]) -> Response:
-        collections = self.api.get_collections_url()
+        collections = api.get_collections_url()
         data = orjson.loads(page.feature_collection(extra))
         data.update(items_path=f"{collections}/{name}/items", dataset_path=f"{collections}/{name}",
-                    collections_path=collections, offset=page.offset, id_field="id",
-                    title=self.api.config["resources"][name]["title"])
+                    collections_path=collections, offset=page.offset, id_field="id", title=provider.collection.title)
         if provider.title_field:
             data.update(title_field=provider.title_field, id_field=provider.title_field)
         for link in data["links"]:
             if link["rel"] == "collection":
                 link["title"] = data["title"]
-        return self._html(request, "collections/items/index.html", data, name)
+        return self._html(api, request, "collections/items/index.html", data, name)
 
     # -- /collections/{id}/items/{featureId} ---------------------------------------------------------------
 
     async def item(self, request: Request) -> Response:
-        api_request = await APIRequest.from_starlette(request, self.api.locales)
+        view: GradeView = request.state.view
+        api = view.api
+        api_request = await APIRequest.from_starlette(request, api.locales)
         name, identifier = request.path_params["collection_id"], request.path_params["item_id"]
-        provider = self.providers.get(name)
+        provider = view.providers.get(name)
         if provider is None:
-            return self._error(api_request, HTTPStatus.NOT_FOUND, "NotFound", f"no collection {name!r}")
+            return self._error(api, api_request, HTTPStatus.NOT_FOUND, "NotFound", f"no collection {name!r}")
+        tags = validators(request, request.state.catalog, provider.collection)
+        cached = not_modified(request, tags)
+        if cached is not None:
+            return cached
         fmt = self._format(api_request)
         if fmt is None:
-            return await self.pygeoapi_items(request)
+            response = await delegate.call(itemtypes_api.get_collection_item, request, name, identifier)
+            return with_validators(response, tags) if response.status_code == HTTPStatus.OK else response
         unknown = [k for k in request.query_params if k not in ITEM_PARAMETERS]
         text = request.query_params.get("crs")
         crs = provider.crs.lookup(text) if text else provider.crs.default
         if unknown or crs is None:
             problem = f"unknown parameter {unknown[0]!r}" if unknown else f"crs {text!r} is not offered"
-            return self._error(api_request, HTTPStatus.BAD_REQUEST, "InvalidParameterValue", problem)
+            return self._error(api, api_request, HTTPStatus.BAD_REQUEST, "InvalidParameterValue", problem)
         if fmt == "html":
             crs = provider.crs.lookup(CRS84) or provider.crs.default
         try:
             feature = await run_in_threadpool(provider.feature, identifier, crs)
         except Unavailable as exc:
-            return self._error(api_request, HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable", str(exc))
+            return self._error(api, api_request, HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable", str(exc))
         if feature is None:
-            return self._error(api_request, HTTPStatus.NOT_FOUND, "NotFound", f"no item {identifier!r} in {name!r}")
-        collections = self.api.get_collections_url()
+            return self._error(api, api_request, HTTPStatus.NOT_FOUND, "NotFound", f"no item {identifier!r} in {name!r}")
+        collections, title = api.get_collections_url(), provider.collection.title
         own = f"{collections}/{name}/items/{urllib.parse.quote(identifier)}"
         links = [{"rel": "self", "type": HTML if fmt == "html" else GEOJSON, "title": "This document",
                   "href": f"{own}?f={fmt}"},
                  {"rel": "alternate", "type": GEOJSON if fmt == "html" else HTML, "title": "This document",
                   "href": f"{own}?f={'json' if fmt == 'html' else 'html'}"},
-                 {"rel": "collection", "type": "application/json", "title": self.api.config["resources"][name]["title"],
-                  "href": f"{collections}/{name}"}]
+                 {"rel": "collection", "type": "application/json", "title": title, "href": f"{collections}/{name}"}]
         body = feature[:-1] + ',"links":' + orjson.dumps(links).decode() + "}"
         if fmt == "html":
             data = orjson.loads(body)
-            data.update(title=self.api.config["resources"][name]["title"], id_field="id", collections_path=collections)
+            data.update(title=title, id_field="id", collections_path=collections)
             if provider.title_field:
                 data["title_field"] = provider.title_field
-            return await run_in_threadpool(self._html, api_request, "collections/items/item.html", data, name)
-        headers = api_request.get_response_headers(force_type=GEOJSON, **self.api.api_headers)
+            return with_validators(await run_in_threadpool(self._html, api, api_request, "collections/items/item.html",
+                                                           data, name), tags)
+        headers = api_request.get_response_headers(force_type=GEOJSON, **api.api_headers)
         headers["Content-Crs"] = f"<{crs.uri}>"
-        return Response(body, headers=headers)
+        return with_validators(Response(body, headers=headers), tags)

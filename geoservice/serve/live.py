@@ -1,0 +1,151 @@
+"""The live catalog: what is served, refreshed while the server runs (常态更新: no restart after an update).
+
+Each request first reads the catalog's state — one small query over what a commit that changes the served data must
+touch: the active layer versions and the layers' definitions, the current integration and detection runs, and the
+last review event — and is answered from the snapshot built for that state. A changed state builds a new snapshot
+in one repeatable-read transaction (collections whose version or run did not change are not read again); a request
+keeps the snapshot it started with, so it never sees half a change.
+
+A snapshot holds, per sensitivity grade, the collections that grade may read (masked for it), pygeoapi's `API`
+object over that grade's configuration (held in memory) and one provider per collection: a collection a caller may
+not read is absent from everything its grade is answered from, and so 404 exactly as an unknown one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from copy import deepcopy
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+from pygeoapi.api import API
+from pygeoapi.plugin import load_plugin
+from pygeoapi.util import get_provider_by_type
+
+from geoservice.db import connect_url
+from geoservice.serve.catalog import Collection, Known, collections_of
+from geoservice.serve.config import grade_config
+from geoservice.serve.openapi import openapi_document
+from geoservice.serve.pool import PoolExhausted, pool_for
+from geoservice.serve.provider import GeoserviceProvider
+from geoservice.settings import GRADES, Settings
+
+LOGGER = logging.getLogger(__name__)
+#: the state of what is served: a digest of the active versions, layer definitions and current runs; the last review
+_STATE = """
+SELECT md5(concat_ws('|',
+         (SELECT string_agg(v.id::text, ',' ORDER BY v.id) FROM geoservice.layer_version v WHERE v.is_active),
+         (SELECT string_agg(md5(l::text), ',' ORDER BY l.name) FROM geoservice.layer l),
+         (SELECT max(id)::text FROM geoservice.integration_run WHERE is_current),
+         (SELECT max(id)::text FROM geoservice.detection_run WHERE is_current))),
+       (SELECT max(id) FROM geoservice.conflict_case_event),
+       (SELECT max(changed_at) FROM geoservice.conflict_case_event)
+"""
+
+
+@dataclass(frozen=True)
+class CatalogState:
+    """What the database serves now: `structure` changes with any version, definition or run (None: nothing is
+    stored yet); `review` with every review decision (conflicts' properties carry the status)."""
+
+    structure: str | None
+    review: int | None = None
+    reviewed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class GradeView:
+    """What a caller of one grade is served from."""
+
+    grade: str
+    api: API
+    providers: dict[str, GeoserviceProvider]
+
+    def collection(self, name: str) -> Collection | None:
+        provider = self.providers.get(name)
+        return provider.collection if provider is not None else None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The catalog as of one state, for every grade."""
+
+    structure: str | None
+    collections: tuple[Collection, ...]
+    views: dict[str, GradeView]
+
+
+def read_state(cur: psycopg2.extensions.cursor) -> CatalogState:
+    """The catalog's state (structure None when the database holds no geoservice schema yet, e.g. before a restore)."""
+    cur.execute("SELECT to_regclass('geoservice.layer_version') IS NOT NULL AND to_regclass('geoservice.conflict_case_event') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return CatalogState(None)
+    cur.execute(_STATE)
+    return CatalogState(*cur.fetchone())
+
+
+def _template_config(config: dict[str, Any]) -> dict[str, Any]:
+    """What pygeoapi's templates see as `config`: the server and metadata, no resources. pygeoapi caches the translated
+    template configuration by locale alone, so it must be the same for every grade and every snapshot; what a page
+    shows of the collections comes with the page's own data."""
+    template = deepcopy(config)
+    template["resources"] = {}
+    return template
+
+
+class LiveCatalog:
+    """The server's catalog, rebuilt when the database's state changes."""
+
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        self.settings, self.database_url = settings, database_url
+        self.pool = pool_for(database_url, settings.server.pool_size)
+        self._known: Known = {}
+        self._snapshot: Snapshot | None = None
+        self._lock = threading.Lock()
+
+    def state(self) -> CatalogState:
+        with self.pool.connection() as conn, conn.cursor() as cur:
+            return read_state(cur)
+
+    def current(self) -> tuple[Snapshot, CatalogState | None]:
+        """The snapshot to answer a request from, and the state it was checked against (None in an outage, when the
+        last snapshot serves what needs no database)."""
+        try:
+            state = self.state()
+        except (psycopg2.OperationalError, psycopg2.InterfaceError, PoolExhausted):
+            if self._snapshot is None:
+                raise
+            return self._snapshot, None
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.structure != state.structure:
+            with self._lock:
+                if self._snapshot is None or self._snapshot.structure != state.structure:
+                    self._snapshot = self._build()
+                snapshot = self._snapshot
+        return snapshot, state
+
+    def _build(self) -> Snapshot:
+        conn = connect_url(self.database_url)
+        try:
+            conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
+            with conn, conn.cursor() as cur:
+                state = read_state(cur)
+                collections = collections_of(cur, self.settings.access, self._known) if state.structure else []
+        finally:
+            conn.close()
+        served = {id(c) for c in collections}
+        self._known = {key: c for key, c in self._known.items() if id(c) in served}
+        LOGGER.info("catalog %s: %d collections", state.structure, len(collections))
+        return Snapshot(state.structure, tuple(collections), {grade: self._view(collections, grade) for grade in GRADES})
+
+    def _view(self, collections: list[Collection], grade: str) -> GradeView:
+        config = grade_config(self.settings, collections, self.database_url, grade)
+        api = API(config, openapi_document(config))
+        api.tpl_config = _template_config(api.tpl_config)
+        providers = {name: load_plugin("provider", get_provider_by_type(resource["providers"], "feature"))
+                     for name, resource in config["resources"].items() if resource.get("type") == "collection"}
+        return GradeView(grade, api, providers)
