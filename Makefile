@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv system-packages clean
+.PHONY: demo test venv test-tools system-packages clean
 
 # Debian packages the project uses beyond Python (PostGIS itself is installed by `geoservice db up`).
 system-packages:
@@ -19,10 +19,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# ogctests (for the tests) and tipg (for bench/serve.py), apart from the virtualenv: their pins would downgrade it.
+test-tools: venv
+	@VENV=$(VENV) bash scripts/test-tools.sh
+
 demo: venv
 	$(BIN)/geoservice demo
 
-test: venv
+test: test-tools
 	$(BIN)/geoservice db up
 	$(BIN)/pytest
 

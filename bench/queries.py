@@ -38,7 +38,8 @@ import shapely.geometry
 
 from geoservice import db
 from geoservice.basemap import integrate
-from geoservice.conflicts import detect, load_rules
+from geoservice.conflicts import load_rules
+from geoservice.review import detect
 from geoservice.datagen.build import generate_city
 from geoservice.db.connection import connect_url, with_database
 from geoservice.ingest import ingest_layer, load_definition

@@ -9,7 +9,7 @@ layer version (partition geoservice.feature_p<id>, GiST and primary-key indexes)
 
 - geoservice:  `geoservice serve` (pygeoapi + our provider), collection `bench`;
 - pygeoapi:    pygeoapi 0.21 with its stock `PostgreSQL` provider on geoservice.feature_p<id> (uvicorn, Starlette);
-- tipg:        tipg (installed by this script into .geoservice/bench-venv: its FastAPI pins do not fit ours);
+- tipg:        tipg (in .geoservice/bench-venv, made by scripts/test-tools.sh: its FastAPI pins do not fit ours);
 - raw SQL:     the statement geoservice's provider runs for the same request, executed with psycopg2 and the
                rows joined, without HTTP: the limit an HTTP server can approach.
 
@@ -68,12 +68,13 @@ CODES = np.array(["0101", "0201", "0301", "0701", "0801", "1001", "1101", "1201"
 # -- the table -------------------------------------------------------------------------------------------------
 
 def create_bench_layer(settings: Settings, polygons: int, seed: int) -> int:
-    """A layer `bench` with one active version of `polygons` Voronoi cells; its version id."""
+    """A public layer `bench` (anonymous requests, as to the other servers) with one active version of `polygons`
+    Voronoi cells; its version id."""
     cells = voronoi_coverage(polygons, seed)
     codes = CODES[np.random.default_rng(seed).integers(0, len(CODES), polygons)]
     with db.transaction(settings) as conn, conn.cursor() as cur:
-        cur.execute("INSERT INTO geoservice.layer (name, kind, title, description) VALUES "
-                    "('bench', 'land_use', 'Benchmark polygons', 'Generated Voronoi cells')")
+        cur.execute("INSERT INTO geoservice.layer (name, kind, title, description, definition) VALUES "
+                    "('bench', 'land_use', 'Benchmark polygons', 'Generated Voronoi cells', %s)", (json.dumps({"access": "public"}),))
         cur.execute("INSERT INTO geoservice.layer_version (layer, version, source_path, source_checksum, feature_count, "
                     "is_active) VALUES ('bench', 1, 'generated', '-', %s, true) RETURNING id", (polygons,))
         version = cur.fetchone()[0]
@@ -207,13 +208,10 @@ def stock_pygeoapi_server(settings: Settings, version: int, workdir: Path) -> It
 
 
 def ensure_tipg_venv() -> Path:
-    """The virtualenv holding tipg (created on first use)."""
-    python = BENCH_VENV / "bin" / "python"
-    if not python.exists() or subprocess.run([str(python), "-c", "import tipg"], check=False, capture_output=True).returncode:
-        print(f"installing tipg into {BENCH_VENV} …", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "tipg", "uvicorn"], check=True)
-    return python
+    """The Python of the virtualenv holding tipg (scripts/test-tools.sh makes it when missing)."""
+    subprocess.run(["bash", str(ROOT / "scripts" / "test-tools.sh"), "tipg"], check=True,
+                   env={**os.environ, "VENV": str(Path(sys.executable).parent.parent)})
+    return BENCH_VENV / "bin" / "python"
 
 
 @contextmanager

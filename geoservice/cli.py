@@ -167,10 +167,9 @@ def integrate_command(ctx: click.Context) -> None:
 @click.pass_context
 def detect_command(ctx: click.Context, rule_ids: tuple[str, ...]) -> None:
     """Detect conflicts with the rules in config/rules.yaml; store a new detection run."""
-    from geoservice import conflicts
     settings = settings_of(ctx)
     db.up(settings, _echo)
-    show_detection(conflicts.detect(settings, list(rule_ids) or None, RichReporter()))
+    show_detection(review.detect(settings, list(rule_ids) or None, RichReporter()))
 
 
 @cli.command("serve")
@@ -317,9 +316,8 @@ def exposure_command(ctx: click.Context, raster: str, threshold: float, band: in
     """Exposed area of the base map under a hazard raster (a registered name, or a GeoTIFF file), by district and class."""
     from geoservice import queries
     settings = settings_of(ctx)
-    registered = settings.rasters.get(raster)
     with db.transaction(settings) as conn, conn.cursor() as cur:
-        result = queries.hazard_exposure(cur, settings, raster, threshold, band or (registered.band if registered else 1))
+        result = queries.hazard_exposure(cur, settings, raster, threshold, band)
     _print_json(result) if output_format == "json" else show_exposure(result)
 
 
@@ -368,14 +366,14 @@ def diff_command(ctx: click.Context, layer: str, old_version: int, new_version: 
 def demo(ctx: click.Context, and_serve: bool) -> None:
     """The main job on the demo data: database up, ingest every layer, build the base map, detect conflicts,
     write the conflict ledger and report, then serve everything (OGC API) until Ctrl-C."""
-    from geoservice import basemap, conflicts, ingest, report, serve
+    from geoservice import basemap, ingest, report, serve
     settings = settings_of(ctx)
     db.up(settings, _echo)
     reporter = RichReporter()
     definitions = ingest.load_definitions(settings.path(settings.paths.layers))
     show_ingest_summaries([ingest.ingest_layer(settings, d, reporter=reporter) for d in definitions], False, reporter.console)
     show_integration(basemap.integrate(settings, reporter))
-    show_detection(conflicts.detect(settings, None, reporter))
+    show_detection(review.detect(settings, None, reporter))
     written = report.write_all(settings)
     click.echo(f"conflict ledger and report: {written[0].parent}")
     for path in written:

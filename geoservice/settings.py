@@ -73,6 +73,7 @@ class IntegrationSettings(_Strict):
     sliver_area_m2: float = Field(1.0, ge=0)
     inside_share: float = Field(0.5, gt=0, le=1)
     threads: int | None = Field(None, ge=1)
+    subdivide_vertices: int | None = Field(256, ge=8)
 
 
 class RasterSettings(_Strict):

@@ -11,7 +11,8 @@ if TYPE_CHECKING:  # the stages are imported by the command that shows their res
     from geoservice.basemap import IntegrationSummary
     from geoservice.conflicts import DetectionSummary
     from geoservice.governance import AreaChange, BackupSummary, LayerChanges, RestoreSummary, TableTotal
-    from geoservice.ingest import IngestSummary, VersionRow
+    from geoservice.db.read import LayerVersion
+    from geoservice.ingest import IngestSummary
     from geoservice.report import Statistics
     from geoservice.review import Case, CaseEvent
 
@@ -38,13 +39,13 @@ def show_ingest_summaries(summaries: list[IngestSummary], dry_run: bool, errors:
             errors.print(f"{s.layer}: problem report{more}: {s.report}", markup=False, highlight=False)
 
 
-def show_versions(rows: list[VersionRow]) -> None:
+def show_versions(rows: list[LayerVersion]) -> None:
     """Layers and their versions, the active one marked."""
     table = Table(title="layers")
     for column in ("layer", "kind", "version", "active", "features", "loaded at", "source"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row.layer, row.kind, str(row.version), "*" if row.is_active else "", str(row.feature_count),
+        table.add_row(row.name, row.kind, str(row.version), "*" if row.is_active else "", str(row.feature_count),
                       row.loaded_at.strftime("%Y-%m-%d %H:%M:%S"), row.source_path)
     Console().print(table)
 

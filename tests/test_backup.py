@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import requests
+from servers import running_server
 from sql_helpers import query
-from test_serve_server import bearer, free_port, start_server, wait_until_up
 
 from geoservice import report
 from geoservice.db.connection import connect_url
@@ -98,22 +97,16 @@ def _lookups(settings: Settings) -> list[dict]:
 
 def _answers(settings: Settings, tmp_path: Path) -> list[object]:
     """What a server over the settings' database answers to REQUESTS, its own address taken out."""
-    port, log = free_port(), tmp_path / f"serve-{settings.database.url.rsplit('/', 1)[-1]}.log"
-    url = f"http://127.0.0.1:{port}"
-    process = start_server(settings, port, log)
-    try:
-        wait_until_up(process, url, log)
+    log = tmp_path / f"serve-{settings.database.url.rsplit('/', 1)[-1]}.log"
+    with running_server(settings, log, {}) as server:
         answers = []
         for path, params in REQUESTS:
-            response = requests.get(f"{url}{path}", params=params, headers=bearer("tester"), timeout=60)
+            response = server.get(path, **params)
             assert response.status_code == 200, f"{path}: {response.text}"
-            body = json.loads(response.text.replace(url, "SERVER"))
+            body = json.loads(response.text.replace(server.url, "SERVER"))
             body.pop("timeStamp", None)
             answers.append(body)
         return answers
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_round_trip_answers_the_same(demo_backup: Path, demo_settings: Settings, bare_database_url: str, tmp_path: Path) -> None:
@@ -193,7 +186,8 @@ def test_restore_that_does_not_match_the_manifest_leaves_the_target_empty(corrup
     assert existing_tables(bare_database_url) == []
 
 
-def test_restore_into_a_non_empty_database_is_refused(demo_backup: Path, settings: Settings) -> None:
+def test_restore_into_a_non_empty_database_is_refused(demo_backup: Path, demo_settings: Settings) -> None:
+    settings = demo_settings  # a database holding data (one prepared by `db up` or a server but empty is restored into)
     before = query(settings, "SELECT count(*) FROM geoservice.layer_version")
     result = run_cli("restore", str(demo_backup), url=settings.database.url)
     assert result.returncode == 1

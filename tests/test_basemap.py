@@ -1,11 +1,24 @@
-"""The base map on the demo data, checked against independent PostGIS SQL."""
+"""The base map on the demo data, checked against independent PostGIS SQL; on the demo and a generated city, every
+patch checked against the overlay without subdivision."""
 
 from __future__ import annotations
 
+import os
+import re
+
+import numpy as np
 import pytest
 
-from geoservice.basemap import integrate
+from geoservice import db
+from geoservice.basemap import build_basemap, difference_classes, integrate
+from geoservice.basemap.store import read_inputs
+from geoservice.progress import SilentReporter
+from city_helpers import ingested_city
 from sql_helpers import active, query
+
+#: no vertex limit: the base map as built before large polygons were subdivided
+UNSPLIT = None
+RTOL = 1e-9
 
 CURRENT = ("(SELECT p.* FROM geoservice.basemap_patch p JOIN geoservice.integration_run r ON r.id = p.run_id "
            "WHERE r.is_current)")
@@ -100,3 +113,85 @@ def test_readers_see_the_previous_base_map_until_the_new_one_commits(demo_settin
         blocker.close()
         worker.join(timeout=120)
     assert query(demo_settings, "SELECT id FROM geoservice.integration_run WHERE is_current") == [(result["summary"].run_id,)]
+
+
+# --- every patch as the overlay without subdivision gives it ----------------------------------------------
+
+
+class Lines(SilentReporter):
+    """Keeps the lines a stage prints (its progress bars stay silent)."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+
+    def line(self, text: str) -> None:
+        self.text.append(text)
+
+
+@pytest.fixture(scope="module")
+def city_settings(base_settings, tmp_path_factory):
+    """A small generated city, ingested and integrated in a database of its own."""
+    name = f"geoservice_city_basemap_{os.getpid()}"
+    settings = ingested_city(base_settings, name, tmp_path_factory.mktemp("city"))
+    try:
+        lines = Lines()
+        summary = integrate(settings, lines)
+        (line,) = lines.text  # the store's share, in the progress output
+        assert re.fullmatch(rf"stored {summary.patches:,} patches: COPY [0-9.]+ s, indexes [0-9.]+ s \([0-9]+% of [0-9.]+ s\)",
+                            line), line
+        yield settings
+    finally:
+        db.drop_database(settings.database.url, name)
+
+
+def at(values, index):
+    """values[index] with None where index is -1."""
+    out = np.full(len(index), None, dtype=object)
+    out[index >= 0] = values[index[index >= 0]]
+    return out
+
+
+def unsplit_basemap(settings, max_vertices: int | None = UNSPLIT):
+    """The active layers read again and overlaid in memory, their polygons cut at `max_vertices` vertices."""
+    inputs = read_inputs(settings)
+    lines = {kind: np.concatenate([f.geometries for f in found]) for kind, found in inputs.lines.items() if found}
+    base = build_basemap(inputs.land.geometries, inputs.plan.geometries, inputs.districts.geometries, lines,
+                         settings.integration.sliver_area_m2, settings.integration.threads, max_vertices=max_vertices)
+    return inputs, base
+
+
+@pytest.mark.parametrize("which", ["demo", "city"])
+def test_stored_patches_equal_the_unsplit_overlay(which, demo_settings, city_settings) -> None:
+    settings = demo_settings if which == "demo" else city_settings
+    inputs, want = unsplit_basemap(settings)
+    land, plan, districts = inputs.land, inputs.plan, inputs.districts
+    codes = (at(land.codes, want.land_index), at(plan.codes, want.plan_index))
+    differences = difference_classes(land.codes, want.land_index, plan.codes, want.plan_index, settings.construction_codes)
+    keys = zip(at(land.ids, want.land_index).tolist(), at(plan.ids, want.plan_index).tolist(),
+               at(districts.source_ids, want.district_index).tolist())
+    expected = {key: (codes[0][i], codes[1][i], differences[i], want.areas[i],
+                      *(want.line_m2.get(kind, np.zeros(len(want)))[i] for kind in ("red_line", "basic_farmland", "dev_boundary")))
+                for i, key in enumerate(keys)}
+    rows = query(settings, f"""SELECT land_feature_id, plan_feature_id, district_code, land_code, plan_code, difference,
+                                      area_m2, red_line_m2, farmland_m2, dev_boundary_m2 FROM {CURRENT} p""")
+    stored = {tuple(row[:3]): row[3:] for row in rows}
+    assert len(rows) == len(stored) == len(want) > 1000
+    assert stored.keys() == expected.keys()
+    for key, (land_code, plan_code, difference, area, *lines) in expected.items():
+        got = stored[key]
+        assert got[:3] == (land_code, plan_code, difference), key
+        assert got[3] == pytest.approx(area, rel=RTOL), key
+        for stored_m2, m2 in zip(got[4:], lines):
+            assert stored_m2 == pytest.approx(m2, rel=RTOL, abs=RTOL * area), key
+    assert sum(v[4] > 0 for v in expected.values()) > 10  # the red line overlaps patches (cut into parts)
+
+
+def test_finely_cut_operands_give_the_same_patches(city_settings) -> None:
+    _, want = unsplit_basemap(city_settings)
+    _, got = unsplit_basemap(city_settings, max_vertices=16)
+    assert np.array_equal(got.land_index, want.land_index) and np.array_equal(got.plan_index, want.plan_index)
+    assert np.array_equal(got.district_index, want.district_index)
+    np.testing.assert_allclose(got.areas, want.areas, rtol=RTOL)
+    for kind, m2 in want.line_m2.items():
+        assert (np.abs(got.line_m2[kind] - m2) <= RTOL * want.areas).all(), kind
+        assert (m2 > 0).sum() > 10, kind

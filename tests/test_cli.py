@@ -66,7 +66,7 @@ def test_db_migrate_is_idempotent(settings) -> None:
 
 #: Every command of the README's CLI table (its first column, in the table's order) with the invocations run for it,
 #: each with a phrase its output holds; {tmp}, {run} and {conflict} are filled in when it runs. `serve` is run with
-#: --write-config here: tests/test_serve_server.py starts `geoservice serve --host H --port P`.
+#: --write-config here: tests/servers.py starts `geoservice serve --host H --port P` for the HTTP tests.
 README_COMMANDS: list[tuple[str, list[tuple[list[str], str]]]] = [
     ("`geoservice db up`", [(["db", "up"], "pending: 0")]),
     ("`geoservice db down`", [(["db", "down"], "external server: nothing to stop")]),

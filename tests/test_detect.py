@@ -1,14 +1,28 @@
-"""Conflict detection on the demo data: each rule type checked against independent PostGIS SQL."""
+"""Conflict detection on the demo data: each rule type checked against independent PostGIS SQL; on the demo and a
+generated city, every conflict checked against the evaluation without subdivision."""
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from geoservice.conflicts import detect, load_rules
+from geoservice import db
+from geoservice.conflicts import load_rules
+from geoservice.review import detect  # as `geoservice detect`: the shared demo database keeps its cases linked
+from geoservice.conflicts.detect import LayerCatalog, run_rules
+from geoservice.conflicts.evaluate import Subdivided
+from geoservice.db import transaction
 from geoservice.errors import ConfigError
+from geoservice.progress import SilentReporter
+from city_helpers import ingested_city
 from sql_helpers import active, query
+
+#: no vertex limit: the rules evaluated as before large polygons were subdivided
+UNSPLIT = None
+RTOL = 1e-9
 
 CURRENT = ("(SELECT c.* FROM geoservice.conflict c JOIN geoservice.detection_run r ON r.id = c.run_id "
            "WHERE r.is_current)")
@@ -118,3 +132,60 @@ def test_rules_validation_names_rule_and_key(tmp_path: Path) -> None:
                     "  - {id: a, type: lines_overlap, title_zh: 甲, title_en: A, severity: high, layers: [x, y]}\n")
     with pytest.raises(ConfigError, match=r"rule id 'a' is used twice"):
         load_rules(path)
+
+
+# --- every conflict as the evaluation without subdivision finds it ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def city_settings(base_settings, tmp_path_factory):
+    """A small generated city, ingested and detected in a database of its own."""
+    name = f"geoservice_city_detect_{os.getpid()}"
+    settings = ingested_city(base_settings, name, tmp_path_factory.mktemp("city"))
+    try:
+        yield settings
+    finally:
+        db.drop_database(settings.database.url, name)
+
+
+def unsplit_conflicts(settings, max_vertices: int | None = UNSPLIT) -> dict[tuple, float]:
+    """(rule, feature A, feature B, district, difference) -> area of every conflict, no polygon cut."""
+    rules = load_rules(settings.path(settings.paths.rules)).selected(None)
+    with transaction(settings) as conn, conn.cursor() as cur:
+        catalog = LayerCatalog(cur, settings)
+        catalog.subdivided = Subdivided(max_vertices, settings.integration.threads)
+        results = run_rules(settings, rules, catalog, SilentReporter())
+        districts = catalog.districts()
+    out = {}
+    for result in results:
+        found = result.found
+        ids_b = found.layer_b.ids[found.index_b].tolist() if found.layer_b is not None else [None] * len(found)
+        codes = [districts.source_ids[d] if d >= 0 else None for d in result.district_index.tolist()]
+        kinds = found.details.columns.get("difference", [None] * len(found))
+        for key, area in zip(zip([result.rule.id] * len(found), found.layer_a.ids[found.index_a].tolist(), ids_b, codes,
+                                 list(kinds)), result.areas.tolist()):
+            assert key not in out
+            out[key] = area
+    return out
+
+
+@pytest.mark.parametrize("which", ["demo", "city"])
+def test_stored_conflicts_equal_the_unsplit_evaluation(which, demo_settings, city_settings) -> None:
+    settings = demo_settings if which == "demo" else city_settings
+    run = detect(settings).run_id
+    rows = query(settings, "SELECT rule_id, feature_a, feature_b, district_code, details->>'difference', area_m2 "
+                           "FROM geoservice.conflict WHERE run_id = %s", run)
+    stored = {tuple(row[:5]): row[5] for row in rows}
+    want = unsplit_conflicts(settings)
+    assert len(stored) == len(rows) and stored.keys() == want.keys()
+    for key, area in want.items():
+        assert stored[key] == pytest.approx(area, rel=RTOL), key
+    by_rule = Counter(key[0] for key in want)
+    assert len(by_rule) >= 8, by_rule  # (nearly) every rule finds conflicts
+
+
+def test_finely_cut_operands_find_the_same_conflicts(city_settings) -> None:
+    want, got = unsplit_conflicts(city_settings), unsplit_conflicts(city_settings, max_vertices=16)
+    assert got.keys() == want.keys()
+    for key, area in want.items():
+        assert got[key] == pytest.approx(area, rel=RTOL), key

@@ -13,7 +13,8 @@ import shapely
 import yaml
 from pyproj import Transformer
 
-from geoservice.conflicts import detect, load_rules
+from geoservice.conflicts import load_rules
+from geoservice.review import detect  # the session's demo database keeps its review cases linked
 from geoservice.db.connection import connect_url
 from geoservice.ingest import activate_version, ingest_layer, list_versions, load_definition
 from geoservice.queries import QueryError, check_project, lookup_point
@@ -214,6 +215,32 @@ def test_exposure_by_hand_on_a_generated_raster(demo_settings, cur, tmp_path: Pa
         assert got[code] == pytest.approx(area, rel=1e-9)
     assert result["exposed_m2"] == pytest.approx(sum(by_district.values()), rel=1e-9)
     assert all(p["exposed_m2"] > 0 for p in result["exposed_construction_patches"])
+
+
+def test_a_registered_rasters_band_is_the_default_everywhere(demo_settings, cur, tmp_path: Path) -> None:
+    """The CLI and the HTTP process both read a registered raster's configured band when none is asked for."""
+    import rasterio
+
+    from geoservice.queries import hazard_exposure
+    from geoservice.serve.processes import HazardExposure
+
+    flood = demo_settings.path(demo_settings.rasters["flood_depth"].path)
+    two_bands = tmp_path / "two_bands.tif"
+    with rasterio.open(flood) as source:
+        profile = {**source.profile, "count": 2}
+        depth = source.read(1)
+        with rasterio.open(two_bands, "w", **profile) as out:
+            out.write(np.zeros_like(depth), 1)  # band 1: nothing flooded
+            out.write(depth, 2)
+    rasters = {**demo_settings.rasters, "two": RasterSettings(path=two_bands, band=2)}
+    settings = demo_settings.model_copy(update={"rasters": rasters})
+    library = hazard_exposure(cur, settings, "two", threshold=0.5)
+    assert library["band"] == 2 and library["exposed_m2"] > 0
+    assert library["exposed_m2"] == hazard_exposure(cur, settings, "flood_depth", threshold=0.5)["exposed_m2"]
+    assert hazard_exposure(cur, settings, "two", threshold=0.5, band=1)["exposed_m2"] == 0
+    process = HazardExposure.__new__(HazardExposure)
+    process.settings = settings
+    assert process.run(cur, {"raster": "two", "threshold": 0.5})["band"] == 2
 
 
 def test_exposure_bad_input(demo_settings, cur, tmp_path: Path) -> None:

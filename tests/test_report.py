@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import subprocess
 import warnings
 from pathlib import Path
@@ -17,6 +16,7 @@ import pyogrio
 import pytest
 from PIL import Image
 from sql_helpers import active, query
+from system_tools import chromium
 
 from geoservice.cli import main
 from geoservice.errors import GeoserviceError
@@ -184,10 +184,8 @@ def _rule_colours_drawn(region: np.ndarray, minimum: int = 20) -> int:
 
 
 def test_report_renders_in_chromium(written, tmp_path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "chromium is not installed (scripts/system-packages.sh installs it)"
     shot = tmp_path / "page.png"
-    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
+    subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
                     "--window-size=1200,3400", f"--screenshot={shot}", written[".html"].as_uri()],
                    capture_output=True, timeout=120, check=True)
     image = np.asarray(Image.open(shot).convert("RGB"))

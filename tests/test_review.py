@@ -12,7 +12,8 @@ from sql_helpers import query
 
 from geoservice import db
 from geoservice.cli import main
-from geoservice.conflicts import detect, load_rules
+from geoservice.conflicts import load_rules
+from geoservice.review import detect
 from geoservice.db.connection import connect_url
 from geoservice.report import read_ledger
 from geoservice.review import (

@@ -8,8 +8,8 @@ import json
 import pytest
 import requests
 
+from servers import TOKENS, Server, bearer
 from sql_helpers import active, query
-from test_serve_server import TOKENS, Server, bearer, served_fixture  # noqa: F401 - the session's `served` fixture
 
 PUBLIC = {"districts", "basemap"}
 

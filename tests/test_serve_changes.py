@@ -7,7 +7,7 @@ import orjson
 
 from geoservice.governance import layer_changes
 from geoservice.ingest import activate_version, ingest_layer, list_versions, load_definition
-from test_serve_server import ROOT, Server, served_fixture  # noqa: F401 - the session's `served` fixture
+from servers import ROOT, Server
 
 
 def test_versions_and_changes_of_a_layer(served: Server) -> None:

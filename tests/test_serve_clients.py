@@ -1,22 +1,19 @@
-"""Real clients against the served demo: OWSLib, GDAL's OAPIF driver (Debian gdal-bin) and the ogctests verifier."""
+"""Real clients against the served demo: OWSLib, GDAL's OAPIF driver (Debian gdal-bin) and the ogctests verifier
+(installed apart, into .geoservice/ogctests, by scripts/test-tools.sh: its pins would downgrade this environment)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from owslib.ogcapi.features import Features
+from servers import ROOT, TOKENS, Server, bearer
+from system_tools import command
 from test_serve_params import served_ids
-from test_serve_server import ROOT, TOKENS, Server, bearer, served_fixture  # noqa: F401 - the session's `served` fixture
 
-#: ogctests pins pyarrow<18, pytest<9 and httpx<0.28 (poetry carets), which would downgrade this project's
-#: environment; its code runs on the versions here, so it is installed apart, without dependencies.
-OGCTESTS = "ogctests==0.1.15"
 OGCTESTS_DIR = ROOT / ".geoservice" / "ogctests"
 
 
@@ -40,8 +37,8 @@ def _ogr(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), check=False, capture_output=True, text=True, timeout=120, env=env)
 
 
-@pytest.mark.skipif(shutil.which("ogr2ogr") is None, reason="Debian gdal-bin is not installed (scripts/system-packages.sh)")
 def test_gdal_reads_every_feature_through_next_links(served: Server, tmp_path: Path) -> None:
+    command("ogr2ogr", package="gdal-bin")  # and ogrinfo: one package
     listing = _ogr("ogrinfo", "-ro", "-q", f"OAPIF:{served.url}")
     assert listing.returncode == 0, listing.stderr
     assert "conflicts" in listing.stdout and "basemap" in listing.stdout
@@ -60,22 +57,9 @@ def test_gdal_reads_every_feature_through_next_links(served: Server, tmp_path: P
     assert f"Feature Count: {bbox_count}" in summary.stdout
 
 
-def _ogctests_path() -> Path:
-    """Where ogctests is importable from: installed here already, or installed once into .geoservice/ogctests."""
-    probe = subprocess.run([sys.executable, "-c", "import ogctests"], check=False, capture_output=True)
-    if probe.returncode == 0:
-        return Path()
-    if not (OGCTESTS_DIR / "ogctests").is_dir():
-        installed = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
-                                    str(OGCTESTS_DIR), OGCTESTS], check=False, capture_output=True, text=True, timeout=300)
-        assert installed.returncode == 0, f"cannot install {OGCTESTS}: {installed.stderr[-2000:]}"
-    return OGCTESTS_DIR
-
-
 def test_ogctests_part1_core(served: Server, tmp_path: Path) -> None:
-    path = _ogctests_path()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(path) if path != Path() else "",
-                                                                      os.environ.get("PYTHONPATH", "")]))}
+    assert (OGCTESTS_DIR / "ogctests").is_dir(), f"ogctests is not installed in {OGCTESTS_DIR}: run scripts/test-tools.sh (make test does)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(OGCTESTS_DIR), os.environ.get("PYTHONPATH", "")]))}
     report = tmp_path / "ogctests.xml"
     script = ("import sys; from ogctests.main import run_ogctests; "
               f"sys.exit(run_ogctests('features/core', {served.url!r}, ['-q', '-p', 'no:cacheprovider', '--junit-xml={report}']))")

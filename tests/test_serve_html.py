@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-from test_serve_server import TOKENS, Server, served_fixture  # noqa: F401 - the session's `served` fixture
+from servers import TOKENS, Server
+from system_tools import chromium
 
 PAGES = ["/", "/collections", "/collections/conflicts", "/collections/conflicts/items", "/collections/landuse/queryables",
          "/conformance", "/openapi"]
@@ -45,10 +44,9 @@ def test_vendored_libraries_are_served(served: Server) -> None:
         assert served.get(path).status_code == 200, path
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed (scripts/system-packages.sh)")
 def test_items_map_draws_features_in_headless_chromium(served: Server, tmp_path: Path) -> None:
     url = signed_in_url(served, "/collections/conflicts/items?f=html&limit=25")
-    result = subprocess.run(["chromium", *_CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+    result = subprocess.run([chromium(), *_CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
                              "--virtual-time-budget=15000", "--dump-dom", url], check=False,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from servers import Server
 from sql_helpers import query
-from test_serve_server import Server, served_fixture  # noqa: F401 - the session's `served` fixture
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/{}"

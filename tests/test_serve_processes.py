@@ -5,7 +5,6 @@ file and sends no request; uploads need a token; a full process queue is a 503 a
 from __future__ import annotations
 
 import base64
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -25,11 +24,10 @@ from geoservice.conflicts import load_rules
 from geoservice.db.connection import connect_url
 from geoservice.queries import check_project, hazard_exposure, lookup_point
 from geoservice.serve.process_routes import MAX_BODY_DEPTH
+from servers import MAX_UPLOAD_MB, Server, bearer, running_server
 from sql_helpers import active, query
 from test_raster import Listener, vrt
 from test_serve_robustness import assert_problem
-from test_serve_server import (MAX_UPLOAD_MB, Server, bearer, free_port, served_fixture,  # noqa: F401 - `served` fixture
-                               start_server, wait_until_up)
 
 TO_4490 = Transformer.from_crs("EPSG:4548", "EPSG:4490", always_xy=True)
 PROCESSES = {"point-lookup", "project-check", "hazard-exposure"}
@@ -263,19 +261,8 @@ def limited(served: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     data["access"]["processes"] = {"point-lookup": {"grade": "internal"}, "hazard-exposure": {"anonymous_uploads": True}}
     config = folder / "geoservice.yaml"
     config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    port, log = free_port(), folder / "serve.log"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("GEOSERVICE_CONFIG", str(config))
-        process = start_server(settings, port, log)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        yield Server(url, settings, served.collections, process, wait_until_up(process, url, log))
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with running_server(settings, folder / "serve.log", served.collections, {"GEOSERVICE_CONFIG": str(config)}) as server:
+        yield server
 
 
 def _lock_waiters(server: Server) -> int:
@@ -288,7 +275,7 @@ def test_a_full_process_queue_is_a_503_at_once_and_pages_stay_quick(limited: Ser
     try:
         with conn.cursor() as cur, ThreadPoolExecutor(3) as pool:
             # the executions wait on this lock in the database: the one running holds the one worker until it is released
-            cur.execute("LOCK TABLE geoservice.integration_run IN ACCESS EXCLUSIVE MODE")
+            cur.execute("LOCK TABLE geoservice.basemap_patch IN ACCESS EXCLUSIVE MODE")
             first = pool.submit(execute, limited, "hazard-exposure", {"raster": "flood_depth", "threshold": 0.5})
             deadline = time.monotonic() + 60
             while _lock_waiters(limited) == 0 and time.monotonic() < deadline:

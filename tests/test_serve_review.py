@@ -3,7 +3,6 @@ the review scope), and the report page at /report, linked from the landing page 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,14 +11,13 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from geoservice.serve import read_served_collections
 from geoservice.serve.app import create_app
-from geoservice.serve.config import write_grade_configs
 from geoservice.settings import AccessSettings, TokenSettings, token_digest
+from servers import Server
 from sql_helpers import query
+from system_tools import chromium
 from test_report import CHART_BACKGROUND, CHROMIUM_FLAGS, DISTRICT_FILL, MAP_BACKGROUND, _bands, _pixels
 from test_serve_html import signed_in_url
-from test_serve_server import Server, served_fixture  # noqa: F401 - the session's `served` fixture
 
 
 def _open_conflict(served: Server) -> int:
@@ -80,8 +78,7 @@ def test_bad_reviews_are_refused_with_reasons(served: Server, body: object, stat
 def test_writes_are_disabled_when_no_token_has_the_review_scope(served: Server, tmp_path: Path) -> None:
     readers_only = AccessSettings(tokens={"reader": TokenSettings(sha256=token_digest("reader-token"), grade="internal")})
     settings = served.settings.model_copy(update={"access": readers_only})
-    collections, url = read_served_collections(settings)
-    with TestClient(create_app(settings, write_grade_configs(settings, collections, url, tmp_path))) as client:
+    with TestClient(create_app(settings)) as client:
         conflict = _open_conflict(served)
         headers = {"Authorization": "Bearer reader-token"}
         response = client.post(_review(conflict), json={"status": "confirmed"}, headers=headers)
@@ -98,10 +95,9 @@ def test_report_page_is_linked_from_the_landing_page(served: Server) -> None:
     assert served.get("/report", as_=None).status_code == 404
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed (scripts/system-packages.sh)")
 def test_served_report_draws_in_headless_chromium(served: Server, tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
-    subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
+    subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
                     "--window-size=1200,3400", f"--screenshot={shot}", signed_in_url(served, "/report")],
                    capture_output=True, timeout=120, check=True)
     image = np.asarray(Image.open(shot).convert("RGB"))

@@ -15,10 +15,9 @@ import requests
 
 from geoservice.serve.cql import MAX_FILTER_DEPTH
 from geoservice.serve.params import MAX_SORT_KEYS
+from servers import MAX_UPLOAD_MB, TOKENS, Server, bearer, free_port, start_server, wait_until_up
 from sql_helpers import query
 from tcp_relay import Relay
-from test_serve_server import (MAX_UPLOAD_MB, TOKENS, Server, bearer, free_port, served_fixture,  # noqa: F401 - fixture
-                               start_server, wait_until_up)
 
 
 def assert_problem(response: requests.Response, status: int, *words: str) -> dict:

@@ -7,7 +7,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from test_serve_server import Server, bearer, served_fixture  # noqa: F401 - the session's `served` fixture
+from servers import Server, bearer
 
 #: examples per operation: the restricted caller sees every collection (about 95 operations), the anonymous one ~30
 EXAMPLES = {None: 6, "tester": 4}

@@ -9,7 +9,8 @@ import numpy as np
 import shapely
 
 from geoservice.classes import is_construction
-from geoservice.overlay import overlay
+from geoservice.overlay import MAX_VERTICES, Parts, intersection_areas, overlay, subdivide
+from geoservice.overlay.subdivide import feature_count
 from geoservice.overlay.zones import split_by_zones
 
 #: plan-difference classes of a patch
@@ -22,11 +23,13 @@ URBAN_PLAN_ONLY = "urban_plan_only"
 DIFFERENCE_CLASSES = (BOTH_CONSTRUCTION, URBAN_ONLY, LAND_ONLY, BOTH_NON_CONSTRUCTION, LAND_PLAN_ONLY, URBAN_PLAN_ONLY)
 
 
-def difference_classes(land_codes: np.ndarray, plan_codes: np.ndarray, land_present: np.ndarray,
-                       plan_present: np.ndarray, construction_codes: list[str]) -> np.ndarray:
-    """The plan-difference class of each patch from the two plans' unified codes."""
-    land_c = is_construction(land_codes, construction_codes)
-    plan_c = is_construction(plan_codes, construction_codes)
+def difference_classes(land_codes: np.ndarray, land_index: np.ndarray, plan_codes: np.ndarray, plan_index: np.ndarray,
+                       construction_codes: list[str]) -> np.ndarray:
+    """The plan-difference class of each patch from the two plans' unified codes (per feature) and each patch's
+    feature of either plan (-1: that plan does not cover it). Codes are classified once per feature, not per patch."""
+    land_present, plan_present = land_index >= 0, plan_index >= 0
+    land_c = _at(is_construction(land_codes, construction_codes), land_index)
+    plan_c = _at(is_construction(plan_codes, construction_codes), plan_index)
     both = land_present & plan_present
     return np.select(
         [both & land_c & plan_c, both & plan_c & ~land_c, both & land_c & ~plan_c, both, land_present],
@@ -35,14 +38,25 @@ def difference_classes(land_codes: np.ndarray, plan_codes: np.ndarray, land_pres
     ).astype(object)
 
 
-def overlap_area(pieces: np.ndarray, zones: np.ndarray, threads: int | None) -> np.ndarray:
-    """Area of each piece inside the union of `zones` (zones overlapping each other are counted once)."""
-    if len(pieces) == 0 or len(zones) == 0:
-        return np.zeros(len(pieces))
+def _at(flags: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """flags[index], False where index is -1."""
+    out = np.zeros(len(index), bool)
+    out[index >= 0] = flags[index[index >= 0]]
+    return out
+
+
+def overlap_area(pieces: np.ndarray | Parts, zones: np.ndarray, threads: int | None,
+                 max_vertices: int | None = MAX_VERTICES) -> np.ndarray:
+    """Area of each piece (an array, or its `Parts`) inside the union of `zones` (zones overlapping each other are
+    counted once).
+
+    The dissolved zones are subdivided into parts of at most `max_vertices` vertices before pairing.
+    """
+    if feature_count(pieces) == 0 or len(zones) == 0:
+        return np.zeros(feature_count(pieces))
     dissolved = shapely.get_parts(shapely.union_all(zones))
     dissolved = dissolved[shapely.area(dissolved) > 0]
-    index, _, parts = overlay(pieces, dissolved, how="intersection", threads=threads)
-    return np.bincount(index, weights=shapely.area(parts), minlength=len(pieces))
+    return intersection_areas(pieces, subdivide(dissolved, max_vertices, threads), threads)
 
 
 @dataclass
@@ -64,12 +78,16 @@ class BaseMap:
 
 def build_basemap(land: np.ndarray, plan: np.ndarray, districts: np.ndarray, lines: dict[str, np.ndarray],
                   sliver_area_m2: float, threads: int | None = None,
-                  step: Callable[[str], None] = lambda name: None) -> BaseMap:
-    """Planar union of the two plans, split by district, with each protection line's overlap area per patch."""
+                  step: Callable[[str], None] = lambda name: None, max_vertices: int | None = MAX_VERTICES) -> BaseMap:
+    """Planar union of the two plans, split by district, with each protection line's overlap area per patch.
+
+    Districts and dissolved lines are subdivided into parts of at most `max_vertices` vertices before pairing
+    (None: not cut).
+    """
     step("plan union")
     land_index, plan_index, pieces = overlay(land, plan, how="union", threads=threads)
     step("district split")
-    piece_index, district_index, pieces = split_by_zones(pieces, districts, threads)
+    piece_index, district_index, pieces = split_by_zones(pieces, subdivide(districts, max_vertices, threads), threads)
     land_index, plan_index = land_index[piece_index], plan_index[piece_index]
     areas = shapely.area(pieces)
     sliver = areas < sliver_area_m2
@@ -77,8 +95,9 @@ def build_basemap(land: np.ndarray, plan: np.ndarray, districts: np.ndarray, lin
     keep = ~sliver
     land_index, plan_index, district_index, pieces, areas = (
         land_index[keep], plan_index[keep], district_index[keep], pieces[keep], areas[keep])
+    patches = subdivide(pieces, max_vertices, threads)  # checked once for all the lines
     line_m2 = {}
-    for name, zones in lines.items():
+    for name, line in lines.items():
         step(f"overlap with {name}")
-        line_m2[name] = np.minimum(overlap_area(pieces, zones, threads), areas)
+        line_m2[name] = np.minimum(overlap_area(patches, line, threads, max_vertices), areas)
     return BaseMap(land_index, plan_index, district_index, pieces, areas, line_m2, int(sliver.sum()), sliver_total)

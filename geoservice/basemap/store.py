@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
+import pyarrow as pa
 
 from geoservice.basemap.build import DIFFERENCE_CLASSES, BaseMap, build_basemap, difference_classes
 from geoservice.db import bulk, partitions, transaction
-from geoservice.db.layers import ActiveLayer, FeatureArrays, active_layers, layers_of_kind, one_layer_of_kind, read_features
+from geoservice.db.layers import FeatureArrays, layers_of_kind, one_layer_of_kind, read_features
+from geoservice.db.read import LayerVersion, active_versions
 from geoservice.errors import GeoserviceError
 from geoservice.progress import Reporter, SilentReporter
 from geoservice.settings import Settings
@@ -19,6 +22,8 @@ PARENT = "basemap_patch"
 #: protection-line layer kinds -> the patch column holding the overlap area
 LINE_COLUMNS = {"red_line": "red_line_m2", "basic_farmland": "farmland_m2", "dev_boundary": "dev_boundary_m2"}
 FLAG_COLUMNS = {"red_line": "in_red_line", "basic_farmland": "in_farmland", "dev_boundary": "in_dev_boundary"}
+#: patches per binary COPY batch
+COPY_BATCH = 50_000
 COPY_COLUMNS = ("run_id", "land_feature_id", "land_code", "plan_feature_id", "plan_code", "difference", "district_code",
                 "district_name", *LINE_COLUMNS.values(), *FLAG_COLUMNS.values(), "area_m2", "geom")
 
@@ -51,7 +56,7 @@ class Inputs:
     versions: dict[str, dict[str, int]]
 
 
-def _pick_inputs(settings: Settings, layers: list[ActiveLayer]) -> tuple[ActiveLayer, ActiveLayer, ActiveLayer | None, dict[str, list[ActiveLayer]]]:
+def _pick_inputs(settings: Settings, layers: list[LayerVersion]) -> tuple[LayerVersion, LayerVersion, LayerVersion | None, dict[str, list[LayerVersion]]]:
     config = settings.integration
     land = one_layer_of_kind(layers, "land_use", config.land_use_layer)
     plan = one_layer_of_kind(layers, "urban_plan", config.urban_plan_layer)
@@ -67,7 +72,7 @@ def read_inputs(settings: Settings) -> Inputs:
     """Read the active versions of the plan, district and protection-line layers (one snapshot)."""
     with transaction(settings) as conn, conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        land, plan, district, lines = _pick_inputs(settings, active_layers(cur))
+        land, plan, district, lines = _pick_inputs(settings, active_versions(cur))
         used = [land, plan, *([district] if district else []), *(l for ls in lines.values() for l in ls)]
         return Inputs(
             land=read_features(cur, land), plan=read_features(cur, plan),
@@ -77,27 +82,25 @@ def read_inputs(settings: Settings) -> Inputs:
         )
 
 
-def _copy_payload(run_id: int, inputs: Inputs, base: BaseMap, differences: np.ndarray, settings: Settings, rows: slice) -> str:
-    count = len(base.geometries[rows])
+def copy_rows(run_id: int, inputs: Inputs, base: BaseMap, differences: np.ndarray, settings: Settings,
+              rows: slice) -> bytes:
+    """Binary COPY rows (COPY_COLUMNS order) of the patches `rows`."""
     li, pi, di = base.land_index[rows], base.plan_index[rows], base.district_index[rows]
     areas = base.areas[rows]
-
+    count = len(areas)
     districts = inputs.districts
-    line_fields, flag_fields = [], []
-    for kind in LINE_COLUMNS:
-        overlap = base.line_m2.get(kind, np.zeros(len(base.areas)))[rows]
-        line_fields.append(bulk.number_field(overlap))
-        flag_fields.append(np.where(overlap >= settings.integration.inside_share * areas, "t", "f").tolist())
-    return bulk.copy_text([
-        [str(run_id)] * count,
-        bulk.text_field(take(inputs.land.ids, li), count), bulk.text_field(take(inputs.land.codes, li), count),
-        bulk.text_field(take(inputs.plan.ids, pi), count), bulk.text_field(take(inputs.plan.codes, pi), count),
-        bulk.text_field(differences[rows], count),
-        bulk.text_field(take(districts.source_ids, di) if districts else None, count),
-        bulk.text_field(take(districts.names, di) if districts else None, count),
-        *line_fields, *flag_fields, bulk.number_field(areas),
-        bulk.multipolygon_ewkb_hex(base.geometries[rows], settings.working_srid),
-    ])
+    district_codes, district_names = (districts.source_ids, districts.names) if districts else (np.empty(0), np.empty(0))
+    overlaps = [base.line_m2.get(kind, np.zeros(len(base.areas)))[rows] for kind in LINE_COLUMNS]
+    return bulk.binary_rows([
+        bulk.int_field(run_id, count),
+        bulk.int_field_at(inputs.land.ids, li), bulk.text_field_at(inputs.land.codes, li),
+        bulk.int_field_at(inputs.plan.ids, pi), bulk.text_field_at(inputs.plan.codes, pi),
+        bulk.text_binary_field(pa.array(differences[rows], pa.string()), count),
+        bulk.text_field_at(district_codes, di), bulk.text_field_at(district_names, di),
+        *map(bulk.float_field, overlaps),
+        *(bulk.bool_field(overlap >= settings.integration.inside_share * areas) for overlap in overlaps),
+        bulk.float_field(areas), bulk.multipolygon_field(base.geometries[rows], settings.working_srid),
+    ], count)
 
 
 def integrate(settings: Settings, reporter: Reporter | None = None) -> IntegrationSummary:
@@ -113,16 +116,16 @@ def integrate(settings: Settings, reporter: Reporter | None = None) -> Integrati
         mark[:] = [now, name]
         task.advance(1)
 
-    with reporter.task("integrate", 4 + len(LINE_COLUMNS)) as task:
+    with reporter.task("integrate", 5 + len(LINE_COLUMNS)) as task:
         inputs = read_inputs(settings)
         lines = {kind: np.concatenate([f.geometries for f in found]) for kind, found in inputs.lines.items() if found}
         base = build_basemap(inputs.land.geometries, inputs.plan.geometries,
                              inputs.districts.geometries if inputs.districts else np.empty(0, dtype=object),
-                             lines, settings.integration.sliver_area_m2, settings.integration.threads, step)
+                             lines, settings.integration.sliver_area_m2, settings.integration.threads, step,
+                             settings.integration.subdivide_vertices)
         step("store")
-        differences = difference_classes(
-            take(inputs.land.codes, base.land_index), take(inputs.plan.codes, base.plan_index),
-            base.land_index >= 0, base.plan_index >= 0, settings.construction_codes)
+        differences = difference_classes(inputs.land.codes, base.land_index, inputs.plan.codes, base.plan_index,
+                                         settings.construction_codes)
         by_difference = {
             name: {"patches": int((differences == name).sum()), "ha": round(float(base.areas[differences == name].sum()) / 1e4, 4)}
             for name in DIFFERENCE_CLASSES
@@ -134,23 +137,18 @@ def integrate(settings: Settings, reporter: Reporter | None = None) -> Integrati
             )
             run_id = cur.fetchone()[0]
             table = partitions.create_partition_table(cur, PARENT, run_id)
-            chunk = 50_000
-            with bulk.CopyWriter(cur, table, COPY_COLUMNS) as writer:
-                for start in range(0, len(base), chunk):
-                    writer.put(_copy_payload(run_id, inputs, base, differences, settings, slice(start, start + chunk)))
+            with bulk.BinaryCopyWriter(cur, table, COPY_COLUMNS, freeze=True) as writer:
+                for start in range(0, len(base), COPY_BATCH):  # each batch is built on the writer's thread
+                    writer.put(partial(copy_rows, run_id, inputs, base, differences, settings, slice(start, start + COPY_BATCH)))
+            step("index")
             partitions.attach_partition(cur, PARENT, "run_id", run_id, ("run_id", "id"), {"geom": "USING gist (geom)"})
             step("done")
+            seconds = time.perf_counter() - started
+            reporter.line(bulk.stored_line(len(base), "patches", {"COPY": timings["store"], "indexes": timings["index"]},
+                                           seconds))
             summary = IntegrationSummary(run_id, inputs.versions, len(base), base.slivers_dropped,
-                                         round(base.slivers_area_m2, 3), by_difference,
-                                         round(time.perf_counter() - started, 3), timings)
+                                         round(base.slivers_area_m2, 3), by_difference, round(seconds, 3), timings)
             cur.execute("UPDATE geoservice.integration_run SET is_current = false WHERE is_current")
             cur.execute("UPDATE geoservice.integration_run SET is_current = true, finished_at = now(), summary = %s "
                         "WHERE id = %s", (json.dumps(summary.as_dict()), run_id))
     return summary
-
-
-def take(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """values[index] with None where index is -1."""
-    out = np.full(len(index), None, dtype=object)
-    out[index >= 0] = values[index[index >= 0]]
-    return out

@@ -1,6 +1,8 @@
-"""Conflict detection: rules from config/rules.yaml evaluated on the active layers, stored as detection runs."""
+"""Conflict detection: rules from config/rules.yaml evaluated on the active layers, stored as detection runs; the
+same evaluation for one submitted project (`check`)."""
 
+from geoservice.conflicts.check import check
 from geoservice.conflicts.detect import DetectionSummary, detect
 from geoservice.conflicts.rules import Rule, RuleSet, load_rules
 
-__all__ = ["DetectionSummary", "Rule", "RuleSet", "detect", "load_rules"]
+__all__ = ["DetectionSummary", "Rule", "RuleSet", "check", "detect", "load_rules"]

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
 from itertools import combinations
 
 import numpy as np
+import psycopg2.extensions
 import shapely
+from psycopg2 import sql
 
 from geoservice.conflicts import evaluate
-from geoservice.conflicts.evaluate import Found
+from geoservice.conflicts.evaluate import Found, Subdivided
 from geoservice.conflicts.rules import (
     ForbiddenOverlap, LinesOverlap, MustBeWithin, PlanDifference, RasterThreshold, Rule, RuleSet, load_rules,
 )
 from geoservice.db import bulk, partitions, transaction
-from geoservice.db.layers import ActiveLayer, FeatureArrays, active_layers, one_layer_of_kind, read_features
+from geoservice.db.layers import FeatureArrays, one_layer_of_kind, read_features
+from geoservice.db.read import LayerVersion, active_versions, current_run
 from geoservice.errors import ConfigError, GeoserviceError
+from geoservice.overlay import Parts
 from geoservice.overlay.zones import split_by_zones
 from geoservice.progress import Reporter, SilentReporter
 from geoservice.raster import zonal_statistic
-from geoservice.review.cases import link_run
 from geoservice.settings import Settings
 
 PARENT = "conflict"
@@ -63,17 +68,21 @@ class LayerCatalog:
     """Active layers read on demand (each at most once), resolved by name or by kind.
 
     With an `envelope`, only features whose box meets it are read (an on-demand check of one project);
-    `substitutes` stand in for whole layers (the submitted project as the construction layer).
+    `substitutes` stand in for whole layers (the submitted project as the construction layer). `subdivided`
+    cuts each layer's large polygons once for all the rules that read it — except in a one-project check, where one
+    piece meets each large polygon once: cutting it would cost more than the intersection it saves.
     """
 
     def __init__(self, cur, settings: Settings, envelope: tuple[float, float, float, float] | None = None,  # noqa: ANN001
                  substitutes: dict[str, FeatureArrays] | None = None) -> None:
         self.cur, self.settings = cur, settings
-        self.layers = active_layers(cur)
+        self.layers = active_versions(cur)
         self.envelope = (*envelope, settings.working_srid) if envelope else None
         self.cache: dict[str, FeatureArrays] = dict(substitutes or {})
+        self.subdivided = Subdivided(None if envelope else settings.integration.subdivide_vertices,
+                                     settings.integration.threads)
 
-    def resolve(self, name_or_kind: str, where: str) -> ActiveLayer:
+    def resolve(self, name_or_kind: str, where: str) -> LayerVersion:
         for layer in self.layers:
             if layer.name == name_or_kind:
                 return layer
@@ -110,24 +119,19 @@ def evaluate_rule(rule: Rule, catalog: LayerCatalog, settings: Settings) -> list
     """The raw conflict pieces of one rule (before the minimum area and the district split), per layer pair."""
     where = f"rule {rule.id}"
     construction = settings.construction_codes
-    threads = settings.integration.threads
+    threads, cut = settings.integration.threads, catalog.subdivided
     if isinstance(rule, PlanDifference):
         land, plan = catalog.plan("land_use", where), catalog.plan("urban_plan", where)
-        results = []
-        for difference in rule.classes:
-            found = evaluate.plan_difference(land, plan, difference, construction, threads)
-            found.details = [{"difference": difference}] * len(found)
-            results.append(found)
-        return results
+        return [evaluate.plan_difference(land, plan, difference, construction, threads, cut) for difference in rule.classes]
     if isinstance(rule, LinesOverlap):
-        return [evaluate.lines_overlap(catalog.features(a, where), catalog.features(b, where), threads)
+        return [evaluate.lines_overlap(catalog.features(a, where), catalog.features(b, where), threads, cut)
                 for a, b in combinations(rule.layers, 2)]
     subject = catalog.plan(rule.subject.plan, where) if rule.subject.plan else catalog.features(rule.subject.layer, where)
     mask = evaluate.subject_mask(subject, rule.subject, construction)
     if isinstance(rule, ForbiddenOverlap):
-        return [evaluate.forbidden_overlap(subject, mask, catalog.features(rule.constraint, where), threads)]
+        return [evaluate.forbidden_overlap(subject, mask, catalog.features(rule.constraint, where), threads, cut)]
     if isinstance(rule, MustBeWithin):
-        return [evaluate.outside(subject, mask, catalog.features(rule.container, where), threads)]
+        return [evaluate.outside(subject, mask, catalog.features(rule.container, where), threads, cut)]
     if isinstance(rule, RasterThreshold):
         values = zonal_statistic(settings.path(rule.raster), subject.geometries[mask], settings.working_crs,
                                  rule.statistic, rule.band, rule.value)
@@ -135,14 +139,13 @@ def evaluate_rule(rule: Rule, catalog: LayerCatalog, settings: Settings) -> list
     raise ConfigError("rules", rule.id, f"unknown rule type {type(rule).__name__}")
 
 
-def finish(found: Found, rule: Rule, zones: np.ndarray, settings: Settings) -> tuple[Found, np.ndarray]:
-    """A rule's raw pieces without those under its minimum area, split by district, slivers dropped."""
+def finish(found: Found, rule: Rule, zones: np.ndarray | Parts, settings: Settings) -> tuple[Found, np.ndarray]:
+    """A rule's raw pieces without those under its minimum area, split by district (`zones`, whole or subdivided),
+    slivers dropped."""
     found = evaluate.drop_small(found, rule.min_area_m2)
     piece_index, district_index, parts = split_by_zones(found.pieces, zones, settings.integration.threads)
     keep = shapely.area(parts) >= settings.integration.sliver_area_m2
-    piece_index, district_index, parts = piece_index[keep], district_index[keep], parts[keep]
-    details = [found.details[i] for i in piece_index.tolist()] if found.details else [{}] * len(parts)
-    return Found(found.layer_a, found.layer_b, found.index_a[piece_index], found.index_b[piece_index], parts, details), district_index
+    return replace(found.take(piece_index[keep]), pieces=parts[keep]), district_index[keep]
 
 
 def district_zones(catalog: LayerCatalog) -> tuple[FeatureArrays | None, np.ndarray]:
@@ -152,8 +155,10 @@ def district_zones(catalog: LayerCatalog) -> tuple[FeatureArrays | None, np.ndar
 
 
 def run_rules(settings: Settings, rules: list[Rule], catalog: LayerCatalog, reporter: Reporter) -> list[RuleResult]:
-    """Evaluate each rule, drop pieces under its minimum area, split what is left by district."""
-    _, zones = district_zones(catalog)
+    """Evaluate each rule, drop pieces under its minimum area, split what is left by district (cut once)."""
+    districts, zones = district_zones(catalog)
+    if districts is not None:
+        zones = catalog.subdivided.parts(districts, np.arange(len(districts)))
     results = []
     with reporter.task("detect", len(rules)) as task:
         for rule in rules:
@@ -165,36 +170,32 @@ def run_rules(settings: Settings, rules: list[Rule], catalog: LayerCatalog, repo
     return results
 
 
-def _take(values: np.ndarray | None, index: np.ndarray) -> np.ndarray:
-    out = np.full(len(index), None, dtype=object)
-    if values is not None:
-        out[index >= 0] = values[index[index >= 0]]
-    return out
-
-
-def _payload(run_id: int, result: RuleResult, districts: FeatureArrays | None, srid: int) -> str:
+def copy_rows(run_id: int, result: RuleResult, districts: FeatureArrays | None, srid: int) -> bytes:
+    """Binary COPY rows (COPY_COLUMNS order) of one rule result's conflicts."""
     found, rule = result.found, result.rule
     n = len(found)
-    b = found.layer_b
-    return bulk.copy_text([
-        [str(run_id)] * n, [rule.id] * n, [rule.type] * n, [rule.severity] * n, bulk.number_field(result.areas),
-        [found.layer_a.layer] * n, bulk.number_field(found.layer_a.ids[found.index_a]),
-        bulk.text_field(found.layer_a.source_ids[found.index_a], n), bulk.text_field(found.layer_a.codes[found.index_a], n),
-        bulk.text_field([b.layer] * n if b is not None else None, n),
-        bulk.text_field(_take(b.ids if b is not None else None, found.index_b), n),
-        bulk.text_field(_take(b.source_ids if b is not None else None, found.index_b), n),
-        bulk.text_field(_take(b.codes if b is not None else None, found.index_b), n),
-        bulk.text_field(_take(districts.source_ids if districts else None, result.district_index), n),
-        bulk.text_field(_take(districts.names if districts else None, result.district_index), n),
-        bulk.text_field([json.dumps(d, ensure_ascii=False) for d in found.details], n),
-        bulk.multipolygon_ewkb_hex(found.pieces, srid),
-    ])
+    a, b = found.layer_a, found.layer_b
+    none = np.empty(0, dtype=object)
+    ids_b, sources_b, codes_b = (b.ids, b.source_ids, b.codes) if b is not None else (np.empty(0, np.int64), none, none)
+    district_codes, district_names = (districts.source_ids, districts.names) if districts is not None else (none, none)
+    return bulk.binary_rows([
+        bulk.int_field(run_id, n), bulk.constant_text_field(rule.id), bulk.constant_text_field(rule.type),
+        bulk.constant_text_field(rule.severity), bulk.float_field(result.areas),
+        bulk.constant_text_field(a.layer), bulk.int_field(a.ids[found.index_a], n),
+        bulk.text_field_at(a.source_ids, found.index_a), bulk.text_field_at(a.codes, found.index_a),
+        bulk.constant_text_field(b.layer) if b is not None else bulk.text_binary_field(None, n),
+        bulk.int_field_at(ids_b, found.index_b), bulk.text_field_at(sources_b, found.index_b),
+        bulk.text_field_at(codes_b, found.index_b),
+        bulk.text_field_at(district_codes, result.district_index), bulk.text_field_at(district_names, result.district_index),
+        bulk.jsonb_field(found.details.columns, n), bulk.multipolygon_field(found.pieces, srid),
+    ], n)
 
 
 def summarize(results: list[RuleResult], districts: FeatureArrays | None) -> tuple[dict[str, dict[str, object]], list[dict[str, object]]]:
     """Count, area (ha) and seconds by rule; count and area by rule × district."""
     by_rule: dict[str, dict[str, object]] = {}
     cells: dict[tuple[str, str], list[float]] = {}
+    names = [*(districts.names.tolist() if districts else []), "(no district)"]
     for result in results:
         entry = by_rule.setdefault(result.rule.id, {"title_zh": result.rule.title_zh, "title_en": result.rule.title_en,
                                                     "severity": result.rule.severity, "count": 0, "ha": 0.0, "seconds": 0.0})
@@ -202,11 +203,13 @@ def summarize(results: list[RuleResult], districts: FeatureArrays | None) -> tup
         entry["count"] += len(areas)
         entry["ha"] += float(areas.sum()) / 1e4
         entry["seconds"] += result.seconds
-        names = _take(districts.names if districts else None, result.district_index)
-        for name, area in zip(names.tolist(), areas.tolist()):
-            cell = cells.setdefault((result.rule.id, name or "(no district)"), [0, 0.0])
-            cell[0] += 1
-            cell[1] += area / 1e4
+        district = np.where(result.district_index >= 0, result.district_index, len(names) - 1)
+        counts = np.bincount(district, minlength=len(names))
+        hectares = np.bincount(district, weights=areas, minlength=len(names)) / 1e4
+        for d in np.flatnonzero(counts):
+            cell = cells.setdefault((result.rule.id, names[d] or "(no district)"), [0, 0.0])
+            cell[0] += int(counts[d])
+            cell[1] += float(hectares[d])
     for entry in by_rule.values():
         entry["ha"], entry["seconds"] = round(entry["ha"], 4), round(entry["seconds"], 3)
     table = [{"rule": rule, "district": district, "count": count, "ha": round(ha, 4)}
@@ -214,9 +217,14 @@ def summarize(results: list[RuleResult], districts: FeatureArrays | None) -> tup
     return by_rule, table
 
 
+#: a step run in the detection's transaction once its conflict rows are stored (table, run id, evaluated rule ids)
+AfterStore = Callable[[psycopg2.extensions.cursor, sql.Composable, int, list[str]], None]
+
+
 def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Reporter | None = None,
-           rules: RuleSet | None = None) -> DetectionSummary:
-    """Run the rules against the active layers; store a new current detection run with its conflicts."""
+           rules: RuleSet | None = None, after_store: AfterStore | None = None) -> DetectionSummary:
+    """Run the rules against the active layers; store a new current detection run with its conflicts. `after_store`
+    (review's case linking: `review.detect`) runs in the same transaction, before the run is attached."""
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
     rules = rules or load_rules(settings.path(settings.paths.rules))
@@ -227,8 +235,8 @@ def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Repo
         results = run_rules(settings, selected, catalog, reporter)
         districts = catalog.districts()
         versions = catalog.used()
-        cur.execute("SELECT id FROM geoservice.integration_run WHERE is_current")
-        row = cur.fetchone()
+        basemap = current_run(cur, "integration")
+    timings = {"evaluate": time.perf_counter() - started}
     by_rule, table = summarize(results, districts)
     for rule in selected:
         by_rule.setdefault(rule.id, {"title_zh": rule.title_zh, "title_en": rule.title_en, "severity": rule.severity,
@@ -237,19 +245,31 @@ def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Repo
         cur.execute(
             "INSERT INTO geoservice.detection_run (integration_run_id, layer_versions, rules_checksum, rules) "
             "VALUES (%s, %s, %s, %s) RETURNING id",
-            (row[0] if row else None, json.dumps(versions), rules.checksum,
+            (basemap.id if basemap else None, json.dumps(versions), rules.checksum,
              json.dumps([rule.model_dump(mode="json") for rule in selected], ensure_ascii=False)),
         )
         run_id = cur.fetchone()[0]
         table_name = partitions.create_partition_table(cur, PARENT, run_id)
-        with bulk.CopyWriter(cur, table_name, COPY_COLUMNS) as writer:
-            for result in results:
-                if len(result.found):
-                    writer.put(_payload(run_id, result, districts, settings.working_srid))
-        link_run(cur, table_name, run_id, [rule.id for rule in selected])
+        clock = time.perf_counter()
+        with bulk.BinaryCopyWriter(cur, table_name, COPY_COLUMNS, freeze=True) as writer:
+            for result in results:  # each result's rows are built on the writer's thread
+                writer.put(partial(copy_rows, run_id, result, districts, settings.working_srid))
+        timings["store"] = time.perf_counter() - clock
+        if after_store is not None:
+            clock = time.perf_counter()
+            after_store(cur, table_name, run_id, [rule.id for rule in selected])
+            timings["after store"] = time.perf_counter() - clock
+        clock = time.perf_counter()
         partitions.attach_partition(cur, PARENT, "run_id", run_id, ("run_id", "id"),
                                     {"geom": "USING gist (geom)", "rule": "(run_id, rule_id)"})
-        summary = DetectionSummary(run_id, rules.checksum, versions, by_rule, table, round(time.perf_counter() - started, 3))
+        timings["index"] = time.perf_counter() - clock
+        seconds = time.perf_counter() - started
+        reporter.line(bulk.stored_line(sum(len(r.found) for r in results), "conflicts",
+                                       {"COPY": timings["store"],
+                                        **({"review cases": timings["after store"]} if after_store else {}),
+                                        "indexes": timings["index"]}, seconds))
+        summary = DetectionSummary(run_id, rules.checksum, versions, by_rule, table, round(seconds, 3),
+                                   {name: round(value, 3) for name, value in timings.items()})
         cur.execute("UPDATE geoservice.detection_run SET is_current = false WHERE is_current")
         cur.execute("UPDATE geoservice.detection_run SET is_current = true, finished_at = now(), summary = %s WHERE id = %s",
                     (json.dumps(summary.as_dict(), ensure_ascii=False), run_id))

@@ -1,9 +1,8 @@
-"""Bulk writing: COPY text building (vectorized escaping, hex EWKB), binary COPY building (NumPy + Arrow), and
-background COPY writers."""
+"""Bulk writing: binary COPY building (NumPy + Arrow) and a background binary COPY writer; a few COPY text
+helpers (numbers, hex EWKB) for hand-built loads."""
 
 from __future__ import annotations
 
-import io
 import json
 import queue
 import struct
@@ -21,8 +20,9 @@ from psycopg2 import sql
 from shapely import GeometryType
 
 FIELD_SEPARATOR, NULL_MARK = "\x1f", "\x1e"
-ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 NULL = "\\N"
+EWKB_MULTIPOLYGON_WITH_SRID = 0x20000006
+ONE_PART = struct.pack("<I", 1)
 
 
 def _is_na(value: object) -> bool:
@@ -35,27 +35,6 @@ def _as_text(value: object) -> str:
     if value is None or _is_na(value) or (isinstance(value, float) and value != value):
         return NULL_MARK
     return value if isinstance(value, str) else str(value)
-
-
-def text_field(values: np.ndarray | Sequence[object] | None, count: int) -> list[str]:
-    """Values as COPY text-format fields: backslash, tab, newline, CR escaped; None/NA/NaN as \\N.
-
-    The column is escaped as one joined string (C-speed str.replace), falling back to per-value escaping when
-    a value holds the joining characters themselves.
-    """
-    if values is None:
-        return [NULL] * count
-    text = [_as_text(v) for v in (values.tolist() if isinstance(values, np.ndarray) else values)]
-    joined = FIELD_SEPARATOR.join(text)
-    if joined.count(FIELD_SEPARATOR) != count - 1 or joined.count(NULL_MARK) != text.count(NULL_MARK):
-        return [NULL if v == NULL_MARK else _escape(v) for v in text]
-    return _escape(joined).replace(NULL_MARK, NULL).split(FIELD_SEPARATOR)
-
-
-def _escape(text: str) -> str:
-    for char, escaped in ESCAPES:
-        text = text.replace(char, escaped)
-    return text
 
 
 def _jsonable(value: object) -> object:
@@ -71,21 +50,6 @@ def _json_values(values: list[object]) -> list[str]:
     return encoded[1:-1].split(FIELD_SEPARATOR) if clean else []
 
 
-def json_field(columns: dict[str, np.ndarray], count: int) -> list[str]:
-    """Rows of attribute columns as JSON objects (COPY-escaped), built column-wise."""
-    if not columns:
-        return ["{}"] * count
-    keys = [json.dumps(name, ensure_ascii=False) + ":" for name in columns]
-    encoded = [_json_values(np.asarray(values, dtype=object).tolist()) for values in columns.values()]
-    if len(keys) == 1:
-        prefix = "{" + keys[0]
-        return text_field([prefix + value + "}" for value in encoded[0]], count)
-    pieces = [[("{" if index == 0 else ",") + key + value for value in values]
-              for index, (key, values) in enumerate(zip(keys, encoded))]
-    pieces.append(["}"] * count)
-    return text_field(list(map("".join, zip(*pieces))), count)
-
-
 def number_field(values: np.ndarray) -> list[str]:
     """Numbers as COPY fields (shortest exact repr for floats, through json.dumps; NaN as NULL)."""
     if values.dtype.kind == "f":
@@ -96,8 +60,8 @@ def number_field(values: np.ndarray) -> list[str]:
 
 def multipolygon_ewkb_hex(geometries: np.ndarray, srid: int) -> list[str]:
     """Hex EWKB MultiPolygons with SRID for Polygon/MultiPolygon rows, without rebuilding GEOS objects."""
-    header = b"\x01" + struct.pack("<II", 0x20000006, srid)
-    one = header + struct.pack("<I", 1)
+    header = b"\x01" + struct.pack("<II", EWKB_MULTIPOLYGON_WITH_SRID, srid)
+    one = header + ONE_PART
     wkb = shapely.to_wkb(geometries, byte_order=1, output_dimension=2)
     is_polygon = shapely.get_type_id(geometries) == GeometryType.POLYGON
     return [(one + w if p else header + w[5:]).hex() for w, p in zip(wkb.tolist(), is_polygon.tolist())]
@@ -106,44 +70,6 @@ def multipolygon_ewkb_hex(geometries: np.ndarray, srid: int) -> list[str]:
 def copy_text(columns: Sequence[Sequence[str]]) -> str:
     """Rows of already formatted fields as one COPY text payload."""
     return "\n".join(map("\t".join, zip(*columns))) + "\n"
-
-
-class CopyWriter:
-    """COPYs prepared payloads on a background thread, so the server parses one while the next is prepared.
-
-    Only this thread touches the cursor between enter and exit; an error in it surfaces at the next `put` or at exit.
-    """
-
-    def __init__(self, cur: psycopg2.extensions.cursor, table: sql.Composable, columns: Sequence[str]) -> None:
-        names = sql.SQL(", ").join(map(sql.Identifier, columns))
-        self._statement = sql.SQL("COPY {} ({}) FROM STDIN").format(table, names).as_string(cur)
-        self._cur = cur
-        self._queue: queue.Queue[str | None] = queue.Queue(maxsize=2)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="copy-writer", daemon=True)
-
-    def __enter__(self) -> CopyWriter:
-        self._thread.start()
-        return self
-
-    def put(self, payload: str) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put(payload)
-
-    def _run(self) -> None:
-        while (payload := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self._cur.copy_expert(self._statement, io.StringIO(payload))
-                except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-                    self._error = exc
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        if exc_type is None and self._error is not None:
-            raise self._error
 
 
 # --- Binary COPY -------------------------------------------------------------------------------------------------
@@ -203,6 +129,66 @@ def text_binary_field(values: pa.Array | pa.ChunkedArray | np.ndarray | Sequence
         return BinaryField(parts=(pa.nulls(count, pa.binary()),), null=np.ones(count, bool))
     null = text.is_null().to_numpy(zero_copy_only=False) if text.null_count else None
     return BinaryField(parts=(text.cast(pa.binary()),), null=null)
+
+
+def float_field(values: np.ndarray) -> BinaryField:
+    """A double precision column (never NULL)."""
+    return BinaryField(fixed=np.asarray(values, dtype=">f8"))
+
+
+def bool_field(values: np.ndarray) -> BinaryField:
+    """A boolean column (never NULL)."""
+    return BinaryField(fixed=np.asarray(values, dtype=bool).astype(np.uint8))
+
+
+def int_field_at(values: np.ndarray, index: np.ndarray) -> BinaryField:
+    """values[index] as a bigint column, NULL where index is -1."""
+    null = index < 0
+    data = np.asarray(values, dtype=">i8")[index[~null]]
+    offsets = np.zeros(len(index) + 1, np.int32)
+    np.cumsum(np.where(null, 0, 8), out=offsets[1:])
+    array = pa.BinaryArray.from_buffers(pa.binary(), len(index), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return BinaryField(parts=(array,), null=null if null.any() else None)
+
+
+def text_field_at(values: np.ndarray, index: np.ndarray) -> BinaryField:
+    """values[index] as a text column, NULL where index is -1 or the value is None.
+
+    `values` hold text or None (as read from PostgreSQL); Arrow converts them in C, no Python loop over rows.
+    """
+    null = index < 0
+    if len(values) == 0 or null.all():
+        return text_binary_field(None, len(index))
+    return text_binary_field(pa.array(np.asarray(values, dtype=object)[np.where(null, 0, index)], pa.string(), mask=null),
+                             len(index))
+
+
+def constant_text_field(value: str) -> BinaryField:
+    """A text column holding `value` in every row."""
+    return BinaryField(prefix=value.encode("utf-8"))
+
+
+def multipolygon_wkb_field(wkb: pa.Array, multi: np.ndarray, srid: int) -> BinaryField:
+    """A geometry column from Polygon or MultiPolygon WKB (2D, little-endian; `multi` says which), stored as EWKB
+    MultiPolygons with the SRID: a Polygon gains a one-part header, a MultiPolygon swaps its own for one."""
+    header = b"\x01" + struct.pack("<II", EWKB_MULTIPOLYGON_WITH_SRID, srid)
+    if not multi.any():
+        return BinaryField(parts=(wkb,), prefix=header + ONE_PART)
+    longest = pc.max(pc.binary_length(wkb)).as_py() or 0  # binary_slice without a stop fails (pyarrow 26)
+    if multi.all():
+        return BinaryField(parts=(pc.binary_slice(wkb, 5, longest + 1),), prefix=header)
+    multi_mask = pa.array(multi, pa.bool_())
+    return BinaryField(
+        parts=(pc.if_else(multi_mask, pa.scalar(b"", pa.binary()), pa.scalar(ONE_PART, pa.binary())),
+               pc.if_else(multi_mask, pc.binary_slice(wkb, 5, longest + 1), wkb)),
+        prefix=header,
+    )
+
+
+def multipolygon_field(geometries: np.ndarray, srid: int) -> BinaryField:
+    """Polygon/MultiPolygon geometries as a geometry column of EWKB MultiPolygons with the SRID."""
+    wkb = pa.array(shapely.to_wkb(geometries, byte_order=1, output_dimension=2), pa.binary())
+    return multipolygon_wkb_field(wkb, shapely.get_type_id(geometries) == GeometryType.MULTIPOLYGON, srid)
 
 
 def _binary_array(array: pa.Array) -> pa.Array:
@@ -389,3 +375,11 @@ def jsonb_field(columns: dict[str, pa.Array | np.ndarray], count: int) -> Binary
         pieces += [("{" if index == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":", _json_texts(values, count)]
     pieces.append("}")
     return BinaryField(parts=(pc.binary_join_element_wise(*pieces, ""),), prefix=b"\x01")
+
+
+def stored_line(rows: int, what: str, phases: dict[str, float], total_seconds: float) -> str:
+    """A progress line: how long each phase of storing a run took (name -> seconds: the COPY, the indexes …) and
+    their share of the whole run."""
+    share = sum(phases.values()) / total_seconds if total_seconds > 0 else 0.0
+    return (f"stored {rows:,} {what}: " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in phases.items())
+            + f" ({share:.0%} of {total_seconds:.1f} s)")

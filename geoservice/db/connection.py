@@ -14,8 +14,6 @@ from geoservice.db.packages import Echo
 from geoservice.errors import DatabaseError
 from geoservice.settings import Settings
 
-SCHEMA = "geoservice"
-
 
 def embedded_cluster(settings: Settings, echo: Echo = print) -> EmbeddedCluster:
     """The embedded cluster the settings describe."""

@@ -1,4 +1,4 @@
-"""Reading what ingest stored: active layer versions and their features as arrays for the geometry stages."""
+"""Features of stored layer versions as arrays for the geometry stages, and choosing among the active versions."""
 
 from __future__ import annotations
 
@@ -7,20 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import psycopg2.extensions
 import shapely
+from psycopg2 import sql
 
+from geoservice.db.read import LayerVersion, qualified
 from geoservice.errors import GeoserviceError
-
-
-@dataclass(frozen=True)
-class ActiveLayer:
-    """The active version of one stored layer."""
-
-    name: str
-    kind: str
-    title: str
-    version: int
-    version_id: int
-    feature_count: int
 
 
 @dataclass
@@ -42,16 +32,7 @@ class FeatureArrays:
                              self.geometries[mask])
 
 
-def active_layers(cur: psycopg2.extensions.cursor) -> list[ActiveLayer]:
-    """Every stored layer's active version, by name."""
-    cur.execute(
-        "SELECT l.name, l.kind, l.title, v.version, v.id, v.feature_count FROM geoservice.layer l "
-        "JOIN geoservice.layer_version v ON v.layer = l.name AND v.is_active ORDER BY l.name"
-    )
-    return [ActiveLayer(*row) for row in cur.fetchall()]
-
-
-def layers_of_kind(layers: list[ActiveLayer], kind: str, name: str | None = None, required: bool = True) -> list[ActiveLayer]:
+def layers_of_kind(layers: list[LayerVersion], kind: str, name: str | None = None, required: bool = True) -> list[LayerVersion]:
     """The active layers of a kind (or the named one); an error when a required one is missing."""
     found = [layer for layer in layers if layer.kind == kind and (name is None or layer.name == name)]
     if required and not found:
@@ -60,7 +41,7 @@ def layers_of_kind(layers: list[ActiveLayer], kind: str, name: str | None = None
     return found
 
 
-def one_layer_of_kind(layers: list[ActiveLayer], kind: str, name: str | None) -> ActiveLayer:
+def one_layer_of_kind(layers: list[LayerVersion], kind: str, name: str | None) -> LayerVersion:
     """Exactly one active layer of a kind, or the configured one."""
     found = layers_of_kind(layers, kind, name)
     if len(found) > 1:
@@ -69,12 +50,13 @@ def one_layer_of_kind(layers: list[ActiveLayer], kind: str, name: str | None) ->
     return found[0]
 
 
-def read_features(cur: psycopg2.extensions.cursor, layer: ActiveLayer,
+def read_features(cur: psycopg2.extensions.cursor, layer: LayerVersion,
                   envelope: tuple[float, float, float, float, int] | None = None) -> FeatureArrays:
     """The features of a layer version (those whose box meets `envelope` (xmin, ymin, xmax, ymax, srid)), by id."""
     where = "version_id = %s" + (" AND geom && ST_MakeEnvelope(%s, %s, %s, %s, %s)" if envelope else "")
     cur.execute(
-        f"SELECT id, class_code, name, source_id, ST_AsBinary(geom) FROM geoservice.feature WHERE {where} ORDER BY id",
+        sql.SQL("SELECT id, class_code, name, source_id, ST_AsBinary(geom) FROM {} WHERE {} ORDER BY id").format(
+            qualified("feature"), sql.SQL(where)),
         (layer.version_id, *(envelope or ())),
     )
     rows = cur.fetchall()

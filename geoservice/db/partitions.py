@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import psycopg2.extensions
 from psycopg2 import sql
 
-SCHEMA = "geoservice"
+from geoservice.db.read import qualified
 
 
 def partition_name(parent: str, key: int) -> str:
@@ -19,11 +19,16 @@ def partition_name(parent: str, key: int) -> str:
     return f"{parent}_p{key}"
 
 
+def partition_table(parent: str, key: int) -> sql.Identifier:
+    """The schema-qualified table holding one version or run."""
+    return qualified(partition_name(parent, key))
+
+
 def create_partition_table(cur: psycopg2.extensions.cursor, parent: str, key: int) -> sql.Identifier:
     """An empty, unattached table shaped like `parent` (defaults and checks included)."""
-    table = sql.Identifier(SCHEMA, partition_name(parent, key))
+    table = partition_table(parent, key)
     cur.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED)").format(
-        table, sql.Identifier(SCHEMA, parent)))
+        table, qualified(parent)))
     return table
 
 
@@ -33,7 +38,7 @@ def attach_partition(
 ) -> None:
     """Constrain, index (name suffix -> 'USING gist (geom)' style definition), attach and ANALYZE one partition."""
     name = partition_name(parent, key)
-    table = sql.Identifier(SCHEMA, name)
+    table = qualified(name)
     cur.execute("SET LOCAL maintenance_work_mem = '512MB'")
     cur.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} = {})").format(
         table, sql.Identifier(f"{name}_key"), sql.Identifier(key_column), sql.Literal(key)))
@@ -41,5 +46,5 @@ def attach_partition(
     for suffix, definition in indexes.items():
         cur.execute(sql.SQL("CREATE INDEX {} ON {} ").format(sql.Identifier(f"{name}_{suffix}"), table) + sql.SQL(definition))
     cur.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
-        sql.Identifier(SCHEMA, parent), table, sql.Literal(key)))
+        qualified(parent), table, sql.Literal(key)))
     cur.execute(sql.SQL("ANALYZE {}").format(table))

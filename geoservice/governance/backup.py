@@ -23,8 +23,9 @@ from pathlib import Path
 import yaml
 
 from geoservice import __version__
-from geoservice.db.connection import SCHEMA, connect_url, database_url, redact
+from geoservice.db.connection import connect_url, database_url, redact
 from geoservice.db.migrate import applied
+from geoservice.db.read import SCHEMA
 from geoservice.governance.fingerprints import sequence_values, table_fingerprints, user_tables
 from geoservice.governance.manifest import (
     DUMP, FILES_DIR, BackupError, DatabaseEntry, FileEntry, Manifest, MigrationEntry, TableEntry, file_checksum, write_manifest,

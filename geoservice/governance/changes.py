@@ -25,7 +25,8 @@ import psycopg2.extensions
 import pyogrio.raw
 
 from geoservice.db.connection import transaction
-from geoservice.db.layers import active_layers, layers_of_kind
+from geoservice.db.layers import layers_of_kind
+from geoservice.db.read import LayerVersion, active_versions, layer_versions
 from geoservice.errors import GeoserviceError
 from geoservice.settings import Settings
 
@@ -108,11 +109,6 @@ class LayerChanges:
                 "features": [asdict(f) for f in self.features]}
 
 
-VERSIONS_SQL = """
-SELECT v.version, v.id, v.feature_count, l.kind FROM geoservice.layer_version v JOIN geoservice.layer l ON l.name = v.layer
-WHERE v.layer = %s ORDER BY v.version
-"""
-
 PAIR_TABLE_SQL = """
 CREATE TEMP TABLE change_pair (old_id bigint PRIMARY KEY, new_id bigint NOT NULL UNIQUE, matched_by text NOT NULL)
 ON COMMIT DROP
@@ -190,14 +186,6 @@ FROM piece p CROSS JOIN LATERAL (SELECT ST_Union(d.geom) AS geom FROM district d
 CLASS_NAMES_SQL = "SELECT code, name_zh FROM geoservice.land_class WHERE code = ANY(%s)"
 
 
-class StoredVersion(NamedTuple):
-    """A layer version as stored: its number, its id (the partition key of geoservice.feature), its feature count."""
-
-    version: int
-    id: int
-    features: int
-
-
 class AreaPiece(NamedTuple):
     """Area of one class gained (or lost) within one district (code None: outside every district)."""
 
@@ -207,38 +195,36 @@ class AreaPiece(NamedTuple):
     m2: float
 
 
-def _versions(cur: psycopg2.extensions.cursor, layer: str, old: int, new: int) -> tuple[str, StoredVersion, StoredVersion]:
-    """The layer's kind and both versions; errors naming what is missing."""
-    cur.execute(VERSIONS_SQL, (layer,))
-    rows = cur.fetchall()
-    if not rows:
+def _versions(cur: psycopg2.extensions.cursor, layer: str, old: int, new: int) -> tuple[LayerVersion, LayerVersion]:
+    """Both versions of the layer; errors naming what is missing."""
+    known = {v.version: v for v in layer_versions(cur, layer)}
+    if not known:
         raise ChangeReportError(f"layer {layer!r} is not stored (see `geoservice layers`)")
-    known = {version: StoredVersion(version, version_id, count) for version, version_id, count, _ in rows}
     for version in (old, new):
         if version not in known:
             raise ChangeReportError(f"layer {layer!r} has no version {version} (it has {', '.join(map(str, known))})")
-    return rows[0][3], known[old], known[new]
+    return known[old], known[new]
 
 
 def _district_version(cur: psycopg2.extensions.cursor, settings: Settings) -> tuple[str | None, int | None]:
     """The district layer (active version) to cut areas by: the configured one, else the one active; none is fine."""
-    found = layers_of_kind(active_layers(cur), "district", settings.integration.district_layer, required=False)
+    found = layers_of_kind(active_versions(cur), "district", settings.integration.district_layer, required=False)
     if len(found) > 1:
         raise ChangeReportError(f"several active layers of kind district ({', '.join(l.name for l in found)}): "
                                 "name the one to use as integration.district_layer in config/geoservice.yaml")
     return (found[0].name, found[0].version_id) if found else (None, None)
 
 
-def _pair(cur: psycopg2.extensions.cursor, layer: str, old: StoredVersion, new: StoredVersion) -> None:
+def _pair(cur: psycopg2.extensions.cursor, layer: str, old: LayerVersion, new: LayerVersion) -> None:
     """Fill change_pair: by source id, then by geometry where a side has no id."""
     cur.execute(PAIR_TABLE_SQL)
     try:
-        cur.execute(PAIR_BY_ID_SQL, {"old": old.id, "new": new.id})
+        cur.execute(PAIR_BY_ID_SQL, {"old": old.version_id, "new": new.version_id})
     except psycopg2.errors.UniqueViolation as exc:
         raise ChangeReportError(f"layer {layer!r}: versions {old.version} and {new.version} have duplicate source ids: "
                                 "features cannot be paired by id") from exc
     cur.execute("ANALYZE change_pair")
-    cur.execute(PAIR_BY_GEOMETRY_SQL, {"old": old.id, "new": new.id, "min_overlap": MIN_OVERLAP})
+    cur.execute(PAIR_BY_GEOMETRY_SQL, {"old": old.version_id, "new": new.version_id, "min_overlap": MIN_OVERLAP})
 
 
 def _areas(cur: psycopg2.extensions.cursor, a: int, b: int, ids: list[int], districts: int | None) -> list[AreaPiece]:
@@ -262,27 +248,29 @@ def _area_table(gained: list[AreaPiece], lost: list[AreaPiece], by_class: bool, 
 def layer_changes(settings: Settings, layer: str, old_version: int, new_version: int) -> LayerChanges:
     """The change report of `layer` from `old_version` to `new_version` (see the module docstring)."""
     with transaction(settings) as conn, conn.cursor() as cur:
-        kind, old, new = _versions(cur, layer, old_version, new_version)
+        old, new = _versions(cur, layer, old_version, new_version)
         district_layer, district_version = _district_version(cur, settings)
         _pair(cur, layer, old, new)
-        cur.execute(PAIRED_SQL, {"old": old.id, "new": new.id})
+        cur.execute(PAIRED_SQL, {"old": old.version_id, "new": new.version_id})
         paired = cur.fetchall()
         features = [FeatureChange("changed", tuple(what), how, sid, o, n, oc, nc, oa, na)
                     for how, sid, o, n, oc, nc, oa, na, what in paired if what]
-        cur.execute(UNPAIRED_SQL.format(side="new"), {"version": new.id})
+        cur.execute(UNPAIRED_SQL.format(side="new"), {"version": new.version_id})
         features += [FeatureChange("added", (), None, sid, None, fid, None, code, None, area) for sid, fid, code, area in cur.fetchall()]
-        cur.execute(UNPAIRED_SQL.format(side="old"), {"version": old.id})
+        cur.execute(UNPAIRED_SQL.format(side="old"), {"version": old.version_id})
         features += [FeatureChange("removed", (), None, sid, fid, None, code, None, area, None) for sid, fid, code, area in cur.fetchall()]
         reshaped = [f for f in features if f.change != "changed" or {"geometry", "class_code"} & set(f.what)]
-        gained = _areas(cur, new.id, old.id, [f.new_id for f in reshaped if f.new_id is not None], district_version)
-        lost = _areas(cur, old.id, new.id, [f.old_id for f in reshaped if f.old_id is not None], district_version)
+        gained = _areas(cur, new.version_id, old.version_id, [f.new_id for f in reshaped if f.new_id is not None],
+                        district_version)
+        lost = _areas(cur, old.version_id, new.version_id, [f.old_id for f in reshaped if f.old_id is not None],
+                      district_version)
         cur.execute(CLASS_NAMES_SQL, (sorted({p.class_code for p in gained + lost if p.class_code is not None}),))
         class_names: dict[str | None, str] = {None: "(unclassified)", **dict(cur.fetchall())}
     district_names: dict[str | None, str] = {
         None: "(outside districts)", **{p.district_code: p.district_name or "" for p in gained + lost if p.district_code}}
     how = [row[0] for row in paired]
     return LayerChanges(
-        layer, kind, old.version, new.version, old.id, new.id, old.features, new.features,
+        layer, old.kind, old.version, new.version, old.version_id, new.version_id, old.feature_count, new.feature_count,
         unchanged=sum(1 for row in paired if not row[8]), matched_by_id=how.count("source_id"),
         matched_by_geometry=how.count("geometry"), district_layer=district_layer, features=features,
         by_class=_area_table(gained, lost, True, class_names), by_district=_area_table(gained, lost, False, district_names))

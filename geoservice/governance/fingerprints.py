@@ -11,7 +11,7 @@ from __future__ import annotations
 import psycopg2.extensions
 from psycopg2 import sql
 
-from geoservice.db.connection import SCHEMA
+from geoservice.db.read import SCHEMA, qualified
 from geoservice.governance.manifest import TableEntry
 from geoservice.progress import Reporter
 
@@ -48,7 +48,7 @@ def table_fingerprints(cur: psycopg2.extensions.cursor, reporter: Reporter) -> d
     found: dict[str, TableEntry] = {}
     with reporter.task("checksums", len(tables)) as task:
         for name, parent in tables:
-            cur.execute(sql.SQL(CHECKSUM_SQL).format(sql.Identifier(SCHEMA, name)))
+            cur.execute(sql.SQL(CHECKSUM_SQL).format(qualified(name)))
             rows, checksum = cur.fetchone()
             found[f"{SCHEMA}.{name}"] = TableEntry(rows=rows, checksum=checksum, partition_of=f"{SCHEMA}.{parent}" if parent else None)
             task.advance(1)

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from psycopg2 import sql
 
-from geoservice.db.connection import SCHEMA, connect_url, database_url, embedded_cluster, redact
+from geoservice.db.connection import connect_url, database_url, embedded_cluster, redact
 from geoservice.db.lifecycle import ensure_database, ensure_postgis
 from geoservice.db.migrate import discover
+from geoservice.db.read import SCHEMA
 from geoservice.errors import GeoserviceError
 from geoservice.governance.backup import TableCounts
 from geoservice.governance.fingerprints import sequence_values, table_fingerprints, user_tables
@@ -89,9 +90,31 @@ def existing_tables(url: str) -> list[str]:
         conn.close()
 
 
-def _check_empty(url: str) -> None:
-    """RestoreError naming what the target holds, unless it holds nothing but its extensions."""
+#: what the migrator itself writes into a new database: its record of migrations and the working SRID
+_MIGRATOR_TABLES = {f"{SCHEMA}.schema_migrations", f"{SCHEMA}.meta"}
+
+
+def _holds_rows(url: str, tables: list[str]) -> bool:
+    """Whether any of the tables (schema.table) holds a row, the migrator's own aside."""
+    conn = connect_url(url)
+    try:
+        with conn.cursor() as cur:
+            for name in tables:
+                if name not in _MIGRATOR_TABLES:
+                    cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(*name.split(".", 1))))
+                    if cur.fetchone()[0]:
+                        return True
+        return False
+    finally:
+        conn.close()
+
+
+def _check_empty(url: str) -> bool:
+    """RestoreError naming what the target holds, unless it holds nothing but its extensions — or a geoservice schema
+    with no data, as `db up` or a running server prepared it (True: that schema is to be dropped before the restore)."""
     found = existing_tables(url)
+    if found and all(name.startswith(f"{SCHEMA}.") for name in found) and not _holds_rows(url, found):
+        return True
     if found:
         shown = ", ".join(found[:TABLES_SHOWN]) + (f" and {len(found) - TABLES_SHOWN} more" if len(found) > TABLES_SHOWN else "")
         raise RestoreError(f"{redact(url)}: not empty, it has {shown}: restore into an empty database "
@@ -166,8 +189,13 @@ def restore(settings: Settings, path: Path, reporter: Reporter | None = None, re
     except GeoserviceError as exc:
         raise BackupError(f"{folder / DUMP}: not a readable pg_dump archive ({exc})") from exc
     url = _reach_target(settings, reporter)
-    _check_empty(url)
+    prepared = _check_empty(url)
     ensure_postgis(url)
+    if prepared:  # the backup brings the whole schema, its migrations' record included
+        conn = connect_url(url)
+        with conn, conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(SCHEMA)))
+        conn.close()
     reporter.line(f"pg_restore: {folder / DUMP} into {redact(url)} (one transaction)")
     with reporter.task("pg_restore", None):
         run_client(pg_restore, ["--single-transaction", "--exit-on-error", "--no-owner", "--no-privileges", str(folder / DUMP)], url)

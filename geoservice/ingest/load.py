@@ -36,7 +36,7 @@ class NewVersion:
 
     @property
     def table(self) -> sql.Identifier:
-        return sql.Identifier(partitions.SCHEMA, partitions.partition_name(PARENT, self.id))
+        return partitions.partition_table(PARENT, self.id)
 
 
 def refresh_land_classes(cur: psycopg2.extensions.cursor, classes: dict[str, LandClass], construction: list[str]) -> None:

@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
 from geoservice.db import transaction
+from geoservice.db.read import LayerVersion, layer_versions
 from geoservice.errors import GeoserviceError
 from geoservice.ingest.load import activate
 from geoservice.settings import Settings
 
 
-@dataclass(frozen=True)
-class VersionRow:
-    """One stored version of one layer."""
-
-    layer: str
-    kind: str
-    title: str
-    version: int
-    loaded_at: datetime
-    feature_count: int
-    is_active: bool
-    source_path: str
-
-
-def list_versions(settings: Settings, layer: str | None = None) -> list[VersionRow]:
+def list_versions(settings: Settings, layer: str | None = None) -> list[LayerVersion]:
     """Every version of every layer (or of one), newest last."""
     with transaction(settings) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT l.name, l.kind, l.title, v.version, v.loaded_at, v.feature_count, v.is_active, v.source_path "
-            "FROM geoservice.layer l JOIN geoservice.layer_version v ON v.layer = l.name "
-            "WHERE %(layer)s::text IS NULL OR l.name = %(layer)s ORDER BY l.name, v.version",
-            {"layer": layer},
-        )
-        return [VersionRow(*row) for row in cur.fetchall()]
+        return layer_versions(cur, layer)
 
 
 def activate_version(settings: Settings, layer: str, version: int) -> None:

@@ -1,14 +1,19 @@
-"""`overlay`: the planar intersection or union of two polygon arrays, as aligned index and piece arrays.
+"""`overlay`: the planar overlay of two polygon arrays, as aligned index and piece arrays.
 
+Either side may be given subdivided (`Parts` from `subdivide`: large polygons cut into parts of bounded vertex
+count), so that no intersection costs the size of a large polygon; the answer is the same, by feature.
 The steps, each vectorized and split over a thread pool (GEOS releases the GIL):
 
-1. `checked_polygons`: every input is a valid Polygon/MultiPolygon (or missing/empty), else ValueError.
-2. `candidate_pairs`: one STRtree bulk query with the `intersects` predicate.
+1. `checked_polygons`: every input is a valid Polygon/MultiPolygon (or missing/empty), else ValueError
+   (`Parts` were checked when they were cut).
+2. `candidate_pairs`: one STRtree bulk query with the `intersects` predicate, part against part.
 3. `intersection_pieces`: exact shortcuts where one envelope holds the other (duplicates and contained
    geometries are their own piece), pairs that merely touch skipped when they are common, and
    `shapely.intersection` for the rest; only polygonal parts with area are kept.
-4. union only — `uncovered_rest`: per feature, nothing when its pieces' areas sum to its own, itself
-   when it has no pieces, else `difference(feature, union of the partners it meets)`.
+4. identity, union, difference — `uncovered_rest`: per feature, nothing when its pieces' areas sum to its own,
+   itself when it has no pieces, else `difference(feature, union of the partners it meets)`.
+5. `by_feature`: part indexes become feature indexes; the pieces one pair of features gave in several parts
+   become one: the whole feature when their areas sum to its area, else their union.
 """
 
 from __future__ import annotations
@@ -19,30 +24,33 @@ import numpy as np
 import shapely
 
 from geoservice.overlay.pairs import candidate_pairs
-from geoservice.overlay.pieces import (
-    MULTIPOLYGON,
-    POLYGON,
-    intersection_pieces,
-    polygonal,
-    union_groups,
-)
+from geoservice.overlay.pieces import checked_polygons, intersection_pieces, polygonal, robust, union_groups
+from geoservice.overlay.subdivide import Parts, whole_parts
 from geoservice.overlay.threads import Pool, concat, pool
 
 #: A feature counts as fully covered by its pieces when their areas sum to its own within this (relative).
 COVERED_RTOL = 1e-9
 
+How = Literal["intersection", "identity", "union", "difference"]
+HOWS = ("intersection", "identity", "union", "difference")
+
 
 def overlay(
-    left: np.ndarray,
-    right: np.ndarray,
-    how: Literal["intersection", "union"] = "intersection",
+    left: np.ndarray | Parts,
+    right: np.ndarray | Parts,
+    how: How = "intersection",
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Overlay two arrays of valid (Multi)Polygons in one projected CRS: (left_index, right_index, pieces).
 
     - "intersection": one piece per pair of features whose intersection has area.
-    - "union": those pieces, plus the part of each feature that the other side does not cover, with -1
-      as the other side's index (a feature the other side does not touch at all is its own piece).
+    - "identity": those pieces, plus the part of each left feature that no right feature covers, with -1 as
+      the right index (a left feature the right side does not touch at all is its own piece).
+    - "union": the identity pieces, plus the same for each right feature, with -1 as the left index.
+    - "difference": only the left features' uncovered parts (right index -1).
+
+    `left` and `right` are arrays, or `Parts` of them (`subdivide`): indexes are then those of the
+    subdivided arrays (`Parts.whole`), and the pieces a pair of features gave in several parts are one piece.
 
     The three arrays are aligned: int64 indexes into `left` and `right`, and Polygon/MultiPolygon
     pieces (never empty, never zero-area, never a GeometryCollection). They are sorted by
@@ -59,26 +67,82 @@ def overlay(
     Raises ValueError naming the side and index of the first geometry that is not polygonal or not
     valid (repair those with shapely.make_valid first).
     """
-    if how not in ("intersection", "union"):
-        raise ValueError(f"how must be 'intersection' or 'union', got {how!r}")
+    if how not in HOWS:
+        raise ValueError(f"how must be one of {', '.join(map(repr, HOWS))}, got {how!r}")
     with pool(threads) as p:
-        left = checked_polygons(left, "left", p)
-        right = checked_polygons(right, "right", p)
-        li, ri = candidate_pairs(left, right, "intersects", _pool=p)
-        li, ri, pieces, areas = intersection_pieces(left, right, li, ri, p)
-        if how == "intersection":
-            return li, ri, pieces
+        left, right = operand(left, "left", p), operand(right, "right", p)
+        li, ri = candidate_pairs(left.geoms, right.geoms, "intersects", _pool=p)
+        li, ri, pieces, areas = intersection_pieces(left.geoms, right.geoms, li, ri, p)
+        found = [] if how == "difference" else [(li, ri, pieces)]
+        if how != "intersection":
+            rest, geoms = uncovered_rest(left.geoms, li, ri, areas, right.geoms, p)
+            found.append((rest, np.full(len(rest), -1, np.int64), geoms))
+        if how == "union":
+            rest, geoms = uncovered_rest(right.geoms, ri, li, areas, left.geoms, p)
+            found.append((np.full(len(rest), -1, np.int64), rest, geoms))
+        del li, ri, pieces, areas  # at 1M × 1M every extra copy of these is ~100 MB
+        li, ri = concat([f[0] for f in found], np.int64), concat([f[1] for f in found], np.int64)
+        pieces = concat([f[2] for f in found], object)
+        del found
+        return by_feature(left, right, li, ri, pieces, p)
 
-        left_rest, left_rest_geoms = uncovered_rest(left, li, ri, areas, right, p)
-        right_rest, right_rest_geoms = uncovered_rest(right, ri, li, areas, left, p)
 
-    n, m = len(left), len(right)
-    li = concat([li, left_rest, np.full(len(right_rest), -1, np.int64)], np.int64)
-    ri = concat([ri, np.full(len(left_rest), -1, np.int64), right_rest], np.int64)
-    pieces = concat([pieces, left_rest_geoms, right_rest_geoms], object)
+def intersection_areas(left: np.ndarray | Parts, right: np.ndarray | Parts, threads: int | None = None) -> np.ndarray:
+    """The area of each left feature's intersections with right features, summed (no piece geometry kept).
+
+    Where right features overlap each other, their common area counts once for each.
+    """
+    with pool(threads) as p:
+        left, right = operand(left, "left", p), operand(right, "right", p)
+        li, ri = candidate_pairs(left.geoms, right.geoms, "intersects", _pool=p)
+        li, _, _, areas = intersection_pieces(left.geoms, right.geoms, li, ri, p)
+    return np.bincount(left.source[li], weights=areas, minlength=len(left.whole))
+
+
+def operand(geoms: np.ndarray | Parts, side: str, p: Pool) -> Parts:
+    """`Parts` as they are; an array, checked, as its own single parts."""
+    return geoms if isinstance(geoms, Parts) else whole_parts(checked_polygons(geoms, side, p))
+
+
+def by_feature(left: Parts, right: Parts, li: np.ndarray, ri: np.ndarray, pieces: np.ndarray,
+               p: Pool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pieces of parts (part indexes, -1 for none) as pieces of features, one per feature pair, sorted.
+
+    The pieces a pair gave in several parts become one: the whole left (or right) feature when their areas sum to
+    its own within COVERED_RTOL (it lies in its partner, or nothing covers it), else their union.
+    """
+    li, ri = _feature_of(left, li), _feature_of(right, ri)
+    n, m = len(left.whole), len(right.whole)
     key = np.where(li < 0, n, li) * np.int64(m + 1) + np.where(ri < 0, m, ri)
+    if (key[1:] > key[:-1]).all():  # sorted and one piece per pair already (no feature was subdivided)
+        return li, ri, pieces
     order = np.argsort(key, kind="stable")
-    return li[order], ri[order], pieces[order]
+    li, ri, pieces, key = li[order], ri[order], pieces[order], key[order]
+    first = np.concatenate([[True], key[1:] != key[:-1]])
+    if first.all():
+        return li, ri, pieces
+    starts = np.flatnonzero(first)
+    group = np.cumsum(first) - 1
+    shared = np.flatnonzero(np.diff(np.append(starts, len(key))) > 1)
+    in_shared = np.zeros(len(starts), bool)
+    in_shared[shared] = True
+    members = np.flatnonzero(in_shared[group])
+    total = np.bincount(group[members], weights=shapely.area(pieces[members]), minlength=len(starts))[shared]
+    out = pieces[starts]
+    undecided = np.ones(len(shared), bool)
+    for index, side in ((li[starts[shared]], left), (ri[starts[shared]], right)):
+        own = np.full(len(shared), np.nan)
+        has = undecided & (index >= 0)
+        own[has] = shapely.area(side.whole[index[has]])
+        whole = has & (np.abs(total - own) <= COVERED_RTOL * own)
+        out[shared[whole]] = side.whole[index[whole]]
+        undecided &= ~whole
+    unite = np.zeros(len(starts), bool)
+    unite[shared[undecided]] = True
+    members = members[unite[group[members]]]
+    ids, unions = union_groups(pieces[members], group[members], _pool=p)
+    out[ids] = unions
+    return li[starts], ri[starts], out
 
 
 def uncovered_rest(
@@ -114,7 +178,7 @@ def uncovered_rest(
     if len(members):
         ids, cover = union_groups(partners[other[members]], own[members], _pool=p)
         sources = source[ids]
-        parts = p.map_chunks(lambda a, z: shapely.difference(sources[a:z], cover[a:z]), len(ids), 64)
+        parts = p.map_chunks(lambda a, z: robust(shapely.difference, sources[a:z], cover[a:z]), len(ids), 64)
         rest_geoms, keep = polygonal(concat(parts, object), return_index=True)
         rest_index = ids[keep]
 
@@ -124,28 +188,8 @@ def uncovered_rest(
     return index[order], geoms[order]
 
 
-def checked_polygons(geoms: np.ndarray, side: str, p: Pool) -> np.ndarray:
-    """`geoms` as a 1-D object array, or ValueError naming `side[i]` for a non-polygonal or invalid one."""
-    arr = np.asarray(geoms, dtype=object)
-    if arr.ndim != 1:
-        raise ValueError(f"{side}: expected a one-dimensional array of geometries, got shape {arr.shape}")
-    try:
-        types = shapely.get_type_id(arr)
-    except TypeError:
-        i = next(i for i, g in enumerate(arr) if g is not None and not isinstance(g, shapely.Geometry))
-        raise ValueError(f"{side}[{i}]: not a geometry ({type(arr[i]).__name__})") from None
-    bad = np.flatnonzero((types != POLYGON) & (types != MULTIPOLYGON) & (types != -1))
-    if len(bad):
-        i = int(bad[0])
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise ValueError(f"{side}[{i}]: not polygonal ({arr[i].geom_type}){more}")
-    valid = concat(p.map_chunks(lambda a, z: shapely.is_valid(arr[a:z]), len(arr), 2048), bool)
-    invalid = np.flatnonzero(~valid & (types != -1))
-    if len(invalid):
-        i = int(invalid[0])
-        more = f" (and {len(invalid) - 1} more)" if len(invalid) > 1 else ""
-        raise ValueError(
-            f"{side}[{i}]: invalid {arr[i].geom_type} ({shapely.is_valid_reason(arr[i])}){more}; "
-            "apply shapely.make_valid first"
-        )
-    return arr
+def _feature_of(parts: Parts, index: np.ndarray) -> np.ndarray:
+    """The feature each part index belongs to (-1 stays -1)."""
+    out = np.full(len(index), -1, np.int64)
+    out[index >= 0] = parts.source[index[index >= 0]]
+    return out

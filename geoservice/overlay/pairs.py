@@ -7,6 +7,13 @@ import shapely
 
 from geoservice.overlay.threads import Pool, concat, pool
 
+#: predicates and their converse (predicate(a, b) == converse(b, a)), for a query from the other side
+CONVERSE = {None: None, "intersects": "intersects", "overlaps": "overlaps", "crosses": "crosses", "touches": "touches",
+            "within": "contains", "contains": "within", "covers": "covered_by", "covered_by": "covers"}
+#: with this many times fewer right geometries than left ones (large polygons or their parts against many small
+#: pieces), the tree holds the left side and each right geometry is prepared once for all its candidates
+REVERSE_RATIO = 4
+
 
 def candidate_pairs(
     left: np.ndarray,
@@ -19,9 +26,12 @@ def candidate_pairs(
     """Index pairs (li, ri) with `predicate(left[li], right[ri])` true, sorted by (li, ri).
 
     One `shapely.STRtree(right)` is queried with chunks of `left` on `threads` threads (None: one per
-    CPU); `predicate` is a binary predicate `STRtree.query` knows (intersects, within, contains,
-    overlaps, crosses, touches, covers, covered_by, contains_properly), or None for envelope overlap
-    only. Missing and empty geometries take part in no pair. Returns two int64 arrays.
+    CPU) — or, when `right` has REVERSE_RATIO times fewer geometries, a tree of `left` with chunks of
+    `right` (the converse predicate): a query geometry is prepared once for all its candidates, so the
+    few large ones should be the queries. `predicate` is a binary predicate `STRtree.query` knows
+    (intersects, within, contains, overlaps, crosses, touches, covers, covered_by, contains_properly),
+    or None for envelope overlap only. Missing and empty geometries take part in no pair. Returns two
+    int64 arrays.
     """
     left = np.asarray(left, dtype=object)
     right = np.asarray(right, dtype=object)
@@ -34,9 +44,20 @@ def candidate_pairs(
 def _candidate_pairs(left: np.ndarray, right: np.ndarray, predicate: str | None, p: Pool) -> tuple[np.ndarray, np.ndarray]:
     if len(left) == 0 or len(right) == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    tree = shapely.STRtree(right)
-    shared = shares_prepared(left)
-    parts = p.map_chunks(lambda a, z: query_pairs(tree, right, left[a:z], a, predicate, shared), len(left), 256)
+    if len(right) * REVERSE_RATIO <= len(left) and predicate in CONVERSE:
+        ri, li = _query(right, left, CONVERSE[predicate], p, min_chunk=1)
+        order = np.argsort(li * np.int64(len(right)) + ri, kind="stable")
+        return li[order], ri[order]
+    return _query(left, right, predicate, p, min_chunk=256)
+
+
+def _query(queries: np.ndarray, tree_geoms: np.ndarray, predicate: str | None, p: Pool,
+           min_chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (query index, tree index), sorted, from chunks of `queries` run on the pool against one tree."""
+    tree = shapely.STRtree(tree_geoms)
+    shared = shares_prepared(queries)
+    parts = p.map_chunks(lambda a, z: query_pairs(tree, tree_geoms, queries[a:z], a, predicate, shared),
+                         len(queries), min_chunk)
     return concat([a for a, _ in parts], np.int64), concat([b for _, b in parts], np.int64)
 
 

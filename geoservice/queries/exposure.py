@@ -16,17 +16,18 @@ import shapely
 from pyproj import CRS
 
 from geoservice.classes import is_construction
+from geoservice.db.read import current_run_id_sql
 from geoservice.queries.points import QueryError, cached_transformer
 from geoservice.raster import RasterError, Untrusted, open_raster, zonal_sums
 from geoservice.settings import Settings
 
-PATCHES_SQL = """
+PATCHES_SQL = f"""
 SELECT p.id, p.land_code, p.plan_code, p.district_code, p.district_name, p.area_m2, ST_AsBinary(p.geom),
        lc.name_zh, pc.name_zh
 FROM geoservice.basemap_patch p
 LEFT JOIN geoservice.land_class lc ON lc.code = p.land_code
 LEFT JOIN geoservice.land_class pc ON pc.code = p.plan_code
-WHERE p.run_id = (SELECT id FROM geoservice.integration_run WHERE is_current)
+WHERE p.run_id = {current_run_id_sql("integration")}
   AND p.geom && ST_MakeEnvelope(%s, %s, %s, %s, %s)
 ORDER BY p.id
 """
@@ -69,10 +70,13 @@ def _group(keys: list[tuple], exposed: np.ndarray, areas: np.ndarray) -> list[di
 
 
 def hazard_exposure(cur: psycopg2.extensions.cursor, settings: Settings, raster: str | Path, threshold: float,
-                    band: int = 1) -> dict[str, Any]:
+                    band: int | None = None) -> dict[str, Any]:
     """Exposed area (cells above `threshold`, true m²) per district and per unified land class, and the exposed
-    planned-construction patches, over the current base map."""
+    planned-construction patches, over the current base map. `band`: the raster's band (default: a registered
+    raster's configured band, else 1)."""
     path, untrusted = raster_source(settings, raster)
+    registered = settings.rasters.get(str(raster))
+    band = band or (registered.band if registered else 1)
     try:
         box = footprint(settings, path, untrusted)
         cur.execute(PATCHES_SQL, (*box, settings.working_srid))

@@ -10,6 +10,7 @@ import numpy as np
 import psycopg2.extensions
 import shapely
 
+from geoservice.db.read import current_run_id_sql
 from geoservice.queries.points import QueryError, input_crs, to_working
 from geoservice.settings import Settings
 
@@ -19,10 +20,9 @@ LINE_KINDS = ("red_line", "basic_farmland", "dev_boundary")
 #: Prepared once per connection: planning a statement over the partitioned tables costs more than running it.
 PREPARED = "geoservice_lookup"
 PARAMETER_TYPES = "float8, float8, integer, text[], text[], boolean"
-LOOKUP_SQL = """
+LOOKUP_SQL = f"""
 WITH pt AS (SELECT ST_SetSRID(ST_MakePoint($1, $2), $3) AS g),
-runs AS (SELECT (SELECT id FROM geoservice.integration_run WHERE is_current) AS basemap,
-                (SELECT id FROM geoservice.detection_run WHERE is_current) AS detection),
+runs AS (SELECT {current_run_id_sql("integration")} AS basemap, {current_run_id_sql("detection")} AS detection),
 patch AS (
     SELECT p.id, p.area_m2, p.difference, p.district_code, p.district_name,
            p.land_feature_id, p.land_code, lc.name_zh AS land_zh, lc.name_en AS land_en,

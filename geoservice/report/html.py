@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from geoservice import __version__
+from geoservice.db.read import RunRule
 from geoservice.report.labels import DIFFERENCE_LABELS, PRESENCE_LABELS, STATUS_LABELS, district_label, label, ledger_table
-from geoservice.report.ledger import Ledger, RuleInfo, read_ledger
+from geoservice.report.ledger import Ledger, read_ledger
 from geoservice.report.statistics import Statistics, compute_statistics
 from geoservice.report.svg import map_svg, rule_colour, stacked_bar_svg
 from geoservice.settings import Settings
@@ -41,7 +42,7 @@ footer{color:#888;font-size:12px;margin-top:40px}
 """
 
 
-def short_title(rule: RuleInfo) -> str:
+def short_title(rule: RunRule) -> str:
     """A rule's Chinese title without its parenthesised explanation (城建土非（…） -> 城建土非)."""
     return rule.title_zh.split("（", 1)[0].split("(", 1)[0].strip() or rule.id
 
@@ -161,7 +162,7 @@ def _ledger_section(ledger: Ledger) -> str:
 def render_html(ledger: Ledger, stats: Statistics) -> str:
     """The report page of a ledger already read."""
     run = ledger.run
-    versions = ", ".join(f"{name} v{v['version']}" for name, v in sorted(run.layer_versions.items()))
+    versions = run.versions_text()
     finished = run.finished_at.strftime("%Y-%m-%d %H:%M:%S %Z") if run.finished_at else "—"
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     title = f"冲突台账报告 · 第 {run.id} 次检测"

@@ -11,6 +11,7 @@ import pyogrio.raw
 from psycopg2 import sql
 
 from geoservice.db import transaction
+from geoservice.db.read import active_versions, masked_attribute, qualified
 from geoservice.errors import GeoserviceError
 from geoservice.settings import GRADES, Settings
 
@@ -36,12 +37,10 @@ def export_layer(settings: Settings, layer: str, path: Path, grade: str) -> Laye
     if driver is None:
         raise LayerExportError(f"{path}: export to {' or '.join(FORMATS)}")
     with transaction(settings) as conn, conn.cursor() as cur:
-        cur.execute("SELECT l.definition, v.id FROM geoservice.layer l JOIN geoservice.layer_version v ON v.layer = l.name "
-                    "WHERE l.name = %s AND v.is_active", (layer,))
-        row = cur.fetchone()
-        if row is None:
+        active = next((v for v in active_versions(cur) if v.name == layer), None)
+        if active is None:
             raise LayerExportError(f"layer {layer!r}: no such layer with an active version (see `geoservice layers`)")
-        definition, version_id = row
+        definition = active.definition
         access = definition.get("access", "internal")
         if GRADES.index(grade) < GRADES.index(access):
             raise LayerExportError(f"layer {layer!r} is graded {access}: an export for grade {grade} cannot include it")
@@ -49,11 +48,11 @@ def export_layer(settings: Settings, layer: str, path: Path, grade: str) -> Laye
                  if GRADES.index(grade) < GRADES.index(m.get("unless", "restricted"))}
         fixed = ("feature_id", "source_id", "name", "class_code")
         attributes = [a for a in definition.get("attributes") or [] if a.lower() not in fixed]  # a column wins
-        values = [sql.SQL("geoservice.mask_value(attributes ->> {0}, {1})").format(sql.Literal(a), sql.Literal(masks[a]))
-                  if a in masks else sql.SQL("attributes ->> {}").format(sql.Literal(a)) for a in attributes]
-        cur.execute(sql.SQL("SELECT id, source_id, name, class_code, {} ST_AsBinary(geom) FROM geoservice.feature "
+        values = [masked_attribute(a, masks[a]) if a in masks else sql.SQL("attributes ->> {}").format(sql.Literal(a))
+                  for a in attributes]
+        cur.execute(sql.SQL("SELECT id, source_id, name, class_code, {} ST_AsBinary(geom) FROM {} "
                             "WHERE version_id = %s ORDER BY id").format(
-            sql.SQL("").join(sql.SQL("{}, ").format(v) for v in values)), (version_id,))
+            sql.SQL("").join(sql.SQL("{}, ").format(v) for v in values), qualified("feature")), (active.version_id,))
         rows = cur.fetchall()
     columns = list(zip(*rows)) if rows else [()] * (5 + len(attributes))
     names = [*fixed, *attributes]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -13,6 +12,7 @@ import psycopg2.extensions
 import shapely
 
 from geoservice.db import transaction
+from geoservice.db.read import Run, current_run, read_run
 from geoservice.errors import GeoserviceError
 from geoservice.settings import Settings
 
@@ -53,36 +53,6 @@ class NoSuchRunError(GeoserviceError):
     """The detection run asked for does not exist (or none has been stored yet)."""
 
 
-@dataclass(frozen=True)
-class RuleInfo:
-    """A rule as the run evaluated it."""
-
-    id: str
-    type: str
-    title_zh: str
-    title_en: str
-    severity: str
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """One detection run: when, from which layer versions and base map, with which rules (in config order)."""
-
-    id: int
-    started_at: datetime
-    finished_at: datetime | None
-    is_current: bool
-    integration_run_id: int | None
-    layer_versions: dict[str, dict[str, int]]
-    rules: tuple[RuleInfo, ...]
-
-    def as_dict(self) -> dict[str, object]:
-        return {"id": self.id, "started_at": self.started_at.isoformat(),
-                "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-                "is_current": self.is_current, "integration_run_id": self.integration_run_id,
-                "layer_versions": self.layer_versions, "rules": [rule.__dict__ for rule in self.rules]}
-
-
 @dataclass
 class Districts:
     """The district boundaries a run used: codes (adcode), names, areas (m²) and geometries, aligned."""
@@ -101,7 +71,7 @@ class Ledger:
     `crs` the working CRS all geometries are in.
     """
 
-    run: RunInfo
+    run: Run
     crs: str
     rows: pd.DataFrame
     geometries: np.ndarray
@@ -114,20 +84,16 @@ class Ledger:
         return (self.rows["presence"] != "disappeared").to_numpy()
 
 
-def resolve_run(cur: psycopg2.extensions.cursor, run_id: int | None) -> RunInfo:
+def resolve_run(cur: psycopg2.extensions.cursor, run_id: int | None) -> Run:
     """The given detection run, or the current one."""
-    where, params = ("id = %s", (run_id,)) if run_id is not None else ("is_current", ())
-    cur.execute("SELECT id, started_at, finished_at, is_current, integration_run_id, layer_versions, rules "
-                f"FROM geoservice.detection_run WHERE {where}", params)
-    row = cur.fetchone()
-    if row is None:
+    run = current_run(cur, "detection") if run_id is None else read_run(cur, "detection", run_id)
+    if run is None:
         raise NoSuchRunError(f"detection run {run_id}: no such run" if run_id is not None
                              else "no detection run stored yet: run `geoservice detect` first")
-    rules = tuple(RuleInfo(r["id"], r["type"], r["title_zh"], r["title_en"], r["severity"]) for r in row[6])
-    return RunInfo(*row[:6], rules)
+    return run
 
 
-def read_districts(cur: psycopg2.extensions.cursor, run: RunInfo) -> Districts:
+def read_districts(cur: psycopg2.extensions.cursor, run: Run) -> Districts:
     """The district features of the version the run used (by kind), ordered by code; empty when it used none."""
     cur.execute(
         "SELECT f.source_id, f.name, f.area_m2, ST_AsBinary(f.geom) FROM geoservice.feature f "

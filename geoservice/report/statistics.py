@@ -12,7 +12,8 @@ import pandas as pd
 import shapely
 
 from geoservice.report.labels import DIFFERENCE_LABELS, PRESENCE_LABELS, STATUS_LABELS
-from geoservice.report.ledger import Ledger, RunInfo, read_ledger
+from geoservice.db.read import Run
+from geoservice.report.ledger import Ledger, read_ledger
 from geoservice.settings import Settings
 
 #: the long CSV's columns (each table fills the ones that apply)
@@ -28,7 +29,7 @@ Rows = list[dict[str, object]]
 class Statistics:
     """A run's statistics as lists of plain rows (areas in ha, shares in % of the district's area)."""
 
-    run: RunInfo
+    run: Run
     by_rule: Rows
     by_rule_district: Rows
     by_district: Rows

@@ -13,6 +13,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from geoservice.db import transaction
+from geoservice.db.read import qualified
 from geoservice.review.errors import UnknownConflictError
 from geoservice.settings import Settings
 
@@ -66,8 +67,8 @@ class CaseEvent:
 
 
 def _case_select() -> sql.Composed:
-    return sql.SQL("SELECT {} FROM geoservice.conflict_case k").format(
-        sql.SQL(", ").join(sql.Identifier("k", c) for c in CASE_COLUMNS))
+    return sql.SQL("SELECT {} FROM {} k").format(
+        sql.SQL(", ").join(sql.Identifier("k", c) for c in CASE_COLUMNS), qualified("conflict_case"))
 
 
 def case_id_of_conflict(cur: psycopg2.extensions.cursor, conflict_id: int) -> int:
@@ -95,8 +96,8 @@ def history(settings: Settings, conflict_id: int) -> list[CaseEvent]:
     """Every status change of a conflict's case, oldest first (across all detection runs)."""
     with transaction(settings) as conn, conn.cursor() as cur:
         case_id = case_id_of_conflict(cur, conflict_id)
-        cur.execute(sql.SQL("SELECT {} FROM geoservice.conflict_case_event WHERE case_id = %s ORDER BY id").format(
-            sql.SQL(", ").join(map(sql.Identifier, EVENT_COLUMNS))), (case_id,))
+        cur.execute(sql.SQL("SELECT {} FROM {} WHERE case_id = %s ORDER BY id").format(
+            sql.SQL(", ").join(map(sql.Identifier, EVENT_COLUMNS)), qualified("conflict_case_event")), (case_id,))
         return [CaseEvent(*row) for row in cur.fetchall()]
 
 

@@ -6,17 +6,16 @@ with its properties, typed from the schema and — for layer attributes kept as 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
 from functools import cached_property
 from typing import Any
 
 import psycopg2.extensions
 from psycopg2 import sql
 
-from geoservice.db import SCHEMA
-from geoservice.db.layers import active_layers
+from geoservice.db.read import SCHEMA, LayerVersion, active_versions, current_run, masked_attribute, qualified
 from geoservice.errors import GeoserviceError
 from geoservice.settings import GRADES, AccessSettings
 
@@ -49,8 +48,7 @@ class Field:
     def value_sql(self) -> sql.Composable:
         """The property's value as written into the GeoJSON properties (masked in SQL when it is masked)."""
         if self.mask:
-            return sql.SQL("to_jsonb(geoservice.mask_value(attributes ->> {}, {}))").format(
-                sql.Literal(self.name), sql.Literal(self.mask))
+            return sql.SQL("to_jsonb({})").format(masked_attribute(self.name, self.mask))
         if self.attribute:
             return sql.SQL("attributes -> {}").format(sql.Literal(self.name))
         return sql.Identifier(self.name)
@@ -182,7 +180,7 @@ def _extents(cur: psycopg2.extensions.cursor, table: str, column: str, key: int)
     cur.execute(sql.SQL(
         "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e), ST_XMin(g), ST_YMin(g), ST_XMax(g), ST_YMax(g) "
         "FROM (SELECT ST_Extent(geom) AS e, ST_Extent(ST_Transform(geom, 4326)) AS g FROM {} WHERE {} = %s) s"
-    ).format(sql.Identifier(SCHEMA, table), sql.Identifier(column)), (key,))
+    ).format(qualified(table), sql.Identifier(column)), (key,))
     row = cur.fetchone()
     if row[0] is None:
         return {"extent": None, "crs84_extent": None}
@@ -206,25 +204,23 @@ Known = dict[tuple[Any, ...], "Collection"]
 def _layer_collections(cur: psycopg2.extensions.cursor, known: Known) -> list[Collection]:
     columns = _column_fields(cur, "feature")
     collections = []
-    for layer in active_layers(cur):
-        cur.execute("SELECT l.description, l.definition, md5(l.definition::text), v.loaded_at FROM geoservice.layer l "
-                    "JOIN geoservice.layer_version v ON v.layer = l.name WHERE v.id = %s", (layer.version_id,))
-        description, definition, digest, loaded_at = cur.fetchone()
-        key = ("feature", layer.version_id, layer.title, description, digest)
+    for layer in active_versions(cur):
+        key = ("feature", layer.version_id, layer.title, layer.description, json.dumps(layer.definition, sort_keys=True))
         if key not in known:
-            known[key] = _layer_collection(cur, layer, description, definition, loaded_at, columns)
+            known[key] = _layer_collection(cur, layer, columns)
         collections.append(known[key])
     return collections
 
 
-def _layer_collection(cur: psycopg2.extensions.cursor, layer: Any, description: str, definition: dict[str, Any],
-                      loaded_at: datetime, columns: list[Field]) -> Collection:
+def _layer_collection(cur: psycopg2.extensions.cursor, layer: LayerVersion, columns: list[Field]) -> Collection:
+    definition = layer.definition
     attributes = _attribute_fields(cur, layer.version_id, list(definition.get("attributes") or []),
                                    {f.name for f in columns} | NOT_PROPERTIES)
     time_field = next((f for f in attributes if f.format), None)
     return Collection(
         name=layer.name, title=layer.title,
-        description=(description.strip() or layer.title) + f" Version {layer.version}, loaded {loaded_at:%Y-%m-%d %H:%M} UTC.",
+        description=((layer.description or "").strip() or layer.title)
+        + f" Version {layer.version}, loaded {layer.loaded_at:%Y-%m-%d %H:%M} UTC.",
         keywords=tuple(definition.get("keywords") or []) + (layer.kind,),
         table="feature", partition_column="version_id", partition_key=layer.version_id, fields=tuple(columns + attributes),
         feature_count=layer.feature_count, **_extents(cur, "feature", "version_id", layer.version_id),
@@ -232,59 +228,51 @@ def _layer_collection(cur: psycopg2.extensions.cursor, layer: Any, description: 
         temporal=_temporal(cur, layer.version_id, time_field) if time_field else None,
         title_field="name", grade=definition.get("access", "internal"), kind=layer.kind,
         masks=tuple((m["attribute"], m["method"], m.get("unless", "restricted")) for m in definition.get("masks", [])),
-        modified=loaded_at.isoformat(),
+        modified=layer.loaded_at.isoformat(),
     )
 
 
-def _versions_text(layer_versions: dict[str, dict[str, int]]) -> str:
-    return ", ".join(f"{name} v{v['version']}" for name, v in sorted(layer_versions.items()))
-
-
 def _basemap_collection(cur: psycopg2.extensions.cursor, grade: str, known: Known) -> Collection | None:
-    cur.execute("SELECT id, started_at, layer_versions FROM geoservice.integration_run WHERE is_current")
-    row = cur.fetchone()
-    if row is None:
+    run = current_run(cur, "integration")
+    if run is None:
         return None
-    run_id, started_at, layer_versions = row
-    key = ("basemap_patch", run_id, grade)
+    key = ("basemap_patch", run.id, grade)
     if key in known:
         return known[key]
-    cur.execute("SELECT count(*) FROM geoservice.basemap_patch WHERE run_id = %s", (run_id,))
+    cur.execute("SELECT count(*) FROM geoservice.basemap_patch WHERE run_id = %s", (run.id,))
     count = cur.fetchone()[0]
     known[key] = Collection(
-        name=BASEMAP, title=f"一张图 base map (integration run {run_id})",
+        name=BASEMAP, title=f"一张图 base map (integration run {run.id})",
         description=("Patches of the planar overlay of the land-use plan and the urban plan: each patch carries both "
                      "plans' codes, how they differ, its district and its overlap with the ecological red line, the "
-                     f"permanent basic farmland and the urban development boundary. Integration run {run_id} of "
-                     f"{started_at:%Y-%m-%d %H:%M} UTC from {_versions_text(layer_versions)}."),
+                     f"permanent basic farmland and the urban development boundary. Integration run {run.id} of "
+                     f"{run.started_at:%Y-%m-%d %H:%M} UTC from {run.versions_text()}."),
         keywords=("一张图", "多规合一", "base map", "land use"),
-        table="basemap_patch", partition_column="run_id", partition_key=run_id,
+        table="basemap_patch", partition_column="run_id", partition_key=run.id,
         fields=tuple(_column_fields(cur, "basemap_patch")), feature_count=count, grade=grade,
-        modified=started_at.isoformat(), **_extents(cur, "basemap_patch", "run_id", run_id),
+        modified=run.started_at.isoformat(), **_extents(cur, "basemap_patch", "run_id", run.id),
     )
     return known[key]
 
 
 def _conflicts_collection(cur: psycopg2.extensions.cursor, grade: str, known: Known) -> Collection | None:
-    cur.execute("SELECT id, started_at, layer_versions, rules FROM geoservice.detection_run WHERE is_current")
-    row = cur.fetchone()
-    if row is None:
+    run = current_run(cur, "detection")
+    if run is None:
         return None
-    run_id, started_at, layer_versions, rules = row
-    key = ("conflict", run_id, grade)
+    key = ("conflict", run.id, grade)
     if key in known:
         return known[key]
-    cur.execute("SELECT count(*) FROM geoservice.conflict WHERE run_id = %s", (run_id,))
+    cur.execute("SELECT count(*) FROM geoservice.conflict WHERE run_id = %s", (run.id,))
     count = cur.fetchone()[0]
-    rule_list = "; ".join(f"{r['id']}: {r.get('title_zh') or r.get('title_en') or r['type']}" for r in rules)
+    rule_list = "; ".join(f"{r.id}: {r.title_zh or r.title_en or r.type}" for r in run.rules)
     known[key] = Collection(
-        name=CONFLICTS, title=f"冲突图斑 conflicts (detection run {run_id})",
-        description=(f"Conflict patches between plans found by the rules of config/rules.yaml in detection run {run_id} "
-                     f"of {started_at:%Y-%m-%d %H:%M} UTC from {_versions_text(layer_versions)}. Rules: {rule_list}."),
-        keywords=("冲突检测", "多规合一", "conflicts", *(r["id"] for r in rules)),
-        table="conflict", partition_column="run_id", partition_key=run_id,
+        name=CONFLICTS, title=f"冲突图斑 conflicts (detection run {run.id})",
+        description=(f"Conflict patches between plans found by the rules of config/rules.yaml in detection run {run.id} "
+                     f"of {run.started_at:%Y-%m-%d %H:%M} UTC from {run.versions_text()}. Rules: {rule_list}."),
+        keywords=("冲突检测", "多规合一", "conflicts", *(r.id for r in run.rules)),
+        table="conflict", partition_column="run_id", partition_key=run.id,
         fields=tuple(_column_fields(cur, "conflict")), feature_count=count,
-        title_field="rule_id", grade=grade, modified=started_at.isoformat(), **_extents(cur, "conflict", "run_id", run_id),
+        title_field="rule_id", grade=grade, modified=run.started_at.isoformat(), **_extents(cur, "conflict", "run_id", run.id),
     )
     return known[key]
 

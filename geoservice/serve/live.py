@@ -27,6 +27,7 @@ from pygeoapi.plugin import load_plugin
 from pygeoapi.util import get_provider_by_type
 
 from geoservice.db import connect_url
+from geoservice.db.read import current_run_id_sql
 from geoservice.serve.catalog import Collection, Known, collections_of
 from geoservice.serve.config import grade_config
 from geoservice.serve.openapi import openapi_document
@@ -36,12 +37,11 @@ from geoservice.settings import GRADES, Settings
 
 LOGGER = logging.getLogger(__name__)
 #: the state of what is served: a digest of the active versions, layer definitions and current runs; the last review
-_STATE = """
+_STATE = f"""
 SELECT md5(concat_ws('|',
          (SELECT string_agg(v.id::text, ',' ORDER BY v.id) FROM geoservice.layer_version v WHERE v.is_active),
          (SELECT string_agg(md5(l::text), ',' ORDER BY l.name) FROM geoservice.layer l),
-         (SELECT max(id)::text FROM geoservice.integration_run WHERE is_current),
-         (SELECT max(id)::text FROM geoservice.detection_run WHERE is_current))),
+         {current_run_id_sql("integration")}::text, {current_run_id_sql("detection")}::text)),
        (SELECT max(id) FROM geoservice.conflict_case_event),
        (SELECT max(changed_at) FROM geoservice.conflict_case_event)
 """

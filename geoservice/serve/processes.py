@@ -82,7 +82,8 @@ EXPOSURE_METADATA = _metadata(
                      "minOccurs": 0, "maxOccurs": 1},
      "threshold": {"title": "Threshold", "description": "Cells with a value above this are exposed.",
                    "schema": {"type": "number"}, "minOccurs": 1, "maxOccurs": 1},
-     "band": {"title": "Band", "schema": {"type": "integer", "minimum": 1, "default": 1}, "minOccurs": 0, "maxOccurs": 1}},
+     "band": {"title": "Band", "description": "Default: the registered raster's band, else 1.",
+              "schema": {"type": "integer", "minimum": 1}, "minOccurs": 0, "maxOccurs": 1}},
     "Exposed area by district and land class, exposed construction patches", {"raster": "flood_depth", "threshold": 0.5})
 
 
@@ -173,8 +174,8 @@ class HazardExposure(_Processor):
 
     def run(self, cur: Any, data: dict[str, Any]) -> dict[str, Any]:
         threshold = _number(data, "threshold")
-        band = data.get("band", 1)
-        if isinstance(band, bool) or not isinstance(band, int) or band < 1:
+        band = data.get("band")  # None: the registered raster's band, else 1 (as the CLI)
+        if band is not None and (isinstance(band, bool) or not isinstance(band, int) or band < 1):
             raise QueryError("input 'band' must be a positive integer")
         name, upload = _optional_text(data, "raster"), data.get("raster_file")
         if (name is None) == (upload is None):

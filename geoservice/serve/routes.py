@@ -20,6 +20,8 @@ import orjson
 import pygeoapi.api as core_api
 import pygeoapi.api.itemtypes as itemtypes_api
 from pygeoapi.api import API, SYSTEM_LOCALE, APIRequest
+from pygeoapi.linked_data import geojson2jsonld
+from pygeoapi.plugin import load_plugin
 from pygeoapi.util import render_j2_template
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -39,6 +41,8 @@ from geoservice.settings import Settings
 GEOJSON = "application/geo+json"
 HTML = "text/html"
 ITEM_PARAMETERS = {"f", "lang", "crs"}
+#: the formats of items and single items (single items: not csv)
+FORMATS = ("json", "html", "csv", "jsonld")
 _OGC = "http://www.opengis.net/spec"
 #: what geoservice implements, for every collection it serves
 CONFORMANCE = [
@@ -102,8 +106,8 @@ class Endpoints:
 
     @staticmethod
     def _format(request: APIRequest) -> str | None:
-        """'json' or 'html' when these routes answer; None when pygeoapi should (other formats)."""
-        return request.format if request.format in ("json", "html") else "json" if not request.format else None
+        """json, html, csv or jsonld (JSON without a format asked for); None for a format not offered."""
+        return request.format if request.format in FORMATS else "json" if not request.format else None
 
     # -- /, /conformance, /collections[/{id}] ------------------------------------------------------------
 
@@ -155,11 +159,9 @@ class Endpoints:
         if cached is not None:
             return cached
         fmt, params = self._format(api_request), dict(request.query_params)
+        if fmt is None:
+            return await delegate.call(itemtypes_api.get_collection_items, request, name)  # pygeoapi's format error
         try:
-            if fmt is None:  # pygeoapi writes other formats, once the parameters passed the same checks
-                await run_in_threadpool(page_request, provider, params, self.default_limit, self.max_limit)
-                response = await delegate.call(itemtypes_api.get_collection_items, request, name, check_format=False)
-                return with_validators(response, tags) if response.status_code == HTTPStatus.OK else response
             page_req, page = await run_in_threadpool(self._page, provider, params, fmt)
         except (RequestError, FilterError) as exc:
             return self._error(view.api, api_request, HTTPStatus.BAD_REQUEST, "InvalidParameterValue", str(exc))
@@ -170,6 +172,9 @@ class Endpoints:
         if fmt == "html":
             html = await run_in_threadpool(self._items_html, view.api, api_request, provider, name, page, extra)
             return with_validators(html, tags)
+        if fmt in ("csv", "jsonld"):
+            written = await run_in_threadpool(self._written, view.api, api_request, name, page.feature_collection(extra), fmt)
+            return with_validators(written, tags)
         headers = api_request.get_response_headers(force_type=GEOJSON, **view.api.api_headers)
         headers["Content-Crs"] = f"<{page_req.crs.uri}>"
         return with_validators(Response(page.feature_collection(extra), headers=headers), tags)
@@ -183,6 +188,19 @@ class Endpoints:
         return page_req, provider.page(page_req)
 
     @staticmethod
+    def _written(api: API, request: APIRequest, name: str, text: bytes | str, fmt: str,
+                 identifier: str | None = None) -> Response:
+        """A page (or, with `identifier`, one feature) as CSV or JSON-LD, written by pygeoapi's formatters."""
+        data = orjson.loads(text)
+        if fmt == "jsonld":
+            headers = request.get_response_headers(force_type="application/ld+json", **api.api_headers)
+            return Response(geojson2jsonld(api, data, name, identifier, "id"), headers=headers)
+        formatter = load_plugin("formatter", {"name": "CSV", "geom": True})
+        headers = request.get_response_headers(force_type=formatter.mimetype, **api.api_headers)
+        headers["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+        return Response(formatter.write(data=data, options={}), headers=headers)
+
+    @staticmethod
     def _items_links(api: API, name: str, params: dict[str, str], page: Page, fmt: str) -> list[dict[str, str]]:
         base = f"{api.get_collections_url()}/{name}/items"
         kept = {k: v for k, v in params.items() if k not in ("f", "offset")}
@@ -192,7 +210,7 @@ class Endpoints:
             return f"{base}?{urllib.parse.urlencode(query, safe=',:/')}" if query else base
 
         own = "html" if fmt == "html" else params.get("f")
-        own_type = HTML if fmt == "html" else GEOJSON
+        own_type = {"html": HTML, "csv": "text/csv", "jsonld": "application/ld+json"}.get(fmt, GEOJSON)
         links = [
             {"rel": "self", "type": own_type, "title": "This document", "href": href(own, page.offset)},
             {"rel": "alternate", "type": HTML if fmt != "html" else GEOJSON, "title": "This document as HTML"
@@ -237,9 +255,8 @@ class Endpoints:
         if cached is not None:
             return cached
         fmt = self._format(api_request)
-        if fmt is None:
-            response = await delegate.call(itemtypes_api.get_collection_item, request, name, identifier)
-            return with_validators(response, tags) if response.status_code == HTTPStatus.OK else response
+        if fmt is None or fmt == "csv":
+            return await delegate.call(itemtypes_api.get_collection_item, request, name, identifier)  # format error
         unknown = [k for k in request.query_params if k not in ITEM_PARAMETERS]
         text = request.query_params.get("crs")
         crs = provider.crs.lookup(text) if text else provider.crs.default
@@ -262,6 +279,8 @@ class Endpoints:
                   "href": f"{own}?f={'json' if fmt == 'html' else 'html'}"},
                  {"rel": "collection", "type": "application/json", "title": title, "href": f"{collections}/{name}"}]
         body = feature[:-1] + ',"links":' + orjson.dumps(links).decode() + "}"
+        if fmt == "jsonld":
+            return with_validators(await run_in_threadpool(self._written, api, api_request, name, body, fmt, own), tags)
         if fmt == "html":
             data = orjson.loads(body)
             data.update(title=title, id_field="id", collections_path=collections)

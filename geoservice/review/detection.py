@@ -1,0 +1,21 @@
+"""A detection run whose conflicts are linked to their review cases: `conflicts.detect` with the case linking as the
+step after its rows are stored, in the same transaction (what `geoservice detect` and the demo run)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from geoservice.progress import Reporter
+from geoservice.review.cases import link_run
+from geoservice.settings import Settings
+
+if TYPE_CHECKING:
+    from geoservice.conflicts import DetectionSummary, RuleSet
+
+
+def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Reporter | None = None,
+           rules: RuleSet | None = None) -> DetectionSummary:
+    """Detect and link: cases carried across runs keep their status and history."""
+    from geoservice import conflicts  # the geometry stack only when a detection runs
+
+    return conflicts.detect(settings, rule_ids, reporter, rules, after_store=link_run)
