@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from pygeoapi.api import API
 from pygeoapi.plugin import load_plugin
@@ -38,12 +39,13 @@ from geoservice.settings import GRADES, Settings
 LOGGER = logging.getLogger(__name__)
 #: the state of what is served: a digest of the active versions, layer definitions and current runs; the last review
 _STATE = f"""
-SELECT md5(concat_ws('|',
+SELECT concat_ws('|',
          (SELECT string_agg(v.id::text, ',' ORDER BY v.id) FROM geoservice.layer_version v WHERE v.is_active),
-         (SELECT string_agg(md5(l::text), ',' ORDER BY l.name) FROM geoservice.layer l),
-         {current_run_id_sql("integration")}::text, {current_run_id_sql("detection")}::text)),
-       (SELECT max(id) FROM geoservice.conflict_case_event),
-       (SELECT max(changed_at) FROM geoservice.conflict_case_event)
+         (SELECT string_agg(l.xmin::text, ',' ORDER BY l.name) FROM geoservice.layer l),
+         {current_run_id_sql("integration")}::text, {current_run_id_sql("detection")}::text),
+       e.id, e.changed_at
+FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT id, changed_at FROM geoservice.conflict_case_event ORDER BY id DESC LIMIT 1) e
+  ON true
 """
 
 
@@ -80,11 +82,17 @@ class Snapshot:
 
 
 def read_state(cur: psycopg2.extensions.cursor) -> CatalogState:
-    """The catalog's state (structure None when the database holds no geoservice schema yet, e.g. before a restore)."""
-    cur.execute("SELECT to_regclass('geoservice.layer_version') IS NOT NULL AND to_regclass('geoservice.conflict_case_event') IS NOT NULL")
-    if not cur.fetchone()[0]:
+    """The catalog's state (structure None when the database holds no geoservice schema yet, e.g. before a restore).
+    One statement: a layer's row version (xmin) changes with every change of its definition."""
+    in_transaction = not cur.connection.autocommit
+    if in_transaction:
+        cur.execute("SAVEPOINT catalog_state")
+    try:
+        cur.execute(_STATE)
+    except psycopg2.errors.UndefinedTable:
+        if in_transaction:
+            cur.execute("ROLLBACK TO SAVEPOINT catalog_state")
         return CatalogState(None)
-    cur.execute(_STATE)
     return CatalogState(*cur.fetchone())
 
 
