@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import requests
 
 from geoservice.serve.cql import MAX_FILTER_DEPTH
 from geoservice.serve.params import MAX_SORT_KEYS
-from servers import MAX_UPLOAD_MB, TOKENS, Server, bearer, free_port, start_server, wait_until_up
+from servers import MAX_UPLOAD_MB, TOKENS, Server, bearer, free_port, running_server
 from sql_helpers import query
 from tcp_relay import Relay
 
@@ -212,17 +211,10 @@ def relayed(served: Server, tmp_path: Path) -> Iterator[tuple[Server, Relay]]:
     relay = Relay((database.hostname, database.port))
     url = database._replace(netloc=f"{database.username}:{database.password}@127.0.0.1:{relay.port}").geturl()
     settings = served.settings.model_copy(update={"database": served.settings.database.model_copy(update={"url": url})})
-    port, log = free_port(), tmp_path / "serve.log"
-    process = start_server(settings, port, log)
     try:
-        base = f"http://127.0.0.1:{port}"
-        yield Server(base, settings, served.collections, process, wait_until_up(process, base, log)), relay
+        with running_server(settings, tmp_path / "serve.log", served.collections) as server:
+            yield server, relay
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
         relay.close()
 
 
