@@ -6,8 +6,9 @@ with no folder listing (so no sidecar file), no network, and at most a configure
 header before any pixel is read: a VRT or any format that names other files could read the server's files or send
 requests from it, and a small compressed file can hold billions of cells.
 
-Polygons are taken to the raster's CRS (so cells are never resampled), rasterized with their index as the
-burn value inside each block window, and cell values aggregated with bincount: no per-polygon Python loop.
+Polygons are taken to the raster's CRS (so cells are never resampled); inside each block window, the cells whose
+centre lies in a polygon are found by one tree query of the cell centres (as GDAL rasterizes), and cell values are
+aggregated with bincount: no per-polygon Python loop.
 A polygon too small to contain a cell centre takes the cell at its representative point. Cell areas are
 true areas in the working CRS (a lon/lat raster's cells shrink northwards), from each cell's corners.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.errors
-import rasterio.features
+import rasterio.transform
 import rasterio.windows
 import shapely
 from pyproj import CRS, Transformer
@@ -158,7 +159,7 @@ def zonal_sums(path: Path, geometries: np.ndarray, working_crs: str, band: int =
             for col in range(int(area.col_off), int(area.col_off + area.width), BLOCK):
                 window = rasterio.windows.Window(col, row, min(BLOCK, area.col_off + area.width - col),
                                                  min(BLOCK, area.row_off + area.height - row))
-                _accumulate(dataset, band, window, shapes, tree, above, sums, to_working)
+                _accumulate(dataset, band, window, tree, above, sums, to_working)
         _fill_small(dataset, band, shapes, above, sums, to_working)
     return sums
 
@@ -183,22 +184,18 @@ def cell_areas(transform: rasterio.Affine, rows: int, cols: int, to_working: Tra
     return np.abs(twice) / 2.0
 
 
-def _accumulate(dataset: rasterio.io.DatasetReader, band: int, window: rasterio.windows.Window, shapes: np.ndarray,
-                tree: shapely.STRtree, above: float | None, sums: ZonalSums, to_working: Transformer | None) -> None:
+def _accumulate(dataset: rasterio.io.DatasetReader, band: int, window: rasterio.windows.Window, tree: shapely.STRtree, above: float | None, sums: ZonalSums, to_working: Transformer | None) -> None:
     transform = dataset.window_transform(window)
     block_box = shapely.box(*rasterio.windows.bounds(window, dataset.transform))
-    hits = tree.query(block_box, predicate="intersects")
-    if len(hits) == 0:
+    if len(tree.query(block_box)) == 0:
         return
-    labels = rasterio.features.rasterize(
-        zip(shapes[hits], hits + 1), out_shape=(int(window.height), int(window.width)), transform=transform,
-        fill=0, dtype="int32",
-    )
-    data = dataset.read(band, window=window, masked=True)
-    valid = (labels > 0) & ~np.ma.getmaskarray(data)
-    index = labels[valid] - 1
-    values = np.asarray(data.data[valid], dtype=np.float64)
-    areas = cell_areas(transform, int(window.height), int(window.width), to_working)[valid]
+    height, width = int(window.height), int(window.width)
+    cell, index = cells_in_polygons(transform, height, width, tree)
+    data = dataset.read(band, window=window, masked=True).ravel()
+    valid = ~np.ma.getmaskarray(data)[cell]
+    cell, index = cell[valid], index[valid]
+    values = np.asarray(data.data[cell], dtype=np.float64)
+    areas = cell_areas(transform, height, width, to_working).ravel()[cell]
     n = len(sums.count)
     sums.count += np.bincount(index, minlength=n)
     sums.total += np.bincount(index, weights=values, minlength=n)
@@ -208,6 +205,35 @@ def _accumulate(dataset: rasterio.io.DatasetReader, band: int, window: rasterio.
         over = values > above
         sums.above += np.bincount(index, weights=over.astype(np.float64), minlength=n)
         sums.area_above += np.bincount(index[over], weights=areas[over], minlength=n)
+
+
+def cells_in_polygons(transform: rasterio.Affine, height: int, width: int, tree: shapely.STRtree) -> tuple[np.ndarray, np.ndarray]:
+    """(cell, polygon) pairs of a window's cells (flat row-major indexes) whose centre lies in a polygon of `tree`,
+    as GDAL rasterizes (a centre on an edge shared by two polygons goes to the later one): one vectorized tree query
+    of the cell centres, no per-polygon Python."""
+    col, row = (a.ravel() for a in np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5))
+    x, y = transform.a * col + transform.b * row + transform.c, transform.d * col + transform.e * row + transform.f
+    cell, index = tree.query(shapely.points(x, y), predicate="intersects")
+    order = np.lexsort((index, cell))
+    cell, index = cell[order], index[order]
+    last = np.concatenate([cell[1:] != cell[:-1], [True]]) if len(cell) else np.empty(0, bool)
+    return cell[last], index[last]
+
+
+def sample_cells(dataset: rasterio.io.DatasetReader, band: int, points: np.ndarray) -> np.ndarray:
+    """The cell values under `points` (raster CRS, inside the raster), NaN at nodata: each block of cells holding
+    points read once."""
+    rows, cols = (np.asarray(a, np.int64) for a in rasterio.transform.rowcol(dataset.transform, points[:, 0], points[:, 1]))
+    rows, cols = np.clip(rows, 0, dataset.height - 1), np.clip(cols, 0, dataset.width - 1)
+    values = np.full(len(points), np.nan)
+    block = rows // BLOCK * ((dataset.width + BLOCK - 1) // BLOCK) + cols // BLOCK
+    order = np.argsort(block, kind="stable")
+    for at in np.split(order, np.flatnonzero(np.diff(block[order])) + 1):
+        row0, col0 = rows[at].min(), cols[at].min()
+        window = rasterio.windows.Window(col0, row0, cols[at].max() - col0 + 1, rows[at].max() - row0 + 1)
+        cells = dataset.read(band, window=window, masked=True)[rows[at] - row0, cols[at] - col0]
+        values[at] = np.ma.filled(cells.astype(np.float64), np.nan)
+    return values
 
 
 def _fill_small(dataset: rasterio.io.DatasetReader, band: int, shapes: np.ndarray, above: float | None, sums: ZonalSums,
@@ -222,10 +248,9 @@ def _fill_small(dataset: rasterio.io.DatasetReader, band: int, shapes: np.ndarra
     if not inside.any():
         return
     small, points = small[inside], points[inside]
-    nodata = dataset.nodatavals[band - 1]
-    values = np.array([v[0] for v in dataset.sample(points.tolist(), indexes=band, masked=True)], dtype=object)
-    good = np.array([v is not np.ma.masked and (nodata is None or v != nodata) for v in values.tolist()], bool)
-    small, values = small[good], values[good].astype(np.float64)
+    values = sample_cells(dataset, band, points)
+    good = ~np.isnan(values)
+    small, values = small[good], values[good]
     own = shapely.area(shapes[small]) if to_working is None else shapely.area(
         shapely.transform(shapes[small], lambda xy: np.column_stack(to_working.transform(xy[:, 0], xy[:, 1]))))
     sums.count[small] = 1

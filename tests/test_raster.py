@@ -54,6 +54,15 @@ def test_known_values_nodata_and_small_polygons(tmp_path: Path) -> None:
     assert sums.area_above.tolist() == pytest.approx([2000.0, 0.0, 4.0, 0.0])
 
 
+def test_a_cell_centre_on_a_shared_edge_counts_once(tmp_path: Path) -> None:
+    path = write_raster(tmp_path / "cols.tif", np.tile(np.arange(10, dtype=float), (10, 1)))
+    # two boxes whose shared edge runs through the centres of column 3 (x = X0 + 35)
+    polygons = np.array([shapely.box(X0 + 12, Y0, X0 + 35, Y0 + 10), shapely.box(X0 + 35, Y0, X0 + 58, Y0 + 10)])
+    sums = zonal_sums(path, polygons, "EPSG:4548")
+    assert sums.count.tolist() == [2, 3]  # columns 1, 2 | 3 (the later polygon, as GDAL burns), 4, 5
+    assert sums.statistic("mean").tolist() == pytest.approx([1.5, 4.0])
+
+
 def test_raster_in_another_crs(tmp_path: Path) -> None:
     to_geo = Transformer.from_crs("EPSG:4548", "EPSG:4490", always_xy=True)
     lon, lat = to_geo.transform(X0, Y0)

@@ -10,9 +10,9 @@ from functools import partial
 from itertools import combinations
 
 import numpy as np
+import pandas as pd
 import psycopg2.extensions
 import shapely
-from psycopg2 import sql
 
 from geoservice.conflicts import evaluate
 from geoservice.conflicts.evaluate import Found, Subdivided
@@ -32,6 +32,10 @@ from geoservice.settings import Settings
 PARENT = "conflict"
 COPY_COLUMNS = ("run_id", "rule_id", "rule_type", "severity", "area_m2", "layer_a", "feature_a", "source_id_a", "code_a",
                 "layer_b", "feature_b", "source_id_b", "code_b", "district_code", "district_name", "details", "geom")
+#: what `identities` tells of each conflict
+IDENTITY_COLUMNS = ("rule_id", "layer_a", "feature_a", "source_id_a", "layer_b", "feature_b", "source_id_b", "district_code")
+#: stored too when the conflicts are linked to review cases
+LINK_COLUMNS = ("case_id", "status")
 
 
 @dataclass
@@ -170,14 +174,43 @@ def run_rules(settings: Settings, rules: list[Rule], catalog: LayerCatalog, repo
     return results
 
 
-def copy_rows(run_id: int, result: RuleResult, districts: FeatureArrays | None, srid: int) -> bytes:
-    """Binary COPY rows (COPY_COLUMNS order) of one rule result's conflicts."""
+def _at(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """values[index] as objects, None where index is -1."""
+    out = np.full(len(index), None, dtype=object)
+    if len(values):
+        out[index >= 0] = np.asarray(values, dtype=object)[index[index >= 0]]
+    return out
+
+
+def identities(results: list[RuleResult], districts: FeatureArrays | None) -> pd.DataFrame:
+    """Which rule, features and district each conflict is (in storing order): rule_id, layer_a, feature_a,
+    source_id_a, layer_b, feature_b, source_id_b, district_code (None where there is no such side or district)."""
+    frames = []
+    for result in results:
+        found, n = result.found, len(result.found)
+        a, b = found.layer_a, found.layer_b
+        frames.append(pd.DataFrame({
+            "rule_id": np.full(n, result.rule.id, dtype=object), "layer_a": np.full(n, a.layer, dtype=object),
+            "feature_a": a.ids[found.index_a], "source_id_a": _at(a.source_ids, found.index_a),
+            "layer_b": np.full(n, b.layer if b is not None else None, dtype=object),
+            "feature_b": pd.array(_at(b.ids, found.index_b) if b is not None else np.full(n, None), dtype="Int64"),
+            "source_id_b": _at(b.source_ids, found.index_b) if b is not None else np.full(n, None, dtype=object),
+            "district_code": _at(districts.source_ids if districts is not None else np.empty(0), result.district_index),
+        }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=IDENTITY_COLUMNS)
+
+
+def copy_rows(run_id: int, result: RuleResult, districts: FeatureArrays | None, srid: int,
+              link: tuple[np.ndarray, np.ndarray] | None) -> bytes:
+    """Binary COPY rows (COPY_COLUMNS order, then LINK_COLUMNS with `link`: case ids and statuses) of one rule
+    result's conflicts."""
     found, rule = result.found, result.rule
     n = len(found)
     a, b = found.layer_a, found.layer_b
     none = np.empty(0, dtype=object)
     ids_b, sources_b, codes_b = (b.ids, b.source_ids, b.codes) if b is not None else (np.empty(0, np.int64), none, none)
     district_codes, district_names = (districts.source_ids, districts.names) if districts is not None else (none, none)
+    linked = [bulk.int_field(link[0], n), bulk.text_binary_field(link[1], n)] if link is not None else []
     return bulk.binary_rows([
         bulk.int_field(run_id, n), bulk.constant_text_field(rule.id), bulk.constant_text_field(rule.type),
         bulk.constant_text_field(rule.severity), bulk.float_field(result.areas),
@@ -187,7 +220,7 @@ def copy_rows(run_id: int, result: RuleResult, districts: FeatureArrays | None, 
         bulk.int_field_at(ids_b, found.index_b), bulk.text_field_at(sources_b, found.index_b),
         bulk.text_field_at(codes_b, found.index_b),
         bulk.text_field_at(district_codes, result.district_index), bulk.text_field_at(district_names, result.district_index),
-        bulk.jsonb_field(found.details.columns, n), bulk.multipolygon_field(found.pieces, srid),
+        bulk.jsonb_field(found.details.columns, n), bulk.multipolygon_field(found.pieces, srid), *linked,
     ], n)
 
 
@@ -217,14 +250,15 @@ def summarize(results: list[RuleResult], districts: FeatureArrays | None) -> tup
     return by_rule, table
 
 
-#: a step run in the detection's transaction once its conflict rows are stored (table, run id, evaluated rule ids)
-AfterStore = Callable[[psycopg2.extensions.cursor, sql.Composable, int, list[str]], None]
+#: review's case linking (`review.detect`), run in the detection's transaction before its rows are stored: given the
+#: run id, the evaluated rule ids and the conflicts' `identities`, each conflict's case id and status
+Link = Callable[[psycopg2.extensions.cursor, int, list[str], pd.DataFrame], tuple[np.ndarray, np.ndarray]]
 
 
 def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Reporter | None = None,
-           rules: RuleSet | None = None, after_store: AfterStore | None = None) -> DetectionSummary:
-    """Run the rules against the active layers; store a new current detection run with its conflicts. `after_store`
-    (review's case linking: `review.detect`) runs in the same transaction, before the run is attached."""
+           rules: RuleSet | None = None, link: Link | None = None) -> DetectionSummary:
+    """Run the rules against the active layers; store a new current detection run with its conflicts, each with its
+    review case and status when `link` (review's case linking: `review.detect`) is given."""
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
     rules = rules or load_rules(settings.path(settings.paths.rules))
@@ -250,24 +284,28 @@ def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Repo
         )
         run_id = cur.fetchone()[0]
         table_name = partitions.create_partition_table(cur, PARENT, run_id)
-        clock = time.perf_counter()
-        with bulk.BinaryCopyWriter(cur, table_name, COPY_COLUMNS, freeze=True) as writer:
-            for result in results:  # each result's rows are built on the writer's thread
-                writer.put(partial(copy_rows, run_id, result, districts, settings.working_srid))
-        timings["store"] = time.perf_counter() - clock
-        if after_store is not None:
+        cases = None
+        if link is not None:
             clock = time.perf_counter()
-            after_store(cur, table_name, run_id, [rule.id for rule in selected])
-            timings["after store"] = time.perf_counter() - clock
+            cases = link(cur, run_id, [rule.id for rule in selected], identities(results, districts))
+            timings["review cases"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        with bulk.BinaryCopyWriter(cur, table_name, COPY_COLUMNS + (LINK_COLUMNS if cases else ()), freeze=True) as writer:
+            start = 0
+            for result in results:  # each result's rows are built on the writer's thread
+                rows = slice(start, start + len(result.found))
+                start = rows.stop
+                writer.put(partial(copy_rows, run_id, result, districts, settings.working_srid,
+                                   (cases[0][rows], cases[1][rows]) if cases else None))
+        timings["store"] = time.perf_counter() - clock
         clock = time.perf_counter()
         partitions.attach_partition(cur, PARENT, "run_id", run_id, ("run_id", "id"),
                                     {"geom": "USING gist (geom)", "rule": "(run_id, rule_id)"})
         timings["index"] = time.perf_counter() - clock
         seconds = time.perf_counter() - started
         reporter.line(bulk.stored_line(sum(len(r.found) for r in results), "conflicts",
-                                       {"COPY": timings["store"],
-                                        **({"review cases": timings["after store"]} if after_store else {}),
-                                        "indexes": timings["index"]}, seconds))
+                                       {**({"review cases": timings["review cases"]} if link else {}),
+                                        "COPY": timings["store"], "indexes": timings["index"]}, seconds))
         summary = DetectionSummary(run_id, rules.checksum, versions, by_rule, table, round(seconds, 3),
                                    {name: round(value, 3) for name, value in timings.items()})
         cur.execute("UPDATE geoservice.detection_run SET is_current = false WHERE is_current")

@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+import numpy as np
+import pandas as pd
 import psycopg2.extensions
 from psycopg2 import sql
 
-from geoservice.db import transaction
+from geoservice.db import bulk, transaction
 from geoservice.db.read import qualified
 from geoservice.review.errors import UnknownConflictError
 from geoservice.settings import Settings
@@ -101,31 +103,61 @@ def history(settings: Settings, conflict_id: int) -> list[CaseEvent]:
         return [CaseEvent(*row) for row in cur.fetchall()]
 
 
-def link_run(cur: psycopg2.extensions.cursor, table: sql.Composable, run_id: int, rule_ids: list[str]) -> None:
-    """At detect time, in its transaction: link a new run's conflict rows (in `table`) to their cases.
+KEY_COLUMNS = ("rule_id", "layer_a", "key_a", "layer_b", "key_b", "district_code")
 
-    Creates the cases seen for the first time, moves every found case's last run to this one, copies each case's
-    status onto its rows, and marks disappeared the cases of the evaluated rules that this run did not find
-    (once: a case already marked since it was last seen is not marked again).
+
+def case_keys(conflicts: pd.DataFrame) -> pd.DataFrame:
+    """Each conflict's case key (KEY_COLUMNS; geoservice.case_key in SQL): a side's key is its source id, else
+    'fid:<feature id>', else '' (no such side); no second layer and no district are ''."""
+    def side(source: pd.Series, feature: pd.Series) -> pd.Series:
+        fid = ("fid:" + feature.astype("Int64").astype(str)).where(feature.notna(), "")
+        return source.where(source.notna(), fid)
+
+    return pd.DataFrame({
+        "rule_id": conflicts["rule_id"], "layer_a": conflicts["layer_a"],
+        "key_a": side(conflicts["source_id_a"], conflicts["feature_a"]), "layer_b": conflicts["layer_b"].fillna(""),
+        "key_b": side(conflicts["source_id_b"], conflicts["feature_b"]),
+        "district_code": conflicts["district_code"].fillna(""),
+    })
+
+
+def link_run(cur: psycopg2.extensions.cursor, run_id: int, rule_ids: list[str],
+             conflicts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """At detect time, in its transaction, before a new run's conflict rows are stored: each conflict's case id and
+    status (`conflicts`: `conflicts.detect.identities`).
+
+    Creates the cases seen for the first time, moves every found case's last run to this one, and marks disappeared
+    the cases of the evaluated rules that this run did not find (once: a case already marked since it was last seen
+    is not marked again). The keys go over in one binary COPY; the conflict rows are never rewritten after storing.
     """
+    keys = case_keys(conflicts)
+    cur.execute(sql.SQL("CREATE TEMP TABLE incoming_case (k bigint, {}) ON COMMIT DROP").format(
+        sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in KEY_COLUMNS)))
+    with bulk.BinaryCopyWriter(cur, sql.Identifier("incoming_case"), ("k", *KEY_COLUMNS)) as writer:
+        writer.put(bulk.binary_rows([bulk.int_field(np.arange(len(keys)), len(keys)),
+                                     *(bulk.text_binary_field(keys[c].to_numpy(), len(keys)) for c in KEY_COLUMNS)],
+                                    len(keys)))
+    same_key = sql.SQL(" AND ").join(sql.SQL("k.{0} = i.{0}").format(sql.Identifier(c)) for c in KEY_COLUMNS)
+    columns = sql.SQL(", ").join(map(sql.Identifier, KEY_COLUMNS))
     cur.execute(sql.SQL("""
-        INSERT INTO geoservice.conflict_case (rule_id, layer_a, key_a, layer_b, key_b, district_code,
-                                              first_run_id, last_run_id)
-        SELECT DISTINCT rule_id, layer_a, geoservice.case_key(source_id_a, feature_a), coalesce(layer_b, ''),
-               geoservice.case_key(source_id_b, feature_b), coalesce(district_code, ''), %(run)s, %(run)s
-        FROM {table}
-        ON CONFLICT (rule_id, layer_a, key_a, layer_b, key_b, district_code) DO UPDATE SET last_run_id = EXCLUDED.last_run_id
-    """).format(table=table), {"run": run_id})
-    cur.execute(sql.SQL("""
-        UPDATE {table} c SET case_id = k.id, status = k.status
-        FROM geoservice.conflict_case k
-        WHERE k.rule_id = c.rule_id AND k.layer_a = c.layer_a AND k.key_a = geoservice.case_key(c.source_id_a, c.feature_a)
-          AND k.layer_b = coalesce(c.layer_b, '') AND k.key_b = geoservice.case_key(c.source_id_b, c.feature_b)
-          AND k.district_code = coalesce(c.district_code, '')
-    """).format(table=table))
+        INSERT INTO geoservice.conflict_case ({columns}, first_run_id, last_run_id)
+        SELECT DISTINCT {columns}, %(run)s, %(run)s FROM incoming_case i
+        WHERE NOT EXISTS (SELECT 1 FROM geoservice.conflict_case k WHERE {same_key})
+        ON CONFLICT DO NOTHING;
+        CREATE TEMP TABLE linked_case ON COMMIT DROP AS
+        SELECT i.k, k.id, k.status, k.last_run_id FROM incoming_case i JOIN geoservice.conflict_case k ON {same_key};
+        UPDATE geoservice.conflict_case k SET last_run_id = %(run)s
+        FROM (SELECT DISTINCT id FROM linked_case WHERE last_run_id <> %(run)s) l WHERE k.id = l.id;
+        SELECT k, id, status FROM linked_case ORDER BY k;
+    """).format(columns=columns, same_key=same_key), {"run": run_id})  # the UPDATE is heap-only: the table keeps room
+    linked = cur.fetchall()
+    if len(linked) != len(keys):
+        raise RuntimeError(f"{len(keys) - len(linked)} conflicts were not linked to a case")
+    _, case_id, status = zip(*linked) if linked else ((), (), ())
     cur.execute("""
         INSERT INTO geoservice.disappeared_case (run_id, case_id)
         SELECT %(run)s, k.id FROM geoservice.conflict_case k
         WHERE k.rule_id = ANY(%(rules)s) AND k.last_run_id < %(run)s
           AND NOT EXISTS (SELECT 1 FROM geoservice.disappeared_case d WHERE d.case_id = k.id AND d.run_id > k.last_run_id)
     """, {"run": run_id, "rules": rule_ids})
+    return np.asarray(case_id, np.int64), np.asarray(status, dtype=object)

@@ -1,5 +1,5 @@
 """A detection run whose conflicts are linked to their review cases: `conflicts.detect` with the case linking as the
-step after its rows are stored, in the same transaction (what `geoservice detect` and the demo run)."""
+step before its rows are stored, in the same transaction (what `geoservice detect` and the demo run)."""
 
 from __future__ import annotations
 
@@ -18,4 +18,4 @@ def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Repo
     """Detect and link: cases carried across runs keep their status and history."""
     from geoservice import conflicts  # the geometry stack only when a detection runs
 
-    return conflicts.detect(settings, rule_ids, reporter, rules, after_store=link_run)
+    return conflicts.detect(settings, rule_ids, reporter, rules, link=link_run)
