@@ -56,8 +56,8 @@ def _prime_pools(snapshot: Snapshot) -> None:
         pool_for(url, size).prime(sql.SQL("SELECT {}").format(transforms))
 
 
-def routes(settings: Settings) -> list[BaseRoute]:
-    """Every route of the server."""
+def routes(settings: Settings, database_url: str) -> list[BaseRoute]:
+    """Every route of the server (over the database at `database_url`)."""
     endpoints = Endpoints(settings)
     collection = "/collections/{collection_id}"
     return [
@@ -75,7 +75,7 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route(f"{collection}/items/{{item_id}}", endpoints.item, methods=["GET"]),
         *_read_only(f"{collection}/items", f"{collection}/items/{{item_id}}"),
         *ReviewEndpoints(settings).routes(), *process_routes(settings), *ChangeEndpoints(settings).routes(),
-        *TileEndpoints(settings).routes(),
+        *TileEndpoints(settings, database_url).routes(),
     ]
 
 
@@ -186,7 +186,7 @@ def create_app(settings: Settings) -> Starlette:
     catalog = LiveCatalog(settings, db.database_url(settings))
     snapshot, _ = catalog.current()
     _prime_pools(snapshot)
-    inner = Starlette(routes=routes(settings), exception_handlers=EXCEPTION_HANDLERS)
+    inner = Starlette(routes=routes(settings, catalog.database_url), exception_handlers=EXCEPTION_HANDLERS)
     dispatcher = Dispatcher(settings, catalog, inner, body_limit(settings.server.max_upload_mb), _access_logger(settings))
     app = Starlette(
         routes=[Mount("/", app=dispatcher)], exception_handlers=EXCEPTION_HANDLERS,

@@ -2,16 +2,17 @@
 
 An entry's path names everything its bytes depend on:
 
-    <paths.output>/tiles/<recipe>/<sources>/<grade>/<tile matrix set>/<z>/<row>/<col>.mvt
+    <paths.output>/tiles/<database>/<recipe>/<sources>/<grade>/<tile matrix set>/<z>/<row>/<col>.mvt
 
-`recipe` digests the generalisation settings (a restart with other settings starts afresh: other recipes' folders are
-removed). A source is a collection and the partition it was built from (`basemap.12`: integration run 12; `landuse.7`:
-layer version 7; conflicts also carry the last review decision, `conflicts.5.r31`, since their properties hold the
-review status); `<sources>` is `c~basemap.12` for a collection's tiles, `d~<digest>` for the dataset's (several
-sources; its file SOURCES lists them); the grade is in the path because masks differ by grade. The ETag
-is a digest of the same path, so a client's copy is answered 304 before anything is built. When the catalog's sources
-change, every entry built from a source no longer current is deleted. The cache holds at most `server.tiles.cache_mb`:
-past that the least recently used entries go.
+`database` digests the database's URL (partition keys are numbered per database); `recipe` the generalisation
+settings (a restart with other settings starts afresh: other recipes' folders are removed). A source is a collection
+and the partition it was built from (`basemap.12`: integration run 12; `landuse.7`: layer version 7; conflicts also
+carry the last review decision, `conflicts.5.r31`, since their properties hold the review status); `<sources>` is
+`c~basemap.12` for a collection's tiles, `d~<digest>` for the dataset's (several sources; its file SOURCES lists
+them); the grade is in the path because masks differ by grade. The ETag is a digest of the same path, so a client's
+copy is answered 304 before anything is built. When the catalog's sources change, every entry built from a source no
+longer current is deleted. The cache holds at most `server.tiles.cache_mb`: past that the least recently used entries
+go.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@
              SELECT id, ST_AsMVTGeom(ST_Transform(ST_SnapToGrid(geom, <unit>), <grid SRID>), envelope, 4096, 64) AS geom,
                     jsonb_build_object(<properties, masked as in items>) AS properties
              FROM geoservice.basemap_patch, tile
-             WHERE run_id = k AND geom && <the tile in the working CRS> AND area_m2 >= <min area>) t
-           WHERE geom IS NOT NULL), '') || coalesce(<the next layer>, '') …
+             WHERE run_id = k AND geom && <the tile in the working CRS> AND area_m2 >= <min area>) t), '')
+        || coalesce(<the next layer>, '') …
 
 The stored geometry stays in the working CRS: the tile (plus the MVT buffer) is carried into it exactly — clipped to
 the collection's region, densified, transformed (serve/spatial.py) — so the GiST index on `geom` answers the `&&`.
@@ -19,8 +19,8 @@ than `server.tiles.min_area_px` of a rendered pixel (1/256 of the tile, squared)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import shapely
@@ -90,8 +90,8 @@ def _layer_sql(layer: TileLayer, srid: int, working_srid: int, bind: Bindings) -
              table=sql.Identifier(SCHEMA, collection.table), partition=sql.Identifier(collection.partition_column),
              key=sql.Literal(collection.partition_key), region=ewkb_sql(layer.region, working_srid, bind),
              min_area=bind.add(layer.min_area_m2))
-    return sql.SQL("coalesce((SELECT ST_AsMVT(t, {name}, {extent}, 'geom', 'id') FROM ({rows}) t "
-                   "WHERE geom IS NOT NULL), ''::bytea)").format(
+    # ST_AsMVT skips the rows whose geometry ST_AsMVTGeom clipped away (NULL): filtering them would compute it twice
+    return sql.SQL("coalesce((SELECT ST_AsMVT(t, {name}, {extent}, 'geom', 'id') FROM ({rows}) t), ''::bytea)").format(
         name=sql.Literal(collection.name), extent=sql.Literal(EXTENT), rows=rows)
 
 

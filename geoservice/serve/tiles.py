@@ -18,6 +18,7 @@ import hashlib
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -78,14 +79,19 @@ def _union(collections: list[Collection]) -> tuple[float, float, float, float] |
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
+def cache_root(settings: Settings, database_url: str) -> Path:
+    """The folder of the tiles cached from one database (partition keys are numbered per database)."""
+    return settings.path(settings.paths.output) / "tiles" / hashlib.sha256(database_url.encode()).hexdigest()[:12]
+
+
 class TileEndpoints:
     """The tile routes; what they serve comes with each request (its view and catalog state)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, database_url: str) -> None:
         tiles = settings.server.tiles
         self.base_url, self.working_srid, self.tiles = settings.server.base_url, settings.working_srid, tiles
         recipe = hashlib.sha256(orjson.dumps([EXTENT, BUFFER, tiles.min_area_px, "snap-unit-1"])).hexdigest()[:12]
-        self.cache = TileCache(settings.path(settings.paths.output) / "tiles", recipe, int(tiles.cache_mb * 2**20))
+        self.cache = TileCache(cache_root(settings, database_url), recipe, int(tiles.cache_mb * 2**20))
 
     def routes(self) -> list[Route]:
         one, dataset = "/collections/{collection_id}/tiles", "/tiles"
