@@ -43,7 +43,7 @@ _TILES = "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf"
 _TMS = "http://www.opengis.net/spec/tms/2.0/conf"
 #: the OGC API – Tiles and TMS 2.0 conformance classes implemented
 CONFORMANCE = [f"{_TILES}/{name}" for name in ("core", "tileset", "tilesets-list", "geodata-tilesets",
-                                               "dataset-tilesets", "geodata-selection", "mvt")] + \
+                                               "dataset-tilesets", "geodata-selection", "mvt", "oas30")] + \
               [f"{_TMS}/{name}" for name in ("tilematrixset", "json-tilematrixset", "tilesetmetadata",
                                              "json-tilesetmetadata", "tilematrixsetlimits", "json-tilematrixsetlimits")]
 REL_SCHEME = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
