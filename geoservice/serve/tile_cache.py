@@ -4,15 +4,16 @@ An entry's path names everything its bytes depend on:
 
     <paths.output>/tiles/<database>/<recipe>/<sources>/<grade>/<tile matrix set>/<z>/<row>/<col>.mvt
 
-`database` digests the database's URL (partition keys are numbered per database); `recipe` the generalisation
-settings (a restart with other settings starts afresh: other recipes' folders are removed). A source is a collection
-and the partition it was built from (`basemap.12`: integration run 12; `landuse.7`: layer version 7; conflicts also
-carry the last review decision, `conflicts.5.r31`, since their properties hold the review status); `<sources>` is
-`c~basemap.12` for a collection's tiles, `d~<digest>` for the dataset's (several sources; its file SOURCES lists
-them); the grade is in the path because masks differ by grade. The ETag is a digest of the same path, so a client's
-copy is answered 304 before anything is built. When the catalog's sources change, every entry built from a source no
-longer current is deleted. The cache holds at most `server.tiles.cache_mb`: past that the least recently used entries
-go.
+`database` digests the database's URL (concurrent servers of several databases keep apart); `recipe` the
+generalisation settings (a restart with other settings starts afresh: other recipes' folders are removed). A source is
+a collection and the partition it was built from, with a digest of that partition's load or run time (a database made
+again numbers from 1 again): `basemap.12-3f9a0c1e` is integration run 12, `landuse.7-…` layer version 7, and the
+conflicts carry the last review decision too, `conflicts.5-….r31`, since their properties hold the review status.
+`<sources>` is `c~<source>` for a collection's tiles, `d~<digest>` for the dataset's (several sources; the folder's
+file SOURCES lists them); the grade is in the path because masks differ by grade. The ETag is a digest of the same path,
+so a client's copy is answered 304 before anything is built. When the catalog's sources change, every entry built from
+a source no longer current is deleted. The cache holds at most `server.tiles.cache_mb`: past that the least recently
+used entries go.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ SOURCES = "SOURCES"
 
 
 def source_of(collection: Collection, review: int | None) -> str:
-    """What a collection's tiles are built from: its name and partition (the conflicts also the last review)."""
-    source = f"{collection.name}.{collection.partition_key}"
+    """What a collection's tiles are built from: its name, partition and that partition's load or run time (a database
+    made again numbers its partitions from 1 again), the conflicts also the last review."""
+    made = hashlib.sha256(collection.modified.encode()).hexdigest()[:8]
+    source = f"{collection.name}.{collection.partition_key}-{made}"
     return f"{source}.r{review or 0}" if collection.name == CONFLICTS else source
 
 
