@@ -174,9 +174,9 @@ class TileEndpoints:
         return "?" + urllib.parse.urlencode({"collections": chosen}, safe=",") if chosen else ""
 
     @staticmethod
-    def _json(request: Request, data: Any, tags: Any, media_type: str = "application/json") -> Response:
+    def _json(request: Request, data: Any, tags: Any) -> Response:
         cached = not_modified(request, tags)
-        return cached or with_validators(Response(orjson.dumps(data), media_type=media_type), tags)
+        return cached or with_validators(Response(orjson.dumps(data), media_type="application/json"), tags)
 
     def _tags(self, request: Request, collections: list[Collection], dataset: bool) -> Any:
         return validators(request, request.state.catalog, None if dataset else collections[0])
@@ -213,7 +213,9 @@ class TileEndpoints:
 
     @staticmethod
     def _title(collections: list[Collection], dataset: bool) -> str:
-        return "geoservice dataset: " + ", ".join(c.name for c in collections) if dataset else collections[0].title
+        if not dataset:
+            return collections[0].title
+        return "geoservice dataset: " + (", ".join(c.name for c in collections) or "nothing served yet")
 
     async def tileset(self, request: Request) -> Response:
         grid = self._grid(request)
@@ -233,7 +235,8 @@ class TileEndpoints:
                 for c in collections]
 
     def _zoom_span(self, grid: Grid, collections: list[Collection]) -> range:
-        spans = [self._zooms(c, grid) for c in collections]
+        """The zooms any of the collections has tiles at (the whole range when there is none: nothing stored yet)."""
+        spans = [self._zooms(c, grid) for c in collections] or [range(0, min(self.tiles.max_zoom, grid.tms.maxzoom) + 1)]
         return range(min(s.start for s in spans), max(s.stop for s in spans))
 
     def _metadata(self, request: Request, grid: Grid, collections: list[Collection], dataset: bool) -> dict[str, Any]:
