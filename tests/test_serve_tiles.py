@@ -280,3 +280,13 @@ def test_gdal_reads_a_tile(served_tiles: Server) -> None:
     count = len(mapbox_vector_tile.decode(requests.get(url, timeout=60).content)["basemap"]["features"])
     assert result.returncode == 0, result.stderr
     assert f"Feature Count: {count}" in result.stdout and "land_code" in result.stdout
+
+
+@pytest.mark.parametrize("grid_id", GRID_IDS)
+def test_postgis_tile_envelopes_are_the_tile_matrix_sets_tiles(settings: Settings, grid_id: str) -> None:
+    grid = GRIDS[grid_id]
+    offset, square = grid.envelope_square
+    for zoom, row, col in ((0, 0, 0), (1, 1, 1), (10, 372, 695), (17, 40000, 70000)):
+        got = query(settings, "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM ST_TileEnvelope(%s, %s, %s, "
+                              "ST_MakeEnvelope(%s, %s, %s, %s, %s)) e", zoom + offset, col, row, *square, grid.srid)[0]
+        assert got == pytest.approx(grid.bounds(zoom, row, col), abs=1e-9 * (square[2] - square[0]))

@@ -59,8 +59,8 @@ class Grid:
         first = self.tms.matrix(0)
         tiles = max(first.matrixWidth, first.matrixHeight)
         side = first.cellSize * first.tileWidth * tiles
-        west, north = self.tms.xy_bounds(morecantile.Tile(0, 0, 0)).left, self.tms.xy_bounds(morecantile.Tile(0, 0, 0)).top
-        return int(math.log2(tiles)), (west, north - side, west + side, north)
+        corner = self.tms.xy_bounds(morecantile.Tile(0, 0, 0))
+        return int(math.log2(tiles)), (corner.left, corner.top - side, corner.left + side, corner.top)
 
     @property
     def zooms(self) -> range:
@@ -91,7 +91,8 @@ class Grid:
         west, south, east, north = crs84_extent
         limits = []
         for zoom in zooms:
-            first, last = self.tms.tile(west, north, zoom), self.tms.tile(east, south, zoom)
+            first = self.tms.tile(west, north, zoom, truncate=True)
+            last = self.tms.tile(east, south, zoom, truncate=True)
             limits.append({"tileMatrix": str(zoom), "minTileRow": first.y, "maxTileRow": last.y,
                            "minTileCol": first.x, "maxTileCol": last.x})
         return limits
