@@ -112,6 +112,26 @@ def test_a_tile_holds_the_items_of_its_area(served_tiles: Server, grid_id: str) 
     assert ids <= set(items(2 * margin)) and len(ids) > 10
 
 
+@pytest.mark.parametrize("zoom", [11, 14])
+def test_generalised_patches_leave_no_gaps(served_tiles: Server, zoom: int) -> None:
+    """The base map's patches drawn in a tile cover what the stored patches cover there: snapping and quantising keep
+    neighbours' common edges (a gap would be area lost), only patches below the zoom's smallest area go."""
+    _, lon, lat = _inside(served_tiles.settings, "geoservice.basemap_patch", "area_m2 < 20000")
+    tile = _tile_of("WebMercatorQuad", lon, lat, zoom)
+    layer = _decoded(served_tiles.get(_path("/collections/basemap", "WebMercatorQuad", tile), as_=None))["basemap"]
+    drawn = shapely.union_all(shapely.make_valid([shape(f["geometry"]) for f in layer["features"]]))
+    drawn_share = shapely.area(shapely.intersection(drawn, shapely.box(0, 0, 4096, 4096))) / 4096 ** 2
+    stored_share, dropped_share = query(
+        served_tiles.settings,
+        "SELECT ST_Area(ST_Intersection(ST_Union(ST_Transform(geom, 3857)), e)) / ST_Area(e), "
+        "coalesce(sum(ST_Area(ST_Intersection(ST_Transform(geom, 3857), e))) FILTER (WHERE NOT (id = ANY(%s))), 0) "
+        "/ ST_Area(e) FROM geoservice.basemap_patch, ST_TileEnvelope(%s, %s, %s) e WHERE run_id = (SELECT id FROM "
+        "geoservice.integration_run WHERE is_current) AND ST_Intersects(ST_Transform(geom, 3857), e) GROUP BY e",
+        [f["id"] for f in layer["features"]], tile.z, tile.x, tile.y)[0]
+    assert drawn_share == pytest.approx(stored_share - dropped_share, abs=2e-4)
+    assert drawn_share > 0.5
+
+
 @pytest.mark.parametrize("grid_id", GRID_IDS)
 def test_masked_attributes_are_masked_in_tiles_as_in_items(served_tiles: Server, grid_id: str) -> None:
     project, lon, lat = _inside(served_tiles.settings, active("projects"))
