@@ -99,7 +99,8 @@ class TileCache:
         return self._size
 
     def etag(self, key: TileKey) -> str:
-        return '"' + hashlib.sha256(f"{self.recipe}/{key.path}".encode()).hexdigest()[:32] + '"'
+        """A weak ETag: two builds from the same key hold the same features, their bytes may come in another order."""
+        return 'W/"' + hashlib.sha256(f"{self.recipe}/{key.path}".encode()).hexdigest()[:32] + '"'
 
     def get(self, key: TileKey) -> bytes | None:
         """The cached tile, or None."""
