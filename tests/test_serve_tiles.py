@@ -310,3 +310,11 @@ def test_postgis_tile_envelopes_are_the_tile_matrix_sets_tiles(settings: Setting
         got = query(settings, "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM ST_TileEnvelope(%s, %s, %s, "
                               "ST_MakeEnvelope(%s, %s, %s, %s, %s)) e", zoom + offset, col, row, *square, grid.srid)[0]
         assert got == pytest.approx(grid.bounds(zoom, row, col), abs=1e-9 * (square[2] - square[0]))
+
+
+def test_a_cache_that_cannot_write_still_serves(tmp_path: Path) -> None:
+    (tmp_path / "blocked").write_text("a file where the cache's folder would be")
+    cache = TileCache(tmp_path / "blocked", "recipe", 1000)
+    cache.retain(frozenset({"basemap.1"}))
+    cache.put(_key(1), b"tile")
+    assert cache.get(_key(1)) is None and cache.size == 0

@@ -19,6 +19,7 @@ used entries go.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import threading
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from geoservice.serve.catalog import CONFLICTS, Collection
 
+LOGGER = logging.getLogger(__name__)
 SUFFIX = ".mvt"
 #: the file naming the sources of a folder's entries
 SOURCES = "SOURCES"
@@ -111,7 +113,7 @@ class TileCache:
             self._entries.move_to_end(path)
         try:
             return (self.folder / path).read_bytes()
-        except FileNotFoundError:
+        except OSError:  # removed or unreadable: built again
             self._forget(path)
             return None
 
@@ -121,15 +123,19 @@ class TileCache:
             return  # no cache, larger than the whole cache, or built from a source replaced meanwhile
         path = key.path
         target = self.folder / path
-        target.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             self._folders.setdefault(key.folder, frozenset(key.sources))
-        listed = self.folder / key.folder / SOURCES
-        if not listed.exists():
-            listed.write_text("\n".join(key.sources), encoding="utf-8")
-        partial = target.with_name(f".{target.name}.{threading.get_ident()}")
-        partial.write_bytes(data)
-        os.replace(partial, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            listed = self.folder / key.folder / SOURCES
+            if not listed.exists():
+                listed.write_text("\n".join(key.sources), encoding="utf-8")
+            partial = target.with_name(f".{target.name}.{threading.get_ident()}")
+            partial.write_bytes(data)
+            os.replace(partial, target)
+        except OSError as exc:  # a full or read-only disk: the tile is served all the same, only not kept
+            LOGGER.warning("tile cache: cannot write %s: %s", target, exc.strerror)
+            return
         with self._lock:
             self._size += len(data) - self._entries.pop(path, 0)
             self._entries[path] = len(data)
