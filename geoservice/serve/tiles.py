@@ -185,8 +185,8 @@ class TileEndpoints:
 
     async def tile_matrix_sets(self, request: Request) -> Response:
         self._params(request, set(), ("json",))
-        sets = [{"id": grid.id, "title": grid.tms.title, "crs": grid.crs.uri, **({"uri": grid.tms.uri} if grid.tms.uri else {}),
-                 "links": [{"rel": "self", "type": "application/json", "title": grid.tms.title,
+        sets = [{"id": grid.id, "title": grid.tms.title, "crs": grid.crs.uri,
+                 **({"uri": grid.tms.uri} if grid.tms.uri else {}), "links": [{"rel": "self", "type": "application/json", "title": grid.tms.title,
                             "href": f"{self.base_url}/tileMatrixSets/{grid.id}"}]} for grid in GRIDS.values()]
         return Response(orjson.dumps({"tileMatrixSets": sets}), media_type="application/json")
 
@@ -208,7 +208,8 @@ class TileEndpoints:
                                {"rel": REL_SCHEME, "type": "application/json", "title": f"The {grid.id} tile matrix set",
                                 "href": f"{self.base_url}/tileMatrixSets/{grid.id}"}]}
                     for grid in GRIDS.values()]
-        links = [{"rel": "self", "type": "application/json", "title": "This document", "href": f"{self._base(request)}{query}"}]
+        links = [{"rel": "self", "type": "application/json", "title": "This document",
+                  "href": f"{self._base(request)}{query}"}]
         return self._json(request, {"tilesets": tilesets, "links": links}, self._tags(request, collections, dataset))
 
     @staticmethod
