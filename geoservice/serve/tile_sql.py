@@ -3,7 +3,7 @@
     WITH tile AS (SELECT ST_TileEnvelope(z [+ 1], col, row, <the grid's square>) AS envelope)
     SELECT coalesce((SELECT ST_AsMVT(t, 'basemap', 4096, 'geom', 'id') FROM (
              SELECT id, ST_AsMVTGeom(ST_Transform(ST_SnapToGrid(geom, <unit>), <grid SRID>), envelope, 4096, 64) AS geom,
-                    jsonb_build_object(<properties, masked as in items>) AS properties
+                    <the properties: columns, and the layer attributes masked as in items as one jsonb>
              FROM geoservice.basemap_patch, tile
              WHERE run_id = k AND geom && <the tile in the working CRS> AND area_m2 >= <min area>) t), '')
         || coalesce(<the next layer>, '') …
@@ -72,10 +72,17 @@ def tile_layer(collection: Collection, grid: Grid, zoom: int, row: int, col: int
     return TileLayer(collection, region, metres * grid.tms.matrix(zoom).tileWidth / EXTENT, min_area_px * metres ** 2)
 
 
-def _property_pairs(fields: tuple[Field, ...]) -> list[tuple[str, sql.Composable]]:
-    """The items' property values (masked alike: `Field.value_sql`); objects as their JSON text (MVT values are scalars)."""
-    return [(f.name, sql.SQL("to_jsonb(({})::text)").format(f.value_sql()) if f.type == "object" else f.value_sql())
-            for f in fields]
+def _properties_sql(fields: tuple[Field, ...]) -> sql.Composable:
+    """The items' properties as MVT columns: a table's scalar columns as they are (ST_AsMVT keeps their types), the
+    layer attributes — masked alike, by `Field.value_sql` — and JSON objects (as their text: MVT values are scalars) in
+    one jsonb column, which ST_AsMVT spreads into properties. NULLs are left out either way."""
+    plain = [f for f in fields if not f.attribute and f.type != "object"]
+    rest = [(f.name, sql.SQL("to_jsonb(({})::text)").format(f.value_sql()) if f.type == "object" else f.value_sql())
+            for f in fields if f not in plain]
+    columns = [sql.Identifier(f.name) for f in plain]
+    if rest:
+        columns.append(sql.SQL("{} AS mvt_properties").format(json_object_sql(rest, jsonb=True)))
+    return sql.SQL("").join(sql.SQL(", {}").format(c) for c in columns)
 
 
 def _layer_sql(layer: TileLayer, srid: int, working_srid: int, bind: Bindings) -> sql.Composable:
@@ -84,9 +91,9 @@ def _layer_sql(layer: TileLayer, srid: int, working_srid: int, bind: Bindings) -
                        "{buffer}, true)").format(snap=bind.add(layer.snap_m), srid=sql.Literal(srid),
                                                  extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER))
     rows = sql.SQL(
-        "SELECT id, {geometry} AS geom, {properties} AS properties FROM {table}, tile "
+        "SELECT id, {geometry} AS geom{properties} FROM {table}, tile "
         "WHERE {partition} = {key} AND geom && {region} AND area_m2 >= {min_area}"
-    ).format(geometry=geometry, properties=json_object_sql(_property_pairs(collection.fields), jsonb=True),
+    ).format(geometry=geometry, properties=_properties_sql(collection.fields),
              table=sql.Identifier(SCHEMA, collection.table), partition=sql.Identifier(collection.partition_column),
              key=sql.Literal(collection.partition_key), region=ewkb_sql(layer.region, working_srid, bind),
              min_area=bind.add(layer.min_area_m2))
