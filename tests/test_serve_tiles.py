@@ -4,6 +4,7 @@ the old entries; bad requests are 4xx OGC bodies. The cache's size cap and its i
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ from geoservice.serve.tile_cache import TileCache, TileKey
 from geoservice.serve.tiles import MVT, cache_root
 from geoservice.serve.tms import GRIDS
 from geoservice.settings import Settings
-from servers import Server, bearer, running_server
+from servers import ROOT, Server, bearer, running_server
 from sql_helpers import active, query
 
 GRID_IDS = list(GRIDS)
@@ -251,6 +252,7 @@ def changing(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) 
         shutil.rmtree(cache_root(scratch, scratch.database.url), ignore_errors=True)
 
 
+@pytest.mark.http  # a server of its own
 def test_a_new_run_is_served_at_once_and_old_entries_are_dropped(changing: Server) -> None:
     settings = changing.settings
     _, lon, lat = _inside(settings, "geoservice.basemap_patch")
@@ -330,3 +332,40 @@ def test_a_cache_that_cannot_write_still_serves(tmp_path: Path) -> None:
     cache.retain(frozenset({"basemap.1"}))
     cache.put(_key(1), b"tile")
     assert cache.get(_key(1)) is None and cache.size == 0
+
+
+@pytest.fixture(scope="module")
+def tuned(demo_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+    """A server over the session's demo database with tile settings of its own: the base map from zoom 12, a cache
+    of 10 KB in a folder of its own."""
+    folder = tmp_path_factory.mktemp("tuned")
+    output = folder / "output"
+    (folder / "config").mkdir()
+    (folder / "config" / "geoservice.yaml").write_text(
+        f"paths: {{layers: {ROOT / 'layers'}, rules: {ROOT / 'config' / 'rules.yaml'}, "
+        f"classification: {ROOT / 'config' / 'classification'}, output: {output}}}\n"
+        "server:\n  tiles: {min_zoom: {basemap: 12}, cache_mb: 0.01}\n", encoding="utf-8")
+    env = {"GEOSERVICE_CONFIG": str(folder / "config" / "geoservice.yaml")}
+    with running_server(demo_settings, folder / "serve.log", {}, env) as server:
+        yield server, output / "tiles"
+
+
+@pytest.mark.http  # a server of its own
+def test_min_zoom_and_the_cache_cap_over_http(tuned: tuple[Server, Path]) -> None:
+    server, cache = tuned
+    _, lon, lat = _inside(server.settings, "geoservice.basemap_patch", "area_m2 < 20000")
+    low, high = _tile_of("WebMercatorQuad", lon, lat, 11), _tile_of("WebMercatorQuad", lon, lat, 12)
+    assert server.get(_path("/collections/basemap", "WebMercatorQuad", low), as_=None).status_code == 404
+    assert set(_decoded(server.get(_path("", "WebMercatorQuad", low), as_=None))) == {"districts"}
+    assert set(_decoded(server.get(_path("", "WebMercatorQuad", high), as_=None))) == {"districts", "basemap"}
+    tileset = server.get("/collections/basemap/tiles/WebMercatorQuad", as_=None).json()
+    assert tileset["layers"][0]["minTileMatrix"] == "12" and tileset["tileMatrixSetLimits"][0]["tileMatrix"] == "12"
+    assert server.get("/tiles/WebMercatorQuad", as_=None, f="tilejson").json()["minzoom"] == 0
+    cap, served = 0.01 * 2**20, []
+    for zoom in range(13, 17):
+        centre = _tile_of("WebMercatorQuad", lon, lat, zoom)
+        for row, col in itertools.product(range(centre.y - 1, centre.y + 2), range(centre.x - 1, centre.x + 2)):
+            tile = morecantile.Tile(col, row, zoom)
+            served.append(len(server.get(_path("/collections/basemap", "WebMercatorQuad", tile), as_=None).content))
+    assert sum(size for size in served if size <= cap) > cap  # more than the cache holds
+    assert 0 < sum(p.stat().st_size for p in cache.rglob("*.mvt")) <= cap
