@@ -1,6 +1,8 @@
 """OGC API – Tiles over HTTP: tiles decoded with mapbox-vector-tile carry the right patches with the items' properties
-in both tile matrix sets; grades and masks hold as in items; the cache answers 304, serves a new run at once and drops
-the old entries; bad requests are 4xx OGC bodies. The cache's size cap and its index are checked on the class itself."""
+in both tile matrix sets, without gaps between generalised patches; grades and masks hold as in items; the cache
+answers 304 without building, serves a new run at once and drops the old entries, and keeps to its size cap; a
+collection's min zoom holds; bad requests are 4xx OGC bodies; GDAL reads a tile. The cache's index is also checked on
+the class itself, and PostGIS's tile envelopes against the tile matrix sets'."""
 
 from __future__ import annotations
 
