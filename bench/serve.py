@@ -215,13 +215,14 @@ def ensure_tipg_venv() -> Path:
 
 
 @contextmanager
-def tipg_server(settings: Settings, version: int, workdir: Path) -> Iterator[Server]:
+def tipg_server(settings: Settings, version: int, workdir: Path, extra: dict[str, str] | None = None) -> Iterator[Server]:
+    """tipg on the layer version's partition (`extra`: more TIPG_ settings)."""
     python, port = ensure_tipg_venv(), _free_port()
     url = f"http://127.0.0.1:{port}"
     table = partitions.partition_name("feature", version)
     env = {"DATABASE_URL": settings.database.url, "TIPG_DB_SCHEMAS": '["geoservice"]', "TIPG_DB_TABLES": f'["geoservice.{table}"]',
            "TIPG_MAX_FEATURES_PER_QUERY": "10000", "TIPG_DB_MAX_CONN_SIZE": "8", "TIPG_DB_SPATIAL_EXTENT": "false",
-           "TIPG_DB_DATETIME_EXTENT": "false"}
+           "TIPG_DB_DATETIME_EXTENT": "false", **(extra or {})}
     with running([str(python), "-m", "uvicorn", "tipg.main:app", "--port", str(port), "--log-level", "warning",
                   "--no-access-log"], env, f"{url}/conformance", workdir / "tipg.log"):
         yield Server("tipg", f"{url}/collections/geoservice.{table}/items", lambda box: {"bbox": ",".join(map(str, box))})

@@ -182,7 +182,7 @@ def detect_command(ctx: click.Context, rule_ids: tuple[str, ...]) -> None:
               help="With --write-config: what a caller of this grade may read.")
 @click.pass_context
 def serve_command(ctx: click.Context, host: str | None, port: int | None, write_config: Path | None, grade: str) -> None:
-    """Serve the layers, the base map and the conflicts as OGC API – Features and Processes (pygeoapi)."""
+    """Serve the layers, the base map and the conflicts as OGC API – Features, Tiles and Processes (pygeoapi)."""
     from geoservice import serve
     settings = serve.with_address(settings_of(ctx), host, port)
     db.up(settings, _echo)

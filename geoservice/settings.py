@@ -98,6 +98,23 @@ class ServerLimits(_Strict):
         return self
 
 
+class TileSettings(_Strict):
+    """Vector tiles (OGC API – Tiles): zoom range, generalisation and the disk cache."""
+
+    cache_mb: float = Field(256.0, ge=0)              # the tile cache's size cap (0: tiles are not cached)
+    min_zoom: dict[str, int] = Field(default_factory=dict)   # per collection; a collection not named starts at 0
+    max_zoom: int = Field(22, ge=0, le=22)
+    min_area_px: float = Field(0.25, ge=0)            # features smaller than this share of a pixel² are left out
+
+    @field_validator("min_zoom")
+    @classmethod
+    def _zooms(cls, values: dict[str, int]) -> dict[str, int]:
+        for name, zoom in values.items():
+            if not 0 <= zoom <= 22:
+                raise ValueError(f"{name}: {zoom} is not a zoom level (0–22)")
+        return values
+
+
 class ServerSettings(_Strict):
     """Where `geoservice serve` listens and how it pages."""
 
@@ -112,6 +129,7 @@ class ServerSettings(_Strict):
     max_raster_cells: int = Field(25_000_000, ge=1)
     process_workers: int = Field(2, ge=1, le=64)
     process_queue: int = Field(8, ge=0)
+    tiles: TileSettings = TileSettings()
 
     @property
     def base_url(self) -> str:

@@ -82,3 +82,15 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
         load_settings(path, environ={})
     with pytest.raises(ConfigError, match=r"configuration file not found"):
         load_settings(tmp_path / "nope.yaml", environ={})
+
+
+def test_tile_settings_are_checked(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "server:\n  tiles: {cache_mb: 64, min_zoom: {basemap: 8}}\n")
+    tiles = load_settings(path, environ={}).server.tiles
+    assert (tiles.cache_mb, tiles.min_zoom, tiles.max_zoom) == (64, {"basemap": 8}, 22)
+    for text, problem in (("{cache_mb: -1}", r"server.tiles.cache_mb: Input should be greater"),
+                          ("{min_zoom: {basemap: 30}}", r"server.tiles.min_zoom: basemap: 30 is not a zoom level"),
+                          ("{cache_size: 1}", r"server.tiles.cache_size: unknown key")):
+        (tmp_path / "config" / "geoservice.yaml").write_text(f"server:\n  tiles: {text}\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match=problem):
+            load_settings(path, environ={})

@@ -1,4 +1,4 @@
-"""Serving: layers, the base map and conflicts as OGC API – Features through pygeoapi and our PostGIS provider."""
+"""Serving: layers, the base map and conflicts as OGC API – Features (pygeoapi and our PostGIS provider) and Tiles."""
 
 from __future__ import annotations
 

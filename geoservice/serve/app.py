@@ -2,7 +2,7 @@
 
 The dispatcher names the caller of each request (bearer token, or the session cookie), guards the request (body
 limit, unstorable text, cross-site cookie writes) and gives it the live catalog's view for the caller's grade
-(`request.state.caller`, `.view`, `.catalog`): every route answers from that view, so a collection the caller may
+(`request.state.caller`, `.view`, `.catalog`, `.snapshot`): every route answers from that view, so a collection the caller may
 not read is 404 exactly as an unknown one, and a new version or run is served on the next request after its commit.
 pygeoapi is a library here: its endpoint functions run over the view's API object (serve/delegate.py).
 """
@@ -38,6 +38,7 @@ from geoservice.serve.problems import problem
 from geoservice.serve.process_routes import process_routes
 from geoservice.serve.review_api import ReviewEndpoints
 from geoservice.serve.routes import Endpoints
+from geoservice.serve.tiles import TileEndpoints
 from geoservice.settings import Settings
 
 ACCESS_LOG = "geoservice.access"
@@ -55,8 +56,8 @@ def _prime_pools(snapshot: Snapshot) -> None:
         pool_for(url, size).prime(sql.SQL("SELECT {}").format(transforms))
 
 
-def routes(settings: Settings) -> list[BaseRoute]:
-    """Every route of the server."""
+def routes(settings: Settings, database_url: str) -> list[BaseRoute]:
+    """Every route of the server (over the database at `database_url`)."""
     endpoints = Endpoints(settings)
     collection = "/collections/{collection_id}"
     return [
@@ -74,6 +75,7 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route(f"{collection}/items/{{item_id}}", endpoints.item, methods=["GET"]),
         *_read_only(f"{collection}/items", f"{collection}/items/{{item_id}}"),
         *ReviewEndpoints(settings).routes(), *process_routes(settings), *ChangeEndpoints(settings).routes(),
+        *TileEndpoints(settings, database_url).routes(),
     ]
 
 
@@ -143,7 +145,8 @@ class Dispatcher:
 
         try:
             snapshot, state = await run_in_threadpool(self.catalog.current)
-            scope.setdefault("state", {}).update(caller=caller, view=snapshot.views[caller.grade], catalog=state)
+            scope.setdefault("state", {}).update(caller=caller, view=snapshot.views[caller.grade], catalog=state,
+                                                   snapshot=snapshot)
             await self.app(scope, limited_receive(receive, self.max_body), logged_send)
         except Exception as exc:  # the app's handlers have answered already, unless it failed before
             if status is None:
@@ -183,7 +186,7 @@ def create_app(settings: Settings) -> Starlette:
     catalog = LiveCatalog(settings, db.database_url(settings))
     snapshot, _ = catalog.current()
     _prime_pools(snapshot)
-    inner = Starlette(routes=routes(settings), exception_handlers=EXCEPTION_HANDLERS)
+    inner = Starlette(routes=routes(settings, catalog.database_url), exception_handlers=EXCEPTION_HANDLERS)
     dispatcher = Dispatcher(settings, catalog, inner, body_limit(settings.server.max_upload_mb), _access_logger(settings))
     app = Starlette(
         routes=[Mount("/", app=dispatcher)], exception_handlers=EXCEPTION_HANDLERS,

@@ -34,6 +34,7 @@ from geoservice.serve.config import grade_config
 from geoservice.serve.openapi import openapi_document
 from geoservice.serve.pool import PoolExhausted, pool_for
 from geoservice.serve.provider import GeoserviceProvider
+from geoservice.serve.tile_links import collection_tile_links
 from geoservice.settings import GRADES, Settings
 
 LOGGER = logging.getLogger(__name__)
@@ -152,6 +153,9 @@ class LiveCatalog:
 
     def _view(self, collections: list[Collection], grade: str) -> GradeView:
         config = grade_config(self.settings, collections, self.database_url, grade)
+        for name, resource in config["resources"].items():
+            if resource.get("type") == "collection":
+                resource["links"] = collection_tile_links(self.settings.server.base_url, name)
         api = API(config, openapi_document(config))
         api.tpl_config = _template_config(api.tpl_config)
         providers = {name: load_plugin("provider", get_provider_by_type(resource["providers"], "feature"))

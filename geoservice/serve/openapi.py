@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from geoservice.serve.crs import CRS84
+from geoservice.serve.tms import GRIDS
 
 _EXCEPTION = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/exception"}},
                           "text/html": {"schema": {"type": "string"}}}}
@@ -147,6 +148,40 @@ def own_paths(config: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
+def tile_paths(config: dict[str, Any]) -> dict[str, Any]:
+    """OGC API – Tiles: the tile matrix sets, and the tilesets, tileset metadata and tiles of the dataset and of each
+    collection."""
+    json_doc = {"description": "A JSON document.", "content": {"application/json": {"schema": {"type": "object"}}}}
+    errors = {"400": {"$ref": "#/components/responses/InvalidParameter"}, "404": {"$ref": "#/components/responses/NotFound"}}
+    grid = {"name": "tileMatrixSetId", "in": "path", "required": True, "schema": {"type": "string", "enum": list(GRIDS)},
+            "description": "A tile matrix set (`WorldCRS84Quad` is on CGCS2000, EPSG:4490)."}
+    cell = [{"name": name, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}, "description": text}
+            for name, text in (("tileMatrix", "The zoom level."), ("tileRow", "The row (y, from the top)."),
+                               ("tileCol", "The column (x, from the left)."))]
+    chosen = {"name": "collections", "in": "query", "required": False, "style": "form", "explode": False,
+              "schema": {"type": "array", "items": {"type": "string"}},
+              "description": "The collections carried as layers (default: every collection the caller may read)."}
+    fmt = {"name": "f", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "tilejson"]},
+           "description": "The tileset metadata (json) or TileJSON 3.0 (tilejson)."}
+    tile = {"200": {"description": "A Mapbox Vector Tile: one layer per collection.",
+                    "content": {"application/vnd.mapbox-vector-tile": {"schema": {"type": "string", "format": "binary"}}}},
+            "304": {"description": "The client's copy (If-None-Match) is current."}, **errors}
+    paths: dict[str, Any] = {
+        "/tileMatrixSets": {"get": {"summary": "The tile matrix sets", "tags": ["tiles"], "responses": {"200": json_doc}}},
+        "/tileMatrixSets/{tileMatrixSetId}": {"get": {"summary": "A tile matrix set (OGC TMS 2.0 JSON)", "tags": ["tiles"],
+                                                      "parameters": [grid], "responses": {"200": json_doc, **errors}}}}
+    names = [name for name, r in config["resources"].items() if r.get("type") == "collection"]
+    for prefix, tag, extra in [("", "tiles", [chosen])] + [(f"/collections/{n}", n, []) for n in names]:
+        paths[f"{prefix}/tiles"] = {"get": {"summary": "Vector tilesets", "tags": [tag], "parameters": extra,
+                                            "responses": {"200": json_doc, **errors}}}
+        paths[f"{prefix}/tiles/{{tileMatrixSetId}}"] = {"get": {
+            "summary": "Tileset metadata: limits per zoom, layers", "tags": [tag], "parameters": [grid, fmt, *extra],
+            "responses": {"200": json_doc, **errors}}}
+        paths[f"{prefix}/tiles/{{tileMatrixSetId}}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}"] = {"get": {
+            "summary": "A vector tile", "tags": [tag], "parameters": [grid, *cell, *extra], "responses": tile}}
+    return paths
+
+
 def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
     """pygeoapi's OpenAPI document for the config, self-contained, with the filter parameters."""
     from pygeoapi.openapi import get_oas
@@ -157,6 +192,7 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
         if items is not None:
             items["parameters"].extend(filter_parameters(resource["providers"][0]["crs"]))
     document["paths"].update(own_paths(config))
+    document["paths"].update(tile_paths(config))
     used: dict[str, set[str]] = {}
     document = _localize(document, used)
     used.setdefault("schemas", set()).update(("exception", "link", "featureGeoJSON", "featureCollectionGeoJSON"))

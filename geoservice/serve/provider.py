@@ -135,7 +135,7 @@ class GeoserviceProvider(BaseProvider):
     def page(self, request: PageRequest) -> Page:
         """One page of features as GeoJSON texts, with keyset paging and counting as described above."""
         plan = self.plan(request)
-        rows = self._fetch(plan.statement.sql, plan.statement.values)
+        rows = self.fetch(plan.statement.sql, plan.statement.values)
         known = plan.known
         if plan.count_up_to is not None and (rows or request.offset == plan.start):
             counted = rows[0][-1] if rows else 0  # no row at a remembered position: nothing beyond it
@@ -157,10 +157,12 @@ class GeoserviceProvider(BaseProvider):
         if not -2**63 <= number < 2**63:
             return None
         statement = item_statement(self.collection, number, crs, self.crs.working.srid)
-        rows = self._fetch(statement.sql, statement.values)
+        rows = self.fetch(statement.sql, statement.values)
         return rows[0][0] if rows else None
 
-    def _fetch(self, query: Any, values: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def fetch(self, query: Any, values: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows of a statement on the collection's database (Unavailable, or RequestError for a value PostgreSQL
+        refuses)."""
         try:
             with pool_for(self.data, self.pool_size).connection() as conn, conn.cursor() as cur:
                 cur.execute(query, values)

@@ -85,15 +85,21 @@ def _geometry_json(crs: ServingCrs, working_srid: int) -> sql.Composable:
     return sql.SQL("ST_AsGeoJSON({}, {}, 0)").format(geometry, sql.Literal(crs.digits))
 
 
-def _properties_json(fields: list[Field]) -> sql.Composable:
-    if not fields:
-        return sql.SQL("'{}'")
-    calls = [sql.SQL("json_build_object({})").format(sql.SQL(", ").join(
-        sql.SQL("{}, {}").format(sql.Literal(f.name), f.value_sql()) for f in fields[i:i + _PAIRS_PER_CALL]))
-        for i in range(0, len(fields), _PAIRS_PER_CALL)]
+def json_object_sql(pairs: list[tuple[str, sql.Composable]], jsonb: bool = False) -> sql.Composable:
+    """A JSON (or jsonb) object of named SQL values, built in calls of at most 50 pairs."""
+    if not pairs:
+        return sql.SQL("'{}'::jsonb" if jsonb else "'{}'::json")
+    function = sql.SQL("jsonb_build_object" if jsonb else "json_build_object")
+    calls = [sql.SQL("{}({})").format(function, sql.SQL(", ").join(
+        sql.SQL("{}, {}").format(sql.Literal(name), value) for name, value in pairs[i:i + _PAIRS_PER_CALL]))
+        for i in range(0, len(pairs), _PAIRS_PER_CALL)]
     if len(calls) == 1:
-        return sql.SQL("{}::text").format(calls[0])
-    return sql.SQL("({})::text").format(sql.SQL(" || ").join(sql.SQL("{}::jsonb").format(c) for c in calls))
+        return calls[0]
+    return sql.SQL("({})").format(sql.SQL(" || ").join(sql.SQL("{}::jsonb").format(c) for c in calls))
+
+
+def _properties_json(fields: list[Field]) -> sql.Composable:
+    return sql.SQL("({})::text").format(json_object_sql([(f.name, f.value_sql()) for f in fields]))
 
 
 def feature_json(collection: Collection, crs: ServingCrs, working_srid: int, properties: tuple[str, ...] | None,

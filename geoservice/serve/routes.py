@@ -36,6 +36,8 @@ from geoservice.serve.params import page_request
 from geoservice.serve.provider import GeoserviceProvider, Page, RequestError, Unavailable
 from geoservice.serve.live import GradeView
 from geoservice.serve.query import PageRequest
+from geoservice.serve.tile_links import REL_SCHEMES, landing_tile_links
+from geoservice.serve.tiles import CONFORMANCE as TILES_CONFORMANCE
 from geoservice.settings import Settings
 
 GEOJSON = "application/geo+json"
@@ -75,6 +77,7 @@ CONFORMANCE = [
     f"{_OGC}/ogcapi-processes-1/1.0/conf/json",
     f"{_OGC}/ogcapi-processes-1/1.0/conf/html",
     f"{_OGC}/ogcapi-processes-1/1.0/conf/oas30",
+    *TILES_CONFORMANCE,
 ]
 
 class Endpoints:
@@ -120,8 +123,15 @@ class Endpoints:
             return cached
         api_request = await APIRequest.from_starlette(request, view.api.locales)
         if api_request.format != "html":
-            return with_validators(await delegate.call(core_api.landing_page, request), tags)
-        data = {"collection": bool(view.providers), "process": bool(view.api.manager.processes), "tile": False,
+            response = await delegate.call(core_api.landing_page, request)
+            if response.status_code == HTTPStatus.OK and response.headers.get("content-type", "").startswith("application/json"):
+                page = orjson.loads(response.body)
+                page["links"] = [link for link in page["links"] if link["rel"] != REL_SCHEMES]  # pygeoapi's are dead
+                page["links"] += landing_tile_links(view.api.config["server"]["url"])
+                response.body = orjson.dumps(page)
+                response.headers["content-length"] = str(len(response.body))
+            return with_validators(response, tags)
+        data = {"collection": bool(view.providers), "process": bool(view.api.manager.processes), "tile": True,
                 "stac-collection": False, "conflicts": CONFLICTS in view.providers}
         return with_validators(await run_in_threadpool(self._html, view.api, api_request, "landing_page.html", data), tags)
 

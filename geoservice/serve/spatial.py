@@ -34,7 +34,8 @@ def _transformer(source: int, target: int) -> Transformer:
     return Transformer.from_pipeline(Transformer.from_crs(source, target, always_xy=True).definition)
 
 
-def _transform(geometry: shapely.Geometry, source: int, target: int) -> shapely.Geometry:
+def transform(geometry: shapely.Geometry, source: int, target: int) -> shapely.Geometry:
+    """An x/y geometry from SRID `source` to `target` (x = easting/longitude in both)."""
     if source == target:
         return geometry
     transformer = _transformer(source, target)
@@ -53,7 +54,7 @@ def _region(extent: tuple[float, float, float, float], working_srid: int, srid: 
     margin = max(MIN_MARGIN, MARGIN_SHARE * max(xmax - xmin, ymax - ymin))
     box = shapely.box(xmin - margin, ymin - margin, xmax + margin, ymax + margin)
     box = shapely.segmentize(box, max(xmax - xmin, ymax - ymin, margin) / DENSIFY)
-    region = shapely.make_valid(_transform(box, working_srid, srid))
+    region = shapely.make_valid(transform(box, working_srid, srid))
     shapely.prepare(region)
     return region
 
@@ -73,7 +74,7 @@ def to_working(geometry: shapely.Geometry, crs: ServingCrs, extent: tuple[float,
     if clipped.is_empty:
         return clipped
     span = max(region.bounds[2] - region.bounds[0], region.bounds[3] - region.bounds[1])
-    return _transform(shapely.segmentize(clipped, span / (DENSIFY * 4)), crs.srid, working_srid)
+    return transform(shapely.segmentize(clipped, span / (DENSIFY * 4)), crs.srid, working_srid)
 
 
 def bbox_geometry(values: list[float], crs: ServingCrs) -> shapely.Geometry:

@@ -1,0 +1,113 @@
+"""A vector tile (Mapbox Vector Tile) as one PostGIS statement, one MVT layer per collection:
+
+    WITH tile AS (SELECT ST_TileEnvelope(z [+ 1], col, row, <the grid's square>) AS envelope)
+    SELECT coalesce((SELECT ST_AsMVT(t, 'basemap', 4096, 'geom', 'id') FROM (
+             SELECT id, ST_AsMVTGeom(ST_Transform(ST_SnapToGrid(geom, <unit>), <grid SRID>), envelope, 4096, 64) AS geom,
+                    <the properties: columns, and the layer attributes masked as in items as one jsonb>
+             FROM geoservice.basemap_patch, tile
+             WHERE run_id = k AND geom && <the tile in the working CRS> AND area_m2 >= <min area>) t), '')
+        || coalesce(<the next layer>, '') …
+
+The stored geometry stays in the working CRS: the tile (plus the MVT buffer) is carried into it exactly — clipped to
+the collection's region, densified, transformed (serve/spatial.py) — so the GiST index on `geom` answers the `&&`.
+
+Generalisation: each geometry is snapped in the working CRS to a grid of one MVT unit (1/4096 of the tile) at that
+zoom, so neighbours' shared vertices land on the same grid point and keep their common edges (no gaps, unlike a
+per-feature simplification), repeated points go, and ST_AsMVTGeom quantises to the tile's 4096 grid. Features smaller
+than `server.tiles.min_area_px` of a rendered pixel (1/256 of the tile, squared) at that zoom are left out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import shapely
+from psycopg2 import sql
+
+from geoservice.db import SCHEMA
+from geoservice.serve.bind import Bindings
+from geoservice.serve.catalog import Collection, Field
+from geoservice.serve.cql import ewkb_sql
+from geoservice.serve.query import Statement, json_object_sql
+from geoservice.serve.spatial import to_working, transform
+from geoservice.serve.tms import Grid
+
+#: MVT grid units per tile side, and the buffer around the tile (in those units) kept so that strokes join across tiles
+EXTENT, BUFFER = 4096, 64
+
+
+@dataclass(frozen=True)
+class TileLayer:
+    """One collection in a tile: as the caller's grade sees it (masked), the tile in the working CRS, the generalisation."""
+
+    collection: Collection
+    region: shapely.Geometry       # the tile plus its buffer in the working CRS, clipped to the collection's region
+    snap_m: float                  # the snapping grid in metres (one MVT unit)
+    min_area_m2: float             # features smaller than this are left out
+
+
+@lru_cache(maxsize=256)
+def _metres_per_unit(srid: int, extent: tuple[float, float, float, float], working_srid: int, step: float) -> float:
+    """How many metres one unit of SRID `srid` measures on the ground at the centre of a working-CRS extent (from the
+    area a square of side `step` there covers in the working CRS)."""
+    centre = transform(shapely.box(*extent).centroid, working_srid, srid)
+    square = shapely.box(centre.x, centre.y, centre.x + step, centre.y + step)
+    return math.sqrt(shapely.area(transform(square, srid, working_srid))) / step
+
+
+def tile_layer(collection: Collection, grid: Grid, zoom: int, row: int, col: int, working_srid: int,
+               min_area_px: float) -> TileLayer | None:
+    """The collection's part of a tile; None when the tile does not reach its data."""
+    if collection.extent is None:
+        return None
+    xmin, ymin, xmax, ymax = grid.bounds(zoom, row, col)
+    margin = (xmax - xmin) * BUFFER / EXTENT
+    region = to_working(shapely.box(xmin - margin, ymin - margin, xmax + margin, ymax + margin), grid.crs,
+                        collection.extent, working_srid)
+    if region.is_empty:
+        return None
+    metres = grid.pixel_size(zoom) * _metres_per_unit(grid.srid, collection.extent, working_srid, grid.pixel_size(16))
+    return TileLayer(collection, region, metres * grid.tms.matrix(zoom).tileWidth / EXTENT, min_area_px * metres ** 2)
+
+
+def _properties_sql(fields: tuple[Field, ...]) -> sql.Composable:
+    """The items' properties as MVT columns: a table's scalar columns as they are (ST_AsMVT keeps their types), the
+    layer attributes — masked alike, by `Field.value_sql` — and JSON objects (as their text: MVT values are scalars) in
+    one jsonb column, which ST_AsMVT spreads into properties. NULLs are left out either way."""
+    plain = [f for f in fields if not f.attribute and f.type != "object"]
+    rest = [(f.name, sql.SQL("to_jsonb(({})::text)").format(f.value_sql()) if f.type == "object" else f.value_sql())
+            for f in fields if f not in plain]
+    columns = [sql.Identifier(f.name) for f in plain]
+    if rest:
+        columns.append(sql.SQL("{} AS mvt_properties").format(json_object_sql(rest, jsonb=True)))
+    return sql.SQL("").join(sql.SQL(", {}").format(c) for c in columns)
+
+
+def _layer_sql(layer: TileLayer, srid: int, working_srid: int, bind: Bindings) -> sql.Composable:
+    collection = layer.collection
+    geometry = sql.SQL("ST_AsMVTGeom(ST_Transform(ST_SnapToGrid(geom, {snap}), {srid}), tile.envelope, {extent}, "
+                       "{buffer}, true)").format(snap=bind.add(layer.snap_m), srid=sql.Literal(srid),
+                                                 extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER))
+    rows = sql.SQL(
+        "SELECT id, {geometry} AS geom{properties} FROM {table}, tile "
+        "WHERE {partition} = {key} AND geom && {region} AND area_m2 >= {min_area}"
+    ).format(geometry=geometry, properties=_properties_sql(collection.fields),
+             table=sql.Identifier(SCHEMA, collection.table), partition=sql.Identifier(collection.partition_column),
+             key=sql.Literal(collection.partition_key), region=ewkb_sql(layer.region, working_srid, bind),
+             min_area=bind.add(layer.min_area_m2))
+    # ST_AsMVT skips the rows whose geometry ST_AsMVTGeom clipped away (NULL): filtering them would compute it twice
+    return sql.SQL("coalesce((SELECT ST_AsMVT(t, {name}, {extent}, 'geom', 'id') FROM ({rows}) t), ''::bytea)").format(
+        name=sql.Literal(collection.name), extent=sql.Literal(EXTENT), rows=rows)
+
+
+def tile_statement(grid: Grid, zoom: int, row: int, col: int, layers: list[TileLayer], working_srid: int) -> Statement:
+    """The statement whose one value is the tile: the layers' MVTs concatenated (an MVT is a sequence of layers)."""
+    bind = Bindings()
+    offset, (west, south, east, north) = grid.envelope_square
+    envelope = sql.SQL("ST_TileEnvelope({}, {}, {}, ST_MakeEnvelope({}, {}, {}, {}, {}))").format(
+        bind.add(zoom + offset), bind.add(col), bind.add(row), *(sql.Literal(v) for v in (west, south, east, north)),
+        sql.Literal(grid.srid))
+    parts = sql.SQL(" || ").join(_layer_sql(layer, grid.srid, working_srid, bind) for layer in layers)
+    return Statement(sql.SQL("WITH tile AS (SELECT {} AS envelope) SELECT {}").format(envelope, parts), bind.values)
