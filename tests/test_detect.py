@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from geoservice import db
+from geoservice.basemap import integrate
 from geoservice.conflicts import load_rules
 from geoservice.review import detect  # as `geoservice detect`: the shared demo database keeps its cases linked
 from geoservice.conflicts.detect import LayerCatalog, run_rules
@@ -149,10 +150,11 @@ def city_settings(base_settings, tmp_path_factory):
 
 
 def unsplit_conflicts(settings, max_vertices: int | None = UNSPLIT) -> dict[tuple, float]:
-    """(rule, feature A, feature B, district, difference) -> area of every conflict, no polygon cut."""
+    """(rule, feature A, feature B, district, difference) -> area of every conflict, no polygon cut, the plans
+    overlaid again (not read from the base map)."""
     rules = load_rules(settings.path(settings.paths.rules)).selected(None)
     with transaction(settings) as conn, conn.cursor() as cur:
-        catalog = LayerCatalog(cur, settings)
+        catalog = LayerCatalog(cur, settings, basemap=False)
         catalog.subdivided = Subdivided(max_vertices, settings.integration.threads)
         results = run_rules(settings, rules, catalog, SilentReporter())
         districts = catalog.districts()
@@ -172,7 +174,11 @@ def unsplit_conflicts(settings, max_vertices: int | None = UNSPLIT) -> dict[tupl
 @pytest.mark.parametrize("which", ["demo", "city"])
 def test_stored_conflicts_equal_the_unsplit_evaluation(which, demo_settings, city_settings) -> None:
     settings = demo_settings if which == "demo" else city_settings
-    run = detect(settings).run_id
+    if which == "city":
+        integrate(settings)  # plan differences are read from its patches
+    summary = detect(settings)
+    run = summary.run_id
+    assert summary.plan_differences_from == query(settings, "SELECT id FROM geoservice.integration_run WHERE is_current")[0][0]
     rows = query(settings, "SELECT rule_id, feature_a, feature_b, district_code, details->>'difference', area_m2 "
                            "FROM geoservice.conflict WHERE run_id = %s", run)
     stored = {tuple(row[:5]): row[5] for row in rows}
@@ -189,3 +195,17 @@ def test_finely_cut_operands_find_the_same_conflicts(city_settings) -> None:
     assert got.keys() == want.keys()
     for key, area in want.items():
         assert got[key] == pytest.approx(area, rel=RTOL), key
+
+
+def test_plan_differences_come_from_the_base_map_only_when_it_fits(demo_settings) -> None:
+    from geoservice.db.patches import usable_run
+
+    (run,), = query(demo_settings, "SELECT id FROM geoservice.integration_run WHERE is_current")
+    versions = dict(query(demo_settings, "SELECT v.layer, v.id FROM geoservice.layer_version v JOIN geoservice.layer l "
+                                         "ON l.name = v.layer WHERE v.is_active AND l.kind IN ('land_use', 'urban_plan', 'district')"))
+    sliver = demo_settings.integration.sliver_area_m2
+    with transaction(demo_settings) as conn, conn.cursor() as cur:
+        assert usable_run(cur, versions, sliver) == run
+        assert usable_run(cur, {**versions, "landuse": -1}, sliver) is None  # another land-use version
+        assert usable_run(cur, versions, sliver + 1) is None  # another sliver rule
+        assert usable_run(cur, {**versions, "no_such_layer": 1}, sliver) is None  # a layer the run did not use

@@ -68,6 +68,7 @@ class BaseMap:
     district_index: np.ndarray
     geometries: np.ndarray
     areas: np.ndarray
+    piece_m2: np.ndarray  # area of the plan-union piece each patch was cut from (before the district split)
     line_m2: dict[str, np.ndarray]
     slivers_dropped: int
     slivers_area_m2: float
@@ -87,17 +88,19 @@ def build_basemap(land: np.ndarray, plan: np.ndarray, districts: np.ndarray, lin
     step("plan union")
     land_index, plan_index, pieces = overlay(land, plan, how="union", threads=threads)
     step("district split")
+    piece_m2 = shapely.area(pieces)
     piece_index, district_index, pieces = split_by_zones(pieces, subdivide(districts, max_vertices, threads), threads)
-    land_index, plan_index = land_index[piece_index], plan_index[piece_index]
+    land_index, plan_index, piece_m2 = land_index[piece_index], plan_index[piece_index], piece_m2[piece_index]
     areas = shapely.area(pieces)
     sliver = areas < sliver_area_m2
     sliver_total = float(areas[sliver].sum())
     keep = ~sliver
-    land_index, plan_index, district_index, pieces, areas = (
-        land_index[keep], plan_index[keep], district_index[keep], pieces[keep], areas[keep])
+    land_index, plan_index, district_index, pieces, areas, piece_m2 = (
+        land_index[keep], plan_index[keep], district_index[keep], pieces[keep], areas[keep], piece_m2[keep])
     patches = subdivide(pieces, max_vertices, threads)  # checked once for all the lines
     line_m2 = {}
     for name, line in lines.items():
         step(f"overlap with {name}")
         line_m2[name] = np.minimum(overlap_area(patches, line, threads, max_vertices), areas)
-    return BaseMap(land_index, plan_index, district_index, pieces, areas, line_m2, int(sliver.sum()), sliver_total)
+    return BaseMap(land_index, plan_index, district_index, pieces, areas, piece_m2, line_m2, int(sliver.sum()),
+                   sliver_total)

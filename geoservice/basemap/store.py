@@ -25,7 +25,7 @@ FLAG_COLUMNS = {"red_line": "in_red_line", "basic_farmland": "in_farmland", "dev
 #: patches per binary COPY batch
 COPY_BATCH = 50_000
 COPY_COLUMNS = ("run_id", "land_feature_id", "land_code", "plan_feature_id", "plan_code", "difference", "district_code",
-                "district_name", *LINE_COLUMNS.values(), *FLAG_COLUMNS.values(), "area_m2", "geom")
+                "district_name", *LINE_COLUMNS.values(), *FLAG_COLUMNS.values(), "area_m2", "piece_m2", "geom")
 
 
 @dataclass
@@ -99,7 +99,7 @@ def copy_rows(run_id: int, inputs: Inputs, base: BaseMap, differences: np.ndarra
         bulk.text_field_at(district_codes, di), bulk.text_field_at(district_names, di),
         *map(bulk.float_field, overlaps),
         *(bulk.bool_field(overlap >= settings.integration.inside_share * areas) for overlap in overlaps),
-        bulk.float_field(areas), bulk.multipolygon_field(base.geometries[rows], settings.working_srid),
+        bulk.float_field(areas), bulk.float_field(base.piece_m2[rows]), bulk.multipolygon_field(base.geometries[rows], settings.working_srid),
     ], count)
 
 

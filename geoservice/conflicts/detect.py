@@ -21,6 +21,7 @@ from geoservice.conflicts.rules import (
 )
 from geoservice.db import bulk, partitions, transaction
 from geoservice.db.layers import FeatureArrays, one_layer_of_kind, read_features
+from geoservice.db.patches import read_plan_patches, usable_run
 from geoservice.db.read import LayerVersion, active_versions, current_run
 from geoservice.errors import ConfigError, GeoserviceError
 from geoservice.overlay import Parts
@@ -63,6 +64,7 @@ class DetectionSummary:
     by_rule_district: list[dict[str, object]]
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    plan_differences_from: int | None = None  # the integration run whose patches gave the plan differences
 
     def as_dict(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if k != "run_id"}
@@ -74,12 +76,16 @@ class LayerCatalog:
     With an `envelope`, only features whose box meets it are read (an on-demand check of one project);
     `substitutes` stand in for whole layers (the submitted project as the construction layer). `subdivided`
     cuts each layer's large polygons once for all the rules that read it — except in a one-project check, where one
-    piece meets each large polygon once: cutting it would cost more than the intersection it saves.
+    piece meets each large polygon once: cutting it would cost more than the intersection it saves. With `basemap`,
+    plan-difference conflicts are taken from the current base map when it was built from the same plans and districts
+    (`basemap_run`).
     """
 
     def __init__(self, cur, settings: Settings, envelope: tuple[float, float, float, float] | None = None,  # noqa: ANN001
-                 substitutes: dict[str, FeatureArrays] | None = None) -> None:
+                 substitutes: dict[str, FeatureArrays] | None = None, basemap: bool = True) -> None:
         self.cur, self.settings = cur, settings
+        self.use_basemap = basemap and envelope is None and not substitutes
+        self._basemap: list[int | None] = []  # looked up once
         self.layers = active_versions(cur)
         self.envelope = (*envelope, settings.working_srid) if envelope else None
         self.cache: dict[str, FeatureArrays] = dict(substitutes or {})
@@ -106,12 +112,26 @@ class LayerCatalog:
                       "urban_plan": self.settings.integration.urban_plan_layer}[kind]
         return self.features(configured or kind, where)
 
-    def districts(self) -> FeatureArrays | None:
+    def district_layer(self) -> LayerVersion | None:
         name = self.settings.integration.district_layer
         found = [layer for layer in self.layers if layer.kind == "district" and (name is None or layer.name == name)]
-        if not found:
-            return None
-        return self.features(found[0].name, "districts")
+        return found[0] if found else None
+
+    def districts(self) -> FeatureArrays | None:
+        layer = self.district_layer()
+        return self.features(layer.name, "districts") if layer else None
+
+    def basemap_run(self, where: str) -> int | None:
+        """The current integration run when it was built from the land-use plan, urban plan and districts this
+        detection reads, with its sliver area (its plan-difference patches are then this detection's conflicts)."""
+        if not self._basemap:
+            district = self.district_layer()
+            layers = [self.resolve(self.settings.integration.land_use_layer or "land_use", where),
+                      self.resolve(self.settings.integration.urban_plan_layer or "urban_plan", where), district]
+            self._basemap.append(usable_run(self.cur, {layer.name: layer.version_id for layer in layers},
+                                            self.settings.integration.sliver_area_m2)
+                                 if self.use_basemap and district else None)
+        return self._basemap[0]
 
     def used(self) -> dict[str, dict[str, int]]:
         by_name = {layer.name: layer for layer in self.layers}
@@ -152,6 +172,18 @@ def finish(found: Found, rule: Rule, zones: np.ndarray | Parts, settings: Settin
     return replace(found.take(piece_index[keep]), pieces=parts[keep]), district_index[keep]
 
 
+def plan_difference_of_basemap(rule: PlanDifference, difference: str, catalog: LayerCatalog, run_id: int,
+                               settings: Settings) -> tuple[Found, np.ndarray]:
+    """A plan-difference rule's conflicts of one class as the base map's patches (split, slivers dropped) whose
+    plan-union piece reaches the rule's minimum area: the same as overlaying the plans again."""
+    where = f"rule {rule.id}"
+    land, plan = catalog.plan("land_use", where), catalog.plan("urban_plan", where)
+    mask_land, mask_plan = evaluate.difference_masks(land, plan, difference, settings.construction_codes)
+    codes = [sorted(set(layer.codes[mask].tolist()) - {None}) for layer, mask in ((land, mask_land), (plan, mask_plan))]
+    patches = read_plan_patches(catalog.cur, run_id, *codes, rule.min_area_m2)
+    return evaluate.plan_difference_of_patches(land, plan, patches, difference, catalog.districts().source_ids)
+
+
 def district_zones(catalog: LayerCatalog) -> tuple[FeatureArrays | None, np.ndarray]:
     """The district layer's features and geometries (no geometries when there is no district layer)."""
     districts = catalog.districts()
@@ -159,7 +191,8 @@ def district_zones(catalog: LayerCatalog) -> tuple[FeatureArrays | None, np.ndar
 
 
 def run_rules(settings: Settings, rules: list[Rule], catalog: LayerCatalog, reporter: Reporter) -> list[RuleResult]:
-    """Evaluate each rule, drop pieces under its minimum area, split what is left by district (cut once)."""
+    """Evaluate each rule, drop pieces under its minimum area, split what is left by district (cut once); plan
+    differences are read from the current base map when it fits (`LayerCatalog.basemap_run`)."""
     districts, zones = district_zones(catalog)
     if districts is not None:
         zones = catalog.subdivided.parts(districts, np.arange(len(districts)))
@@ -167,8 +200,13 @@ def run_rules(settings: Settings, rules: list[Rule], catalog: LayerCatalog, repo
     with reporter.task("detect", len(rules)) as task:
         for rule in rules:
             started = time.perf_counter()
-            for found in evaluate_rule(rule, catalog, settings):
-                split, district_index = finish(found, rule, zones, settings)
+            run_id = catalog.basemap_run(f"rule {rule.id}") if isinstance(rule, PlanDifference) else None
+            if run_id is not None:
+                found = [plan_difference_of_basemap(rule, difference, catalog, run_id, settings)
+                         for difference in rule.classes]
+            else:
+                found = (finish(pieces, rule, zones, settings) for pieces in evaluate_rule(rule, catalog, settings))
+            for split, district_index in found:
                 results.append(RuleResult(rule, split, district_index, time.perf_counter() - started))
             task.advance(1)
     return results
@@ -256,20 +294,23 @@ Link = Callable[[psycopg2.extensions.cursor, int, list[str], pd.DataFrame], tupl
 
 
 def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Reporter | None = None,
-           rules: RuleSet | None = None, link: Link | None = None) -> DetectionSummary:
+           rules: RuleSet | None = None, link: Link | None = None, basemap: bool = True) -> DetectionSummary:
     """Run the rules against the active layers; store a new current detection run with its conflicts, each with its
-    review case and status when `link` (review's case linking: `review.detect`) is given."""
+    review case and status when `link` (review's case linking: `review.detect`) is given; `basemap=False` overlays the
+    plans for the plan differences even when the current base map has them."""
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
     rules = rules or load_rules(settings.path(settings.paths.rules))
     selected = rules.selected(rule_ids)
     with transaction(settings) as conn, conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        catalog = LayerCatalog(cur, settings)
+        catalog = LayerCatalog(cur, settings, basemap=basemap)
         results = run_rules(settings, selected, catalog, reporter)
         districts = catalog.districts()
         versions = catalog.used()
-        basemap = current_run(cur, "integration")
+        integration = current_run(cur, "integration")
+        from_basemap = (catalog.basemap_run("plan differences")
+                        if any(isinstance(rule, PlanDifference) for rule in selected) else None)
     timings = {"evaluate": time.perf_counter() - started}
     by_rule, table = summarize(results, districts)
     for rule in selected:
@@ -279,7 +320,7 @@ def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Repo
         cur.execute(
             "INSERT INTO geoservice.detection_run (integration_run_id, layer_versions, rules_checksum, rules) "
             "VALUES (%s, %s, %s, %s) RETURNING id",
-            (basemap.id if basemap else None, json.dumps(versions), rules.checksum,
+            (integration.id if integration else None, json.dumps(versions), rules.checksum,
              json.dumps([rule.model_dump(mode="json") for rule in selected], ensure_ascii=False)),
         )
         run_id = cur.fetchone()[0]
@@ -307,7 +348,7 @@ def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Repo
                                        {**({"review cases": timings["review cases"]} if link else {}),
                                         "COPY": timings["store"], "indexes": timings["index"]}, seconds))
         summary = DetectionSummary(run_id, rules.checksum, versions, by_rule, table, round(seconds, 3),
-                                   {name: round(value, 3) for name, value in timings.items()})
+                                   {name: round(value, 3) for name, value in timings.items()}, from_basemap)
         cur.execute("UPDATE geoservice.detection_run SET is_current = false WHERE is_current")
         cur.execute("UPDATE geoservice.detection_run SET is_current = true, finished_at = now(), summary = %s WHERE id = %s",
                     (json.dumps(summary.as_dict(), ensure_ascii=False), run_id))

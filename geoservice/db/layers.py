@@ -58,47 +58,56 @@ def one_layer_of_kind(layers: list[LayerVersion], kind: str, name: str | None) -
     return found[0]
 
 
-def read_features(cur: psycopg2.extensions.cursor, layer: LayerVersion,
-                  envelope: tuple[float, float, float, float, int] | None = None) -> FeatureArrays:
-    """The features of a layer version (those whose box meets `envelope` (xmin, ymin, xmax, ymax, srid)), by id.
+def read_with_geometry(cur: psycopg2.extensions.cursor, columns: dict[str, pa.DataType], rows: sql.Composable,
+                       params: tuple[object, ...]) -> tuple[pa.Table, np.ndarray]:
+    """`columns` (names -> Arrow types) and `geom` of `rows` ("FROM … WHERE … ORDER BY …", its values in `params`).
 
-    Two COPYs of the same rows, parsed by Arrow with no loop over rows: the attributes and each geometry's WKB length as
+    Two COPYs of the same rows, parsed by Arrow with no loop over rows: the columns and each geometry's WKB length as
     CSV, then the WKB alone in binary (each row a 6-byte prefix and the WKB, so the lengths give every offset).
     """
-    where = sql.SQL("version_id = %s" + (" AND geom && ST_MakeEnvelope(%s, %s, %s, %s, %s)" if envelope else ""))
-    params = (layer.version_id, *(envelope or ()))
     if cur.connection.encoding != "UTF8":  # Arrow reads the CSV as UTF-8
         cur.connection.set_client_encoding("UTF8")
 
-    def copy(columns: str, form: str) -> io.BytesIO:
-        query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY id").format(sql.SQL(columns), qualified("feature"), where)
+    def copy(select: sql.Composable, form: str) -> io.BytesIO:
+        query = sql.SQL("SELECT {} {}").format(select, rows)
         out = io.BytesIO()
         cur.copy_expert(sql.SQL("COPY ({}) TO STDOUT (FORMAT {})").format(
             sql.SQL(cur.mogrify(query, params).decode()), sql.SQL(form)), out)
         out.seek(0)
         return out
 
-    names = ("id", "class_code", "name", "source_id", "wkb_length")
-    attributes = copy("id, class_code, name, source_id, octet_length(ST_AsBinary(geom))", "csv")
+    names = (*columns, "wkb_length")
+    attributes = copy(sql.SQL(", ").join([*map(sql.Identifier, columns), sql.SQL("octet_length(ST_AsBinary(geom))")]),
+                      "csv")
     if not attributes.getbuffer().nbytes:
-        empty = np.empty(0, dtype=object)
-        return FeatureArrays(layer.name, np.empty(0, dtype=np.int64), empty, empty, empty, empty)
+        return pa.table({name: pa.array([], kind) for name, kind in columns.items()}), np.empty(0, dtype=object)
     table = pa_csv.read_csv(
         attributes, read_options=pa_csv.ReadOptions(column_names=names),
         parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-        convert_options=pa_csv.ConvertOptions(
-            column_types=dict(zip(names, (pa.int64(), pa.string(), pa.string(), pa.string(), pa.int64()))),
-            strings_can_be_null=True, quoted_strings_can_be_null=False))
+        convert_options=pa_csv.ConvertOptions(column_types={**columns, "wkb_length": pa.int64()},
+                                              strings_can_be_null=True, quoted_strings_can_be_null=False))
     lengths = table["wkb_length"].to_numpy()
     offsets = COPY_HEADER + np.concatenate([[0], np.cumsum(lengths + COPY_ROW_PREFIX)])
-    data = copy("ST_AsBinary(geom)", "binary").getbuffer()
+    data = copy(sql.SQL("ST_AsBinary(geom)"), "binary").getbuffer()
     if len(data) != offsets[-1] + COPY_TRAILER:
-        raise GeoserviceError(f"layer {layer.name}: its features changed while they were read")
-    rows = pa.BinaryArray.from_buffers(pa.large_binary(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-    wkb = pc.binary_slice(rows, COPY_ROW_PREFIX, COPY_ROW_PREFIX + int(lengths.max(initial=0))).to_numpy(zero_copy_only=False)
+        raise GeoserviceError("the rows changed while they were read")
+    wkb = pa.BinaryArray.from_buffers(pa.large_binary(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    wkb = pc.binary_slice(wkb, COPY_ROW_PREFIX, COPY_ROW_PREFIX + int(lengths.max(initial=0)))
+    return table.drop_columns(["wkb_length"]), shapely.from_wkb(wkb.to_numpy(zero_copy_only=False))
 
-    def text(name: str) -> np.ndarray:
-        return table[name].to_numpy(zero_copy_only=False).astype(object)
 
-    return FeatureArrays(layer.name, table["id"].to_numpy().astype(np.int64), text("class_code"), text("name"),
-                         text("source_id"), shapely.from_wkb(wkb))
+def texts(table: pa.Table, name: str) -> np.ndarray:
+    """A text column as an object array (None for NULL)."""
+    return table[name].to_numpy(zero_copy_only=False).astype(object)
+
+
+def read_features(cur: psycopg2.extensions.cursor, layer: LayerVersion,
+                  envelope: tuple[float, float, float, float, int] | None = None) -> FeatureArrays:
+    """The features of a layer version (those whose box meets `envelope` (xmin, ymin, xmax, ymax, srid)), by id."""
+    where = "version_id = %s" + (" AND geom && ST_MakeEnvelope(%s, %s, %s, %s, %s)" if envelope else "")
+    table, geometries = read_with_geometry(
+        cur, {"id": pa.int64(), "class_code": pa.string(), "name": pa.string(), "source_id": pa.string()},
+        sql.SQL("FROM {} WHERE {} ORDER BY id").format(qualified("feature"), sql.SQL(where)),
+        (layer.version_id, *(envelope or ())))
+    return FeatureArrays(layer.name, table["id"].to_numpy().astype(np.int64), texts(table, "class_code"),
+                         texts(table, "name"), texts(table, "source_id"), geometries)
