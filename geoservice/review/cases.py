@@ -20,7 +20,7 @@ from geoservice.review.errors import UnknownConflictError
 from geoservice.settings import Settings
 
 CASE_COLUMNS = ("id", "rule_id", "layer_a", "key_a", "layer_b", "key_b", "district_code", "status", "opinion",
-                "reviewer", "reviewed_at", "first_run_id", "last_run_id", "created_at")
+                "reviewer", "reviewed_at", "first_run_id", "created_at")
 EVENT_COLUMNS = ("id", "case_id", "conflict_id", "changed_at", "reviewer", "from_status", "to_status", "comment")
 
 
@@ -44,8 +44,8 @@ class Case:
     reviewer: str | None
     reviewed_at: datetime | None
     first_run_id: int
-    last_run_id: int
     created_at: datetime
+    last_run_id: int  # the newest run holding one of its conflicts
 
     def as_dict(self) -> dict[str, object]:
         return _json_ready(asdict(self))
@@ -69,8 +69,9 @@ class CaseEvent:
 
 
 def _case_select() -> sql.Composed:
-    return sql.SQL("SELECT {} FROM {} k").format(
-        sql.SQL(", ").join(sql.Identifier("k", c) for c in CASE_COLUMNS), qualified("conflict_case"))
+    return sql.SQL("SELECT {}, (SELECT max(c.run_id) FROM {} c WHERE c.case_id = k.id) FROM {} k").format(
+        sql.SQL(", ").join(sql.Identifier("k", c) for c in CASE_COLUMNS), qualified("conflict"),
+        qualified("conflict_case"))
 
 
 def case_id_of_conflict(cur: psycopg2.extensions.cursor, conflict_id: int) -> int:
@@ -126,9 +127,9 @@ def link_run(cur: psycopg2.extensions.cursor, run_id: int, rule_ids: list[str],
     """At detect time, in its transaction, before a new run's conflict rows are stored: each conflict's case id and
     status (`conflicts`: `conflicts.detect.identities`).
 
-    Creates the cases seen for the first time, moves every found case's last run to this one, and marks disappeared
-    the cases of the evaluated rules that this run did not find (once: a case already marked since it was last seen
-    is not marked again). The keys go over in one binary COPY; the conflict rows are never rewritten after storing.
+    Creates the cases seen for the first time (the cases found again are not written: a case's latest run is that of
+    its newest conflict), and marks disappeared the cases of the evaluated rules that this run did not find (once:
+    in the first run after the last that found it). The keys go over in one binary COPY; the conflict rows are never rewritten after storing.
     """
     keys = case_keys(conflicts)
     cur.execute(sql.SQL("CREATE TEMP TABLE incoming_case (k bigint, {}) ON COMMIT DROP").format(
@@ -143,23 +144,28 @@ def link_run(cur: psycopg2.extensions.cursor, run_id: int, rule_ids: list[str],
     # DISTINCT reads every key before the first is inserted (no scan of rows this statement inserts).
     cur.execute(sql.SQL("""
         LOCK TABLE geoservice.conflict_case IN SHARE ROW EXCLUSIVE MODE;
-        INSERT INTO geoservice.conflict_case ({columns}, first_run_id, last_run_id)
-        SELECT DISTINCT {columns}, %(run)s, %(run)s FROM incoming_case i
+        ANALYZE incoming_case;
+        INSERT INTO geoservice.conflict_case ({columns}, first_run_id)
+        SELECT DISTINCT {columns}, %(run)s FROM incoming_case i
         WHERE NOT EXISTS (SELECT 1 FROM geoservice.conflict_case k WHERE {same_key});
         CREATE TEMP TABLE linked_case ON COMMIT DROP AS
-        SELECT i.k, k.id, k.status, k.last_run_id FROM incoming_case i JOIN geoservice.conflict_case k ON {same_key};
-        UPDATE geoservice.conflict_case k SET last_run_id = %(run)s
-        FROM (SELECT DISTINCT id FROM linked_case WHERE last_run_id <> %(run)s) l WHERE k.id = l.id;
+        SELECT i.k, k.id, k.status FROM incoming_case i JOIN geoservice.conflict_case k ON {same_key};
         SELECT k, id, status FROM linked_case ORDER BY k;
-    """).format(columns=columns, same_key=same_key), {"run": run_id})  # the UPDATE is heap-only: the table keeps room
+    """).format(columns=columns, same_key=same_key), {"run": run_id})
     linked = cur.fetchall()
     if len(linked) != len(keys):
         raise RuntimeError(f"{len(keys) - len(linked)} conflicts were not linked to a case")
     _, case_id, status = zip(*linked) if linked else ((), (), ())
+    # Disappeared: the cases of each evaluated rule in the previous run that evaluated it, not found now (so a case
+    # is marked once, in the first run that misses it).
     cur.execute("""
+        ANALYZE linked_case;
         INSERT INTO geoservice.disappeared_case (run_id, case_id)
-        SELECT %(run)s, k.id FROM geoservice.conflict_case k
-        WHERE k.rule_id = ANY(%(rules)s) AND k.last_run_id < %(run)s
-          AND NOT EXISTS (SELECT 1 FROM geoservice.disappeared_case d WHERE d.case_id = k.id AND d.run_id > k.last_run_id)
+        SELECT DISTINCT %(run)s, c.case_id
+        FROM unnest(%(rules)s::text[]) AS r (rule_id)
+        CROSS JOIN LATERAL (SELECT max(d.id) AS id FROM geoservice.detection_run d
+                            WHERE d.id < %(run)s AND d.rules @> jsonb_build_array(jsonb_build_object('id', r.rule_id))) p
+        JOIN geoservice.conflict c ON c.run_id = p.id AND c.rule_id = r.rule_id
+        WHERE c.case_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM linked_case l WHERE l.id = c.case_id)
     """, {"run": run_id, "rules": rule_ids})
     return np.asarray(case_id, np.int64), np.asarray(status, dtype=object)
