@@ -25,6 +25,7 @@ from geoservice.serve.bind import Bindings
 from geoservice.serve.catalog import Collection
 from geoservice.serve.crs import ServingCrs, serving_crs
 from geoservice.serve.guard import refuse_unstorable
+from geoservice.serve.problems import ClientError
 from geoservice.serve.spatial import GeometryError, bbox_geometry, swap_axes, to_working
 
 GEOMETRY = "geometry"
@@ -43,7 +44,7 @@ _TOO_DEEP = (f"the filter nests more than {MAX_FILTER_DEPTH} levels deep (a long
              "per term); simplify it, e.g. with IN")
 
 
-class FilterError(ValueError):
+class FilterError(ClientError):
     """A filter that cannot be parsed or evaluated on this collection; the message says why."""
 
 

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope
 
 from geoservice.serve.pool import PoolExhausted
-from geoservice.serve.problems import problem
+from geoservice.serve.problems import ClientError, client_problem, problem
 
 LOGGER = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
@@ -104,6 +104,8 @@ def failure_response(exc: BaseException) -> Response:
     """The answer to an exception no route turned into a response."""
     if isinstance(exc, BodyTooLarge):
         return problem(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "PayloadTooLarge", str(exc))
+    if isinstance(exc, ClientError):  # one a route left unanswered is still the client's mistake
+        return client_problem(exc)
     if isinstance(exc, _OUTAGES) or isinstance(getattr(exc, "__cause__", None), _OUTAGES):
         return problem(HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable", "the database is not available")
     LOGGER.error("unexpected error", exc_info=exc)

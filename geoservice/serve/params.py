@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import shapely
 
-from geoservice.serve.cql import FilterError, parse_filter
+from geoservice.serve.cql import parse_filter
 from geoservice.serve.crs import ServingCrs
 from geoservice.serve.provider import GeoserviceProvider, RequestError, parse_interval
 from geoservice.serve.query import PageRequest, Selection, SortKey
@@ -116,10 +116,7 @@ def selection_of(provider: GeoserviceProvider, params: Mapping[str, str]) -> Sel
     node, filter_crs = None, None
     if text is not None:
         filter_crs = _crs(provider, params, "filter-crs")
-        try:
-            node = parse_filter(text, lang)
-        except FilterError as exc:
-            raise RequestError(str(exc)) from exc
+        node = parse_filter(text, lang)  # a FilterError is a client error as it is
     elif "filter-crs" in params or "filter-lang" in params:
         raise RequestError("filter-lang or filter-crs given without filter")
     interval = parse_interval(params["datetime"]) if "datetime" in params else None

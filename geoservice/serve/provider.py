@@ -32,10 +32,10 @@ from pygeoapi.provider.base import BaseProvider, ProviderConnectionError, Provid
 from pygeofilter import ast
 
 from geoservice.serve.catalog import Collection
-from geoservice.serve.cql import FilterError
 from geoservice.serve.crs import CrsCatalog, ServingCrs
 from geoservice.serve.paging import TOO_MANY, PagingMemory
 from geoservice.serve.pool import PoolExhausted, pool_for
+from geoservice.serve.problems import ClientError
 from geoservice.serve.query import (
     PageRequest,
     Selection,
@@ -46,15 +46,15 @@ from geoservice.serve.query import (
     page_statement,
     sort_keys,
 )
-from geoservice.serve.spatial import GeometryError, bbox_geometry, covers_share, to_working
+from geoservice.serve.spatial import bbox_geometry, covers_share, to_working
 
 LOGGER = logging.getLogger(__name__)
 _memory = PagingMemory()
 _JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean", "object": "object"}
 
 
-class RequestError(ValueError):
-    """A request the collection cannot answer as asked (400): the message is safe to show."""
+class RequestError(ClientError):
+    """A request the collection cannot answer as asked (400)."""
 
 
 class Unavailable(RuntimeError):
@@ -205,7 +205,7 @@ class GeoserviceProvider(BaseProvider):
                 page = self.page(request)
                 return {"type": "FeatureCollection", "features": [], "numberMatched": page.matched, "numberReturned": 0}
             return orjson.loads(self.page(request).feature_collection())
-        except (RequestError, FilterError, GeometryError) as exc:
+        except ClientError as exc:
             raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
         except Unavailable as exc:
             raise ProviderUnavailable(user_msg=str(exc)) from exc

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import urllib.parse
 from datetime import UTC, datetime
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 
@@ -30,10 +31,10 @@ from starlette.responses import Response
 from geoservice.serve import delegate
 from geoservice.serve.caching import not_modified, validators, with_validators
 from geoservice.serve.catalog import CONFLICTS
-from geoservice.serve.cql import FilterError
 from geoservice.serve.crs import CRS84
 from geoservice.serve.params import page_request
-from geoservice.serve.provider import GeoserviceProvider, Page, RequestError, Unavailable
+from geoservice.serve.problems import ClientError, problem
+from geoservice.serve.provider import GeoserviceProvider, Page, Unavailable
 from geoservice.serve.live import GradeView
 from geoservice.serve.query import PageRequest
 from geoservice.serve.tile_links import REL_SCHEMES, landing_tile_links
@@ -90,15 +91,14 @@ class Endpoints:
 
     @staticmethod
     def _error(api: API, request: APIRequest, status: HTTPStatus, code: str, description: str) -> Response:
-        """An OGC exception body (pygeoapi's shape), not logged: a client's mistake is not a server error."""
-        exception = {"code": code, "type": code, "description": description}
-        if request.format == "html":
-            content = render_j2_template(api.tpl_config, api.config["server"]["templates"], "exception.html",
-                                         exception, SYSTEM_LOCALE)
-            return Response(content, status_code=status,
-                            headers=request.get_response_headers(SYSTEM_LOCALE, force_type=HTML, **api.api_headers))
-        headers = request.get_response_headers(SYSTEM_LOCALE, force_type="application/json", **api.api_headers)
-        return Response(orjson.dumps(exception), status_code=status, headers=headers)
+        """An OGC exception (an HTML page when HTML was asked for), not logged: a client's mistake is not a server
+        error."""
+        html = request.format == "html"
+        headers = request.get_response_headers(SYSTEM_LOCALE, force_type=HTML if html else "application/json",
+                                               **api.api_headers)
+        page = partial(render_j2_template, api.tpl_config, api.config["server"]["templates"], "exception.html",
+                       locale_=SYSTEM_LOCALE) if html else None
+        return problem(status, code, description, headers, page)
 
     @staticmethod
     def _html(api: API, request: APIRequest, template: str, data: dict[str, Any], dataset: str | None = None) -> Response:
@@ -173,8 +173,8 @@ class Endpoints:
             return await delegate.call(itemtypes_api.get_collection_items, request, name)  # pygeoapi's format error
         try:
             page_req, page = await run_in_threadpool(self._page, provider, params, fmt)
-        except (RequestError, FilterError) as exc:
-            return self._error(view.api, api_request, HTTPStatus.BAD_REQUEST, "InvalidParameterValue", str(exc))
+        except ClientError as exc:
+            return self._error(view.api, api_request, exc.status, exc.code, str(exc))
         except Unavailable as exc:
             return self._error(view.api, api_request, HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable", str(exc))
         links = self._items_links(view.api, name, params, page, fmt)
@@ -271,8 +271,8 @@ class Endpoints:
         text = request.query_params.get("crs")
         crs = provider.crs.lookup(text) if text else provider.crs.default
         if unknown or crs is None:
-            problem = f"unknown parameter {unknown[0]!r}" if unknown else f"crs {text!r} is not offered"
-            return self._error(api, api_request, HTTPStatus.BAD_REQUEST, "InvalidParameterValue", problem)
+            reason = f"unknown parameter {unknown[0]!r}" if unknown else f"crs {text!r} is not offered"
+            return self._error(api, api_request, HTTPStatus.BAD_REQUEST, "InvalidParameterValue", reason)
         if fmt == "html":
             crs = provider.crs.lookup(CRS84) or provider.crs.default
         try:

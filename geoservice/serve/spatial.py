@@ -16,6 +16,7 @@ import shapely
 from pyproj import Transformer
 
 from geoservice.serve.crs import ServingCrs
+from geoservice.serve.problems import ClientError
 
 #: vertices per edge when a rectangle is carried into another CRS
 DENSIFY = 32
@@ -23,7 +24,7 @@ DENSIFY = 32
 MARGIN_SHARE, MIN_MARGIN = 0.02, 100.0
 
 
-class GeometryError(ValueError):
+class GeometryError(ClientError):
     """A request geometry that cannot be used (not valid, or not a geometry)."""
 
 

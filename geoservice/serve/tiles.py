@@ -31,11 +31,11 @@ from geoservice.serve.caching import not_modified, validators, with_validators
 from geoservice.serve.catalog import Collection
 from geoservice.serve.crs import CRS84
 from geoservice.serve.live import GradeView
-from geoservice.serve.problems import problem
-from geoservice.serve.provider import RequestError, Unavailable
+from geoservice.serve.problems import ClientError, NotFoundError, client_problem, problem
+from geoservice.serve.provider import Unavailable
 from geoservice.serve.tile_cache import TileCache, TileKey, source_of
 from geoservice.serve.tile_sql import BUFFER, EXTENT, tile_layer, tile_statement
-from geoservice.serve.tms import GRIDS, Grid, TileError
+from geoservice.serve.tms import GRIDS, Grid
 from geoservice.settings import Settings
 
 MVT = "application/vnd.mapbox-vector-tile"
@@ -50,25 +50,9 @@ REL_SCHEME = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
 _TEMPLATE = "{tileMatrix}/{tileRow}/{tileCol}"
 
 
-class _Refused(Exception):
-    """A request answered with an OGC exception body."""
-
-    def __init__(self, status: int, code: str, description: str) -> None:
-        super().__init__(description)
-        self.response = problem(status, code, description)
-
-
-def _not_found(description: str) -> _Refused:
-    return _Refused(HTTPStatus.NOT_FOUND, "NotFound", description)
-
-
-def _bad(description: str) -> _Refused:
-    return _Refused(HTTPStatus.BAD_REQUEST, "InvalidParameterValue", description)
-
-
 def _integer(text: str, what: str) -> int:
     if not text.isdigit() or len(text) > 9:
-        raise _bad(f"{what} {text!r} is not a non-negative integer")
+        raise ClientError(f"{what} {text!r} is not a non-negative integer")
     return int(text)
 
 
@@ -107,12 +91,10 @@ class TileEndpoints:
         async def answer(request: Request) -> Response:
             try:
                 return await handler(request)
-            except _Refused as refused:
-                return refused.response
+            except ClientError as exc:
+                return client_problem(exc)
             except Unavailable as exc:
                 return problem(HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable", str(exc))
-            except RequestError as exc:
-                return problem(HTTPStatus.BAD_REQUEST, "InvalidParameterValue", str(exc))
         return answer
 
     # -- what a request names --------------------------------------------------------------------------
@@ -122,17 +104,17 @@ class TileEndpoints:
         """The requested format (the first of `formats` when none); 400 for another parameter or format."""
         unknown = sorted(set(request.query_params) - allowed - {"f"})
         if unknown:
-            raise _bad(f"unknown parameter {unknown[0]!r}")
+            raise ClientError(f"unknown parameter {unknown[0]!r}")
         fmt = request.query_params.get("f", formats[0])
         if fmt not in formats:
-            raise _bad(f"format {fmt!r} is not offered here ({', '.join(formats)})")
+            raise ClientError(f"format {fmt!r} is not offered here ({', '.join(formats)})")
         return fmt
 
     @staticmethod
     def _grid(request: Request) -> Grid:
         name = request.path_params["grid"]
         if name not in GRIDS:
-            raise _not_found(f"no tile matrix set {name!r} (offered: {', '.join(GRIDS)})")
+            raise NotFoundError(f"no tile matrix set {name!r} (offered: {', '.join(GRIDS)})")
         return GRIDS[name]
 
     @staticmethod
@@ -144,19 +126,19 @@ class TileEndpoints:
         if name is not None:
             collection = view.collection(name)
             if collection is None:
-                raise _not_found(f"no collection {name!r}")
+                raise NotFoundError(f"no collection {name!r}")
             return [collection], False
         chosen = request.query_params.get("collections")
         if chosen is None:
             return [p.collection for p in view.providers.values()], True
         names = [n.strip() for n in chosen.split(",") if n.strip()]
         if not names:
-            raise _bad("collections: name at least one collection")
+            raise ClientError("collections: name at least one collection")
         found = []
         for n in dict.fromkeys(names):
             collection = view.collection(n)
             if collection is None:
-                raise _not_found(f"no collection {n!r}")
+                raise NotFoundError(f"no collection {n!r}")
             found.append(collection)
         return found, True
 
@@ -286,15 +268,12 @@ class TileEndpoints:
                                                                             ("col", "tileCol")))
         collections, dataset = self._collections(request)
         self._params(request, {"collections"} if dataset else set(), ("mvt",))
-        try:
-            grid.check(zoom, row, col)
-        except TileError as exc:
-            raise _not_found(str(exc)) from exc
+        grid.check(zoom, row, col)
         shown = [c for c in collections if zoom in self._zooms(c, grid)]
         limits = grid.limits(_union(collections), range(zoom, zoom + 1))
         if not shown or not limits or not (limits[0]["minTileRow"] <= row <= limits[0]["maxTileRow"]
                                            and limits[0]["minTileCol"] <= col <= limits[0]["maxTileCol"]):
-            raise _not_found(f"tile {zoom}/{row}/{col} is outside the tileset's limits (see its tileMatrixSetLimits)")
+            raise NotFoundError(f"tile {zoom}/{row}/{col} is outside the tileset's limits (see its tileMatrixSetLimits)")
         state = request.state.catalog
         if state is None:
             raise Unavailable("the database is not available")

@@ -20,12 +20,13 @@ from typing import Any
 import morecantile
 
 from geoservice.serve.crs import ServingCrs, serving_crs
+from geoservice.serve.problems import NotFoundError
 
 CGCS2000 = "http://www.opengis.net/def/crs/EPSG/0/4490"
 
 
-class TileError(ValueError):
-    """A tile that does not exist in the tile matrix set (its matrix, row or column out of range): a 404."""
+class TileError(NotFoundError):
+    """A tile that does not exist in the tile matrix set (its matrix, row or column out of range)."""
 
 
 def _cgcs2000_quad() -> morecantile.TileMatrixSet:
