@@ -1,0 +1,82 @@
+"""The map application at /map: one page (templates/map.html, static/map/map.js and map.css) on MapLibre GL JS
+(static/vendor/maplibre-gl), drawing the dataset's vector tiles.
+
+The page carries what the script needs as JSON: the layer tree of the caller's view (the collections the caller's
+grade reads, as /collections lists them, grouped by what they are), the 用地用海 class colours
+(config/classification/colours_2023.csv), the rules' titles, the background tile URL (`server.map_tiles`) and who is
+signed in. Everything the page loads comes from this server.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import BaseRoute, Route
+
+from geoservice.conflicts.rules import load_rules
+from geoservice.serve.auth import ANONYMOUS_NAME, Caller
+from geoservice.serve.catalog import BASEMAP, CONFLICTS
+from geoservice.serve.config import TEMPLATES
+from geoservice.serve.live import GradeView
+from geoservice.settings import Settings
+
+MAP_PATH = "/map"
+COLOUR_FILE = "colours_2023.csv"
+#: the tree's groups, in drawing order (bottom first): id, title, and the layer kinds (or collections) in it
+GROUPS = (("landuse", "现状 Land use", ("land_use",)),
+          ("plans", "规划 Plans", (BASEMAP, "urban_plan")),
+          ("lines", "控制线 Protection lines", ("red_line", "basic_farmland", "dev_boundary")),
+          ("projects", "项目 Projects", ("construction",)),
+          ("conflicts", "冲突 Conflicts", (CONFLICTS,)),
+          ("districts", "行政区 Districts", ("district",)))
+
+
+def class_colours(folder: Path) -> dict[str, dict[str, Any]]:
+    """The 用地用海 (2023) level-1 and level-2 classes: {code: {"name": 名称, "rgb": [r, g, b]}}."""
+    with (folder / COLOUR_FILE).open(encoding="utf-8", newline="") as file:
+        return {row["code"]: {"name": row["name_zh"], "rgb": [int(row["red"]), int(row["green"]), int(row["blue"])]}
+                for row in csv.DictReader(file)}
+
+
+def layer_tree(view: GradeView) -> list[dict[str, Any]]:
+    """The caller's collections grouped for the tree (groups without a collection left out)."""
+    tree = []
+    for group, title, members in GROUPS:
+        layers = [{"id": name, "title": provider.collection.title, "kind": provider.collection.kind or name}
+                  for name, provider in view.providers.items()
+                  if name in members or provider.collection.kind in members]
+        if layers:
+            tree.append({"id": group, "title": title, "layers": layers})
+    return tree
+
+
+class MapViewer:
+    """The /map route: the page, with the caller's tree and the settings it needs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.colours = class_colours(settings.path(settings.paths.classification))
+        self.rules = {rule.id: {"zh": rule.title_zh, "en": rule.title_en, "severity": rule.severity}
+                      for rule in load_rules(settings.path(settings.paths.rules)).rules}
+        self.background = settings.server.map_tiles
+        environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
+        self.template = environment.get_template("map.html")
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route(MAP_PATH, self.page, methods=["GET"])]
+
+    async def page(self, request: Request) -> HTMLResponse:
+        caller: Caller = request.state.caller
+        config = {"tree": layer_tree(request.state.view), "colours": self.colours, "rules": self.rules,
+                  "background": self.background,
+                  "caller": {"name": None if caller.name == ANONYMOUS_NAME else caller.name,
+                             "review": "review" in caller.scopes}}
+        # </ cannot end the script element the JSON sits in
+        text = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")
+        return HTMLResponse(self.template.render(config=text, signed_in=config["caller"]["name"]),
+                            headers={"Cache-Control": "no-cache"})
