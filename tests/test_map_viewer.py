@@ -112,7 +112,7 @@ def test_status_change_from_the_panel_is_in_the_review_history(served: Server, b
     listed = browser.wait_for("[...document.querySelectorAll('#conflict-list li[data-id]')].map((li) => Number(li.dataset.id))")
     conflict = min(set(listed) & unreviewed)
     browser.evaluate(f"document.querySelector('#conflict-list li[data-id=\"{conflict}\"] button').click()")
-    browser.wait_for("document.getElementById('review-form')")
+    browser.wait_for("!!document.getElementById('review-form')")
     comment = "地图上核实 checked on the map"
     browser.evaluate("document.getElementById('review-status').value = 'confirmed';"
                      f"document.getElementById('review-comment').value = '{comment}';"

@@ -28,9 +28,10 @@ from geoservice.settings import Settings
 
 MAP_PATH = "/map"
 COLOUR_FILE = "colours_2023.csv"
-#: the tree's groups, in drawing order (bottom first): id, title, and the layer kinds (or collections) in it
-GROUPS = (("landuse", "现状 Land use", ("land_use",)),
-          ("plans", "规划 Plans", (BASEMAP, "urban_plan")),
+#: the tree's groups, in drawing order (bottom first): id, title, and the collections or layer kinds in it, in order
+#: (the opaque base map at the bottom, so the plans it merges show over it when switched on)
+GROUPS = (("plans", "规划 Plans", (BASEMAP, "urban_plan")),
+          ("landuse", "现状 Land use", ("land_use",)),
           ("lines", "控制线 Protection lines", ("red_line", "basic_farmland", "dev_boundary")),
           ("projects", "项目 Projects", ("construction",)),
           ("conflicts", "冲突 Conflicts", (CONFLICTS,)),
@@ -48,9 +49,9 @@ def layer_tree(view: GradeView) -> list[dict[str, Any]]:
     """The caller's collections grouped for the tree (groups without a collection left out)."""
     tree = []
     for group, title, members in GROUPS:
-        layers = [{"id": name, "title": provider.collection.title, "kind": provider.collection.kind or name}
-                  for name, provider in view.providers.items()
-                  if name in members or provider.collection.kind in members]
+        layers = sorted(({"id": name, "title": provider.collection.title, "kind": provider.collection.kind or name}
+                         for name, provider in view.providers.items() if (provider.collection.kind or name) in members),
+                        key=lambda layer: members.index(layer["kind"]))
         if layers:
             tree.append({"id": group, "title": title, "layers": layers})
     return tree

@@ -114,7 +114,7 @@ function buildTree() {
 /** The legend: the level-1 classes (and level-2 classes with a colour of their own), then the other symbols. */
 function buildLegend() {
   const swatch = (style) => el("span", {className: "swatch", style});
-  const entries = Object.entries(config.colours).filter(([code, {rgb}]) =>
+  const entries = Object.entries(config.colours).sort(([a], [b]) => a.localeCompare(b)).filter(([code, {rgb}]) =>
     code.length === 2 || String(rgb) !== String(config.colours[code.slice(0, 2)].rgb));
   $("legend").replaceChildren(
     ...entries.map(([code, {name, rgb}]) => el("li", {}, swatch(`background: rgb(${rgb})`), ` ${code} ${name}`)),
@@ -228,6 +228,7 @@ async function openCase(id) {
   const rule = config.rules[item.properties.rule_id];
   const box = $("case");
   box.hidden = false;
+  box.scrollIntoView();
   box.replaceChildren(
     el("h3", {}, `冲突 Conflict #${id} `, el("a", {href: `/collections/conflicts/items/${id}?f=html`, target: "_blank"}, "↗")),
     place("规则 Rule", rule ? `${rule.zh} ${rule.en}` : item.properties.rule_id),
