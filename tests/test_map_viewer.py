@@ -127,6 +127,7 @@ def test_status_change_from_the_panel_is_in_the_review_history(served: Server, b
 
 
 def test_a_public_caller_sees_only_public_layers(served: Server, browser: Browser) -> None:
+    assert f'href="{served.url}/map"' in served.get("/", as_=None, f="html").text  # linked from the landing page
     public = sorted(c["id"] for c in served.get("/collections", as_=None).json()["collections"])
     assert public and all(served.collections[name].grade == "public" for name in public)
     open_map(browser, served, None)
