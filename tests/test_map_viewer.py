@@ -16,6 +16,7 @@ from PIL import Image
 from shapely.geometry import shape
 
 from browser import Browser
+from geoservice.errors import ConfigError
 from geoservice.serve.viewer import class_colours
 from servers import TOKENS, Server
 from sql_helpers import query
@@ -138,3 +139,15 @@ def test_a_public_caller_sees_only_public_layers(served: Server, browser: Browse
              for name in urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["collections"][0].split(",")}
     assert asked and asked <= set(public)
     assert_stayed_home(browser, served)
+
+
+def test_a_broken_colour_table_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="colours_2023.csv: the class colour table is missing"):
+        class_colours(tmp_path)
+    (tmp_path / "colours_2023.csv").write_text("code,name_zh,red,green,blue\n01,耕地,245,248,\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="code,name_zh,red,green,blue"):
+        class_colours(tmp_path)
+    (tmp_path / "colours_2023.csv").write_text("code,name_zh,red,green,blue\n01,耕地,245,248,300\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="from 0 to 255"):
+        class_colours(tmp_path)
+    assert class_colours(Path(__file__).resolve().parent.parent / "config" / "classification")["0703"]["rgb"] == [255, 211, 128]

@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Route
 
 from geoservice.conflicts.rules import load_rules
+from geoservice.errors import ConfigError
 from geoservice.serve.auth import ANONYMOUS_NAME, Caller
 from geoservice.serve.catalog import BASEMAP, CONFLICTS
 from geoservice.serve.config import TEMPLATES
@@ -39,10 +40,20 @@ GROUPS = (("plans", "规划 Plans", (BASEMAP, "urban_plan")),
 
 
 def class_colours(folder: Path) -> dict[str, dict[str, Any]]:
-    """The 用地用海 (2023) level-1 and level-2 classes: {code: {"name": 名称, "rgb": [r, g, b]}}."""
-    with (folder / COLOUR_FILE).open(encoding="utf-8", newline="") as file:
-        return {row["code"]: {"name": row["name_zh"], "rgb": [int(row["red"]), int(row["green"]), int(row["blue"])]}
-                for row in csv.DictReader(file)}
+    """The 用地用海 (2023) level-1 and level-2 classes: {code: {"name": 名称, "rgb": [r, g, b]}}; ConfigError naming
+    the file when it is missing or a row is not `code,name_zh,red,green,blue` with 0–255 values."""
+    path = folder / COLOUR_FILE
+    try:
+        with path.open(encoding="utf-8", newline="") as file:
+            colours = {row["code"]: {"name": row["name_zh"], "rgb": [int(row[c]) for c in ("red", "green", "blue")]}
+                       for row in csv.DictReader(file)}
+    except FileNotFoundError as exc:
+        raise ConfigError(str(path), None, "the class colour table is missing (the /map viewer draws with it)") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(str(path), None, "each row must be code,name_zh,red,green,blue (integers)") from exc
+    if not colours or any(not 0 <= v <= 255 for entry in colours.values() for v in entry["rgb"]):
+        raise ConfigError(str(path), None, "needs at least one class, with red, green and blue from 0 to 255")
+    return colours
 
 
 def layer_tree(view: GradeView) -> list[dict[str, Any]]:
