@@ -29,14 +29,14 @@ from geoservice.settings import Settings
 
 MAP_PATH = "/map"
 COLOUR_FILE = "colours_2023.csv"
-#: the tree's groups, in drawing order (bottom first): id, title, and the collections or layer kinds in it, in order
+#: the tree's groups, in drawing order (bottom first): title, and the collections or layer kinds in it, in order
 #: (the opaque base map at the bottom, so the plans it merges show over it when switched on)
-GROUPS = (("plans", "规划 Plans", (BASEMAP, "urban_plan")),
-          ("landuse", "现状 Land use", ("land_use",)),
-          ("lines", "控制线 Protection lines", ("red_line", "basic_farmland", "dev_boundary")),
-          ("projects", "项目 Projects", ("construction",)),
-          ("conflicts", "冲突 Conflicts", (CONFLICTS,)),
-          ("districts", "行政区 Districts", ("district",)))
+GROUPS = (("规划 Plans", (BASEMAP, "urban_plan")),
+          ("现状 Land use", ("land_use",)),
+          ("控制线 Protection lines", ("red_line", "basic_farmland", "dev_boundary")),
+          ("项目 Projects", ("construction",)),
+          ("冲突 Conflicts", (CONFLICTS,)),
+          ("行政区 Districts", ("district",)))
 
 
 def class_colours(folder: Path) -> dict[str, dict[str, Any]]:
@@ -59,12 +59,12 @@ def class_colours(folder: Path) -> dict[str, dict[str, Any]]:
 def layer_tree(view: GradeView) -> list[dict[str, Any]]:
     """The caller's collections grouped for the tree (groups without a collection left out)."""
     tree = []
-    for group, title, members in GROUPS:
+    for title, members in GROUPS:
         layers = sorted(({"id": name, "title": provider.collection.title, "kind": provider.collection.kind or name}
                          for name, provider in view.providers.items() if (provider.collection.kind or name) in members),
                         key=lambda layer: members.index(layer["kind"]))
         if layers:
-            tree.append({"id": group, "title": title, "layers": layers})
+            tree.append({"title": title, "layers": layers})
     return tree
 
 
@@ -73,7 +73,7 @@ class MapViewer:
 
     def __init__(self, settings: Settings) -> None:
         self.colours = class_colours(settings.path(settings.paths.classification))
-        self.rules = {rule.id: {"zh": rule.title_zh, "en": rule.title_en, "severity": rule.severity}
+        self.rules = {rule.id: {"zh": rule.title_zh, "en": rule.title_en}
                       for rule in load_rules(settings.path(settings.paths.rules)).rules}
         self.background = settings.server.map_tiles
         environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
