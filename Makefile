@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv test-tools system-packages clean
+.PHONY: demo test venv test-tools system-packages vendor clean
 
 # Debian packages the project uses beyond Python (PostGIS itself is installed by `geoservice db up`).
 system-packages:
@@ -22,6 +22,11 @@ venv: $(STAMP)
 # ogctests (for the tests) and tipg (for bench/serve.py), apart from the virtualenv: their pins would downgrade it.
 test-tools: venv
 	@VENV=$(VENV) bash scripts/test-tools.sh
+
+# Re-vendor MapLibre GL JS (the /map viewer) from npm after changing its version in package.json; the built files are
+# committed, so neither `make demo` nor `make test` needs npm.
+vendor:
+	@bash scripts/vendor.sh
 
 demo: venv
 	$(BIN)/geoservice demo

@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from geoservice import db
+from geoservice.serve import read_served_collections
 from geoservice.serve.catalog import Collection
+from geoservice.serve.live import read_state
 from geoservice.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,9 +46,20 @@ class Server:
 
     url: str
     settings: Settings
-    collections: dict[str, Collection]
+    served: dict[str, Collection]   # as of the catalog structure `structure`
     process: subprocess.Popen
     output: list[str]
+    structure: str | None
+
+    @property
+    def collections(self) -> dict[str, Collection]:
+        """What the server serves now: read again when the catalog's structure changed since the last read (a test on
+        the session's demo database may have made a new detection run current, whose conflicts have other ids)."""
+        structure = catalog_structure(self.settings)
+        if structure != self.structure:
+            collections, _ = read_served_collections(self.settings)
+            self.served, self.structure = {c.name: c for c in collections}, structure
+        return self.served
 
     def get(self, path: str, as_: str | None = "tester", **params: object) -> requests.Response:
         """GET as one of TOKENS (the restricted `tester` unless told; None: anonymous)."""
@@ -58,6 +72,16 @@ class Server:
         response = self.get(f"/collections/{name}/items", **params)
         assert response.status_code == 200, response.text
         return response.json()
+
+
+def catalog_structure(settings: Settings) -> str | None:
+    """The structure of the catalog the database serves now (changes with every version, definition or run)."""
+    conn = db.connect_url(settings.database.url)
+    try:
+        with conn.cursor() as cur:
+            return read_state(cur).structure
+    finally:
+        conn.close()
 
 
 def free_port() -> int:
@@ -107,6 +131,7 @@ def running_server(settings: Settings, log: Path, collections: dict[str, Collect
     url = f"http://127.0.0.1:{port}"
     process = start_server(settings, port, log, env)
     try:
-        yield Server(url, settings, collections, process, wait_until_up(process, url, log))
+        output = wait_until_up(process, url, log)
+        yield Server(url, settings, collections, process, output, catalog_structure(settings))
     finally:
         stop(process)

@@ -11,7 +11,7 @@ from servers import TOKENS, Server
 from system_tools import chromium
 
 PAGES = ["/", "/collections", "/collections/conflicts", "/collections/conflicts/items", "/collections/landuse/queryables",
-         "/conformance", "/openapi"]
+         "/conformance", "/openapi", "/map"]
 #: what a page loads: scripts, images, stylesheets and icons (not <link rel="alternate"> and other plain links)
 _LOADS = re.compile(r"<(?:script|img)\b[^>]*?\bsrc=[\"']([^\"']+)[\"']"
                     r"|<link\b(?=[^>]*\brel=[\"'][^\"']*(?:stylesheet|icon))[^>]*?\bhref=[\"']([^\"']+)[\"']", re.IGNORECASE)
@@ -40,7 +40,9 @@ def test_pages_load_nothing_from_elsewhere(served: Server) -> None:
 
 def test_vendored_libraries_are_served(served: Server) -> None:
     for path in ("/static/vendor/leaflet/leaflet.js", "/static/vendor/leaflet/leaflet.css",
-                 "/static/vendor/bootstrap/bootstrap.min.css", "/static/vendor/swagger-ui/swagger-ui-bundle.js"):
+                 "/static/vendor/bootstrap/bootstrap.min.css", "/static/vendor/swagger-ui/swagger-ui-bundle.js",
+                 "/static/vendor/maplibre-gl/maplibre-gl.js", "/static/vendor/maplibre-gl/maplibre-gl.css",
+                 "/static/map/map.js", "/static/map/map.css"):
         assert served.get(path).status_code == 200, path
 
 

@@ -39,6 +39,7 @@ from geoservice.serve.process_routes import process_routes
 from geoservice.serve.review_api import ReviewEndpoints
 from geoservice.serve.routes import Endpoints
 from geoservice.serve.tiles import TileEndpoints
+from geoservice.serve.viewer import MapViewer
 from geoservice.settings import Settings
 
 ACCESS_LOG = "geoservice.access"
@@ -75,7 +76,7 @@ def routes(settings: Settings, database_url: str) -> list[BaseRoute]:
         Route(f"{collection}/items/{{item_id}}", endpoints.item, methods=["GET"]),
         *_read_only(f"{collection}/items", f"{collection}/items/{{item_id}}"),
         *ReviewEndpoints(settings).routes(), *process_routes(settings), *ChangeEndpoints(settings).routes(),
-        *TileEndpoints(settings, database_url).routes(),
+        *TileEndpoints(settings, database_url).routes(), *MapViewer(settings).routes(),
     ]
 
 
