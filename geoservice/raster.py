@@ -184,7 +184,8 @@ def cell_areas(transform: rasterio.Affine, rows: int, cols: int, to_working: Tra
     return np.abs(twice) / 2.0
 
 
-def _accumulate(dataset: rasterio.io.DatasetReader, band: int, window: rasterio.windows.Window, tree: shapely.STRtree, above: float | None, sums: ZonalSums, to_working: Transformer | None) -> None:
+def _accumulate(dataset: rasterio.io.DatasetReader, band: int, window: rasterio.windows.Window, tree: shapely.STRtree,
+                above: float | None, sums: ZonalSums, to_working: Transformer | None) -> None:
     transform = dataset.window_transform(window)
     block_box = shapely.box(*rasterio.windows.bounds(window, dataset.transform))
     if len(tree.query(block_box)) == 0:
@@ -207,7 +208,8 @@ def _accumulate(dataset: rasterio.io.DatasetReader, band: int, window: rasterio.
         sums.area_above += np.bincount(index[over], weights=areas[over], minlength=n)
 
 
-def cells_in_polygons(transform: rasterio.Affine, height: int, width: int, tree: shapely.STRtree) -> tuple[np.ndarray, np.ndarray]:
+def cells_in_polygons(transform: rasterio.Affine, height: int, width: int,
+                      tree: shapely.STRtree) -> tuple[np.ndarray, np.ndarray]:
     """(cell, polygon) pairs of a window's cells (flat row-major indexes) whose centre lies in a polygon of `tree`,
     as GDAL rasterizes (a centre on an edge shared by two polygons goes to the later one): one vectorized tree query
     of the cell centres, no per-polygon Python."""
@@ -223,7 +225,8 @@ def cells_in_polygons(transform: rasterio.Affine, height: int, width: int, tree:
 def sample_cells(dataset: rasterio.io.DatasetReader, band: int, points: np.ndarray) -> np.ndarray:
     """The cell values under `points` (raster CRS, inside the raster), NaN at nodata: each block of cells holding
     points read once."""
-    rows, cols = (np.asarray(a, np.int64) for a in rasterio.transform.rowcol(dataset.transform, points[:, 0], points[:, 1]))
+    rows, cols = (np.asarray(a, np.int64)
+                  for a in rasterio.transform.rowcol(dataset.transform, points[:, 0], points[:, 1]))
     rows, cols = np.clip(rows, 0, dataset.height - 1), np.clip(cols, 0, dataset.width - 1)
     values = np.full(len(points), np.nan)
     block = rows // BLOCK * ((dataset.width + BLOCK - 1) // BLOCK) + cols // BLOCK

@@ -129,7 +129,8 @@ def link_run(cur: psycopg2.extensions.cursor, run_id: int, rule_ids: list[str],
 
     Creates the cases seen for the first time (the cases found again are not written: a case's latest run is that of
     its newest conflict), and marks disappeared the cases of the evaluated rules that this run did not find (once:
-    in the first run after the last that found it). The keys go over in one binary COPY; the conflict rows are never rewritten after storing.
+    in the first run after the last that found it). The keys go over in one binary COPY; the conflict rows are never
+    rewritten after storing.
     """
     keys = case_keys(conflicts)
     cur.execute(sql.SQL("CREATE TEMP TABLE incoming_case (k bigint, {}) ON COMMIT DROP").format(
