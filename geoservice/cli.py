@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import secrets
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
-import shapely.geometry
+from click.core import ParameterSource
 
-from geoservice import __version__, db, review
+from geoservice import __version__, db, machine, review
+from geoservice.db.lifecycle import Status
 from geoservice.errors import GeoserviceError
 from geoservice.progress import RichReporter
 from geoservice.settings import GRADES, Settings, load_settings, token_digest
 from geoservice.views import (
-    show_backup, show_case, show_detection, show_exposure, show_ingest_summaries, show_integration, show_layer_changes,
-    show_project_check, show_restore, show_statistics, show_versions,
+    show_backup, show_case, show_detection, show_exposure, show_ingest_notes, show_ingest_summaries, show_integration,
+    show_layer_changes, show_lookup, show_project_check, show_restore, show_statistics, show_versions,
 )
+
+F = TypeVar("F", bound=Callable[..., Any])
+#: --format choices: a result that is one or more tables, and one that is a document (not rows)
+TABULAR, DOCUMENT = ("table", "json", "csv"), ("table", "json")
 
 
 class _State:
@@ -43,6 +49,22 @@ def cli(ctx: click.Context, config_file: Path | None, debug: bool) -> None:
     ctx.obj = config_file
 
 
+def output_format(choices: tuple[str, ...] = TABULAR, default: str = "table") -> Callable[[F], F]:
+    """The `--format` option of a command that prints a result: a table for people, JSON (and CSV, for tables) for
+    programs, the keys listed in README's "Machine-readable output"."""
+    return click.option("--format", "output_format", type=click.Choice(choices), default=default, show_default=True,
+                        help="table: for people; json: one JSON document" + ("; csv: the rows" if "csv" in choices else "")
+                             + " (stable keys: README, Machine-readable output).")
+
+
+def emit(output_format: str, output: machine.Output, show: Callable[..., None], *shown: object) -> None:
+    """Print a result: `show(*shown)` (rich tables) for `table`, else `output` rendered as JSON or CSV."""
+    if output_format == "table":
+        show(*shown)
+    else:
+        click.echo(output.render(output_format), nl=False)
+
+
 def settings_of(ctx: click.Context) -> Settings:
     """The validated settings for this invocation (loaded once)."""
     root = ctx.find_root()
@@ -56,14 +78,20 @@ def db_group() -> None:
     """The database: embedded PostGIS, or GEOSERVICE_DATABASE_URL."""
 
 
+def _show_status(status: Status) -> None:
+    for line in status.lines():
+        click.echo(line)
+
+
 @db_group.command("up")
+@output_format(DOCUMENT)
 @click.pass_context
-def db_up(ctx: click.Context) -> None:
+def db_up(ctx: click.Context, output_format: str) -> None:
     """Start or reach the database, create PostGIS, apply migrations."""
     settings = settings_of(ctx)
     db.up(settings, _echo)
-    for line in db.status(settings).lines():
-        click.echo(line)
+    status = db.status(settings)
+    emit(output_format, machine.status_output(status), _show_status, status)
 
 
 @db_group.command("down")
@@ -75,11 +103,12 @@ def db_down(ctx: click.Context) -> None:
 
 
 @db_group.command("status")
+@output_format(DOCUMENT)
 @click.pass_context
-def db_status(ctx: click.Context) -> None:
+def db_status(ctx: click.Context, output_format: str) -> None:
     """Where the database is, whether it runs, versions, migrations."""
-    for line in db.status(settings_of(ctx)).lines():
-        click.echo(line)
+    status = db.status(settings_of(ctx))
+    emit(output_format, machine.status_output(status), _show_status, status)
 
 
 @db_group.command("migrate")
@@ -95,8 +124,10 @@ def db_migrate(ctx: click.Context) -> None:
 @click.option("--all", "all_layers", is_flag=True, help="Every layers/*.yaml.")
 @click.option("--dry-run", is_flag=True, help="Validate and report; store nothing.")
 @click.option("--strict", is_flag=True, help="Fail the load when any row is repaired or rejected.")
+@output_format()
 @click.pass_context
-def ingest_command(ctx: click.Context, definitions: tuple[Path, ...], all_layers: bool, dry_run: bool, strict: bool) -> None:
+def ingest_command(ctx: click.Context, definitions: tuple[Path, ...], all_layers: bool, dry_run: bool, strict: bool,
+                   output_format: str) -> None:
     """Load layer files (layers/*.yaml) as new active versions."""
     from geoservice import ingest
     settings = settings_of(ctx)
@@ -108,19 +139,23 @@ def ingest_command(ctx: click.Context, definitions: tuple[Path, ...], all_layers
         db.up(settings, _echo)
     reporter = RichReporter()
     summaries = [ingest.ingest_layer(settings, d, dry_run=dry_run, strict=strict, reporter=reporter) for d in loaded]
-    show_ingest_summaries(summaries, dry_run, reporter.console)
+    emit(output_format, machine.ingest_output(summaries, dry_run), show_ingest_summaries, summaries, dry_run)
+    show_ingest_notes(summaries, reporter.console)
 
 
 @click.command("layers")
 @click.argument("name")
+@output_format()
 @click.pass_context
-def layer_versions(ctx: click.Context, name: str) -> None:
+def layer_versions(ctx: click.Context, name: str, output_format: str) -> None:
     """The versions of layer NAME."""
     from geoservice import ingest
     versions = ingest.list_versions(settings_of(ctx), name)
     if not versions:
         raise GeoserviceError(f"no stored layer {name!r} (`geoservice layers` lists them)")
-    show_versions(versions)
+    if ctx.get_parameter_source("output_format") is ParameterSource.DEFAULT:  # `layers --format json NAME`
+        output_format = ctx.parent.params.get("output_format", output_format)
+    emit(output_format, machine.versions_output(versions), show_versions, versions)
 
 
 class _LayersGroup(click.Group):
@@ -133,12 +168,14 @@ class _LayersGroup(click.Group):
 
 
 @cli.group("layers", cls=_LayersGroup, invoke_without_command=True, subcommand_metavar="[NAME | activate NAME VERSION]")
+@output_format()
 @click.pass_context
-def layers_group(ctx: click.Context) -> None:
+def layers_group(ctx: click.Context, output_format: str) -> None:
     """List stored layers and versions (`layers NAME`: one layer's); `layers activate NAME VERSION` rolls back."""
     from geoservice import ingest
     if ctx.invoked_subcommand is None:
-        show_versions(ingest.list_versions(settings_of(ctx)))
+        versions = ingest.list_versions(settings_of(ctx))
+        emit(output_format, machine.versions_output(versions), show_versions, versions)
 
 
 @layers_group.command("activate")
@@ -153,23 +190,27 @@ def layers_activate(ctx: click.Context, name: str, version: int) -> None:
 
 
 @cli.command("integrate")
+@output_format()
 @click.pass_context
-def integrate_command(ctx: click.Context) -> None:
+def integrate_command(ctx: click.Context, output_format: str) -> None:
     """Build the base map (一张图) from the active plan layers."""
     from geoservice import basemap
     settings = settings_of(ctx)
     db.up(settings, _echo)
-    show_integration(basemap.integrate(settings, RichReporter()))
+    summary = basemap.integrate(settings, RichReporter())
+    emit(output_format, machine.integration_output(summary), show_integration, summary)
 
 
 @cli.command("detect")
 @click.option("--rule", "rule_ids", multiple=True, help="Only this rule (repeatable); default: every enabled rule.")
+@output_format()
 @click.pass_context
-def detect_command(ctx: click.Context, rule_ids: tuple[str, ...]) -> None:
+def detect_command(ctx: click.Context, rule_ids: tuple[str, ...], output_format: str) -> None:
     """Detect conflicts with the rules in config/rules.yaml; store a new detection run."""
     settings = settings_of(ctx)
     db.up(settings, _echo)
-    show_detection(review.detect(settings, list(rule_ids) or None, RichReporter()))
+    summary = review.detect(settings, list(rule_ids) or None, RichReporter())
+    emit(output_format, machine.detection_output(summary), show_detection, summary)
 
 
 @cli.command("serve")
@@ -195,8 +236,7 @@ def serve_command(ctx: click.Context, host: str | None, port: int | None, write_
 
 @cli.command("report")
 @click.option("--run", "run_id", type=int, help="Detection run id (default: the current run).")
-@click.option("--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
-              help="How to print the statistics.")
+@output_format()
 @click.option("--export", "export_path", type=click.Path(path_type=Path),
               help="Write the ledger instead: a .gpkg, .csv or .xlsx file, or a folder for all three.")
 @click.option("--english", is_flag=True, help="English column headers in the export (default: Chinese).")
@@ -215,10 +255,7 @@ def report_command(ctx: click.Context, run_id: int | None, output_format: str, e
             click.echo(str(path))
         return
     stats = report.statistics(settings, run_id)
-    if output_format == "table":
-        show_statistics(stats)
-    else:
-        click.echo(stats.to_json() if output_format == "json" else stats.to_csv(), nl=output_format == "json")
+    emit(output_format, machine.statistics_output(stats), show_statistics, stats)
 
 
 @cli.command("review")
@@ -269,28 +306,26 @@ def token_command(name: str, grade: str, scopes: tuple[str, ...]) -> None:
     click.echo(f"or set GEOSERVICE_TOKENS=\"{name}:{grade}:{'+'.join(scopes)}:{token}\"")
 
 
-def _print_json(data: object) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-
-
 @cli.command("lookup")
 @click.argument("x", type=float)
 @click.argument("y", type=float)
 @click.option("--crs", default=None, help="CRS of x, y (x = longitude/easting); default OGC:CRS84.")
+@output_format(DOCUMENT, default="json")
 @click.pass_context
-def lookup_command(ctx: click.Context, x: float, y: float, crs: str | None) -> None:
-    """What every plan says at a point: patch, codes, protection lines, district, open conflicts (JSON)."""
+def lookup_command(ctx: click.Context, x: float, y: float, crs: str | None, output_format: str) -> None:
+    """What every plan says at a point: patch, codes, protection lines, district, open conflicts (JSON by default)."""
     from geoservice import queries
     settings = settings_of(ctx)
     with db.transaction(settings) as conn, conn.cursor() as cur:
-        _print_json(queries.lookup_point(cur, settings, x, y, crs))
+        found = queries.lookup_point(cur, settings, x, y, crs)
+    emit(output_format, machine.lookup_output(found), show_lookup, found)
 
 
 @cli.command("check")
 @click.argument("project", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--crs", default=None, help="CRS of the file's coordinates when it does not say (default: the file's).")
 @click.option("--code", default=None, help="The project's planned 用地用海 code (e.g. 0701).")
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@output_format()
 @click.pass_context
 def check_command(ctx: click.Context, project: Path, crs: str | None, code: str | None, output_format: str) -> None:
     """The conflicts a proposed project (a polygon file) would create under the current rules; nothing is stored."""
@@ -300,17 +335,14 @@ def check_command(ctx: click.Context, project: Path, crs: str | None, code: str 
     rules = conflicts.load_rules(settings.path(settings.paths.rules))
     with db.transaction(settings) as conn, conn.cursor() as cur:
         found = queries.check_project(cur, settings, rules, geometry, crs or file_crs, code)
-    if output_format == "json":
-        _print_json([{**c, "geometry": shapely.geometry.mapping(c["geometry"])} for c in found])
-    else:
-        show_project_check(found)
+    emit(output_format, machine.check_output(found), show_project_check, found)
 
 
 @cli.command("exposure")
 @click.argument("raster")
 @click.option("--threshold", type=float, required=True, help="Cells above this value are exposed.")
 @click.option("--band", type=int, default=None, help="Raster band (default: the registered band, else 1).")
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@output_format()
 @click.pass_context
 def exposure_command(ctx: click.Context, raster: str, threshold: float, band: int | None, output_format: str) -> None:
     """Exposed area of the base map under a hazard raster (a registered name, or a GeoTIFF file), by district and class."""
@@ -318,33 +350,37 @@ def exposure_command(ctx: click.Context, raster: str, threshold: float, band: in
     settings = settings_of(ctx)
     with db.transaction(settings) as conn, conn.cursor() as cur:
         result = queries.hazard_exposure(cur, settings, raster, threshold, band)
-    _print_json(result) if output_format == "json" else show_exposure(result)
+    emit(output_format, machine.exposure_output(result), show_exposure, result)
 
 
 @cli.command("backup")
 @click.argument("path", type=click.Path(path_type=Path, file_okay=False))
+@output_format()
 @click.pass_context
-def backup_command(ctx: click.Context, path: Path) -> None:
+def backup_command(ctx: click.Context, path: Path, output_format: str) -> None:
     """Write a backup folder PATH: the database schema (pg_dump), the configuration files, a manifest of checksums."""
     from geoservice import governance
-    show_backup(governance.backup(settings_of(ctx), path, RichReporter()))
+    summary = governance.backup(settings_of(ctx), path, RichReporter())
+    emit(output_format, machine.backup_output(summary), show_backup, summary)
 
 
 @cli.command("restore")
 @click.argument("path", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--files", "restore_files", is_flag=True, help="Also write the backed-up configuration files back into the project.")
+@output_format()
 @click.pass_context
-def restore_command(ctx: click.Context, path: Path, restore_files: bool) -> None:
+def restore_command(ctx: click.Context, path: Path, restore_files: bool, output_format: str) -> None:
     """Restore the backup folder PATH into an empty database (the configured one) and verify it against the manifest."""
     from geoservice import governance
-    show_restore(governance.restore(settings_of(ctx), path, RichReporter(), restore_files))
+    summary = governance.restore(settings_of(ctx), path, RichReporter(), restore_files)
+    emit(output_format, machine.restore_output(summary), show_restore, summary)
 
 
 @cli.command("diff")
 @click.argument("layer")
 @click.argument("old_version", type=int)
 @click.argument("new_version", type=int)
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@output_format()
 @click.option("--export", "export_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the added, removed and changed features to a GeoPackage (PATH.gpkg).")
 @click.pass_context
@@ -357,7 +393,7 @@ def diff_command(ctx: click.Context, layer: str, old_version: int, new_version: 
     changes = governance.layer_changes(settings, layer, old_version, new_version)
     if export_path:
         _echo(f"changed features written to {governance.write_changes_gpkg(settings, changes, export_path)}")
-    _print_json(changes.as_dict()) if output_format == "json" else show_layer_changes(changes)
+    emit(output_format, machine.changes_output(changes), show_layer_changes, changes)
 
 
 @cli.command("demo")
@@ -371,7 +407,9 @@ def demo(ctx: click.Context, and_serve: bool) -> None:
     db.up(settings, _echo)
     reporter = RichReporter()
     definitions = ingest.load_definitions(settings.path(settings.paths.layers))
-    show_ingest_summaries([ingest.ingest_layer(settings, d, reporter=reporter) for d in definitions], False, reporter.console)
+    summaries = [ingest.ingest_layer(settings, d, reporter=reporter) for d in definitions]
+    show_ingest_summaries(summaries, False)
+    show_ingest_notes(summaries, reporter.console)
     show_integration(basemap.integrate(settings, reporter))
     show_detection(review.detect(settings, None, reporter))
     written = report.write_all(settings)

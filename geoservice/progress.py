@@ -10,6 +10,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
+#: the width of a console that is not a terminal (a pipe, a file): wide enough that no table is cut or wrapped
+UNBOUNDED_WIDTH = 100_000
+
+
+def person_console(stderr: bool = False) -> Console:
+    """A console for a person: a terminal's own width; else (a pipe, a file) unbounded, so tables are never truncated."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=UNBOUNDED_WIDTH)
+
+
 class Task(Protocol):
     """One bar: advance it by units of work."""
 
@@ -52,7 +62,7 @@ class RichReporter:
     """Progress bars on stderr (only when it is a terminal, unless forced)."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or person_console(stderr=True)
 
     @contextmanager
     def task(self, description: str, total: int | None) -> Iterator[Task]:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from geoservice.progress import person_console
+
 if TYPE_CHECKING:  # the stages are imported by the command that shows their results, not at start-up
     from geoservice.basemap import IntegrationSummary
     from geoservice.conflicts import DetectionSummary
@@ -19,15 +21,19 @@ if TYPE_CHECKING:  # the stages are imported by the command that shows their res
 PROBLEMS_SHOWN = 5
 
 
-def show_ingest_summaries(summaries: list[IngestSummary], dry_run: bool, errors: Console) -> None:
-    """One row per layer: rows read, kept, repaired, rejected, seconds, rows/s; then the first problems."""
+def show_ingest_summaries(summaries: list[IngestSummary], dry_run: bool) -> None:
+    """One row per layer: rows read, kept, repaired, rejected, seconds, rows/s."""
     table = Table(title="ingest (dry run: nothing stored)" if dry_run else "ingest")
     for column in ("layer", "version", "read", "kept", "repaired", "rejected", "s", "rows/s"):
         table.add_column(column, justify="left" if column == "layer" else "right")
     for s in summaries:
         table.add_row(s.layer, "-" if s.version is None else str(s.version), str(s.rows_read), str(s.kept),
                       str(s.repaired), str(s.rejected), f"{s.seconds:.2f}", f"{s.rows_per_second:,.0f}")
-    Console().print(table)
+    person_console().print(table)
+
+
+def show_ingest_notes(summaries: list[IngestSummary], errors: Console) -> None:
+    """Each layer's file, encoding and CRS, then its first problems and the problem report, on `errors` (stderr)."""
     for s in summaries:
         dropped = f", Z/M coordinates dropped from {s.z_m_dropped} row(s)" if s.z_m_dropped else ""
         errors.print(f"{s.layer}: {s.file}, encoding {s.encoding}, CRS {s.crs}{dropped}", markup=False, highlight=False)
@@ -47,7 +53,7 @@ def show_versions(rows: list[LayerVersion]) -> None:
     for row in rows:
         table.add_row(row.name, row.kind, str(row.version), "*" if row.is_active else "", str(row.feature_count),
                       row.loaded_at.strftime("%Y-%m-%d %H:%M:%S"), row.source_path)
-    Console().print(table)
+    person_console().print(table)
 
 
 DIFFERENCE_TITLES = {
@@ -62,7 +68,7 @@ DIFFERENCE_TITLES = {
 
 def show_integration(summary: IntegrationSummary) -> None:
     """The base map run: layers used, patches by plan-difference class, slivers, timings."""
-    console = Console()
+    console = person_console()
     used = ", ".join(f"{name} v{v['version']}" for name, v in summary.layer_versions.items())
     console.print(f"base map run {summary.run_id}: {summary.patches} patches from {used}", markup=False, highlight=False)
     table = Table(title="patches by plan difference")
@@ -78,7 +84,7 @@ def show_integration(summary: IntegrationSummary) -> None:
 
 def show_detection(summary: DetectionSummary) -> None:
     """Conflicts by rule (count, ha, seconds) and by rule × district."""
-    console = Console()
+    console = person_console()
     table = Table(title=f"conflicts, detection run {summary.run_id}")
     for column in ("rule", "title", "severity", "count", "ha", "s"):
         table.add_column(column, justify="right" if column in ("count", "ha", "s") else "left")
@@ -108,7 +114,7 @@ def _percent(value: object) -> str:
 
 def show_statistics(stats: Statistics) -> None:
     """A run's statistics: by rule, by rule × district, by district (shares), plan differences, review status."""
-    console = Console()
+    console = person_console()
     run = stats.run
     console.print(f"detection run {run.id}{' (current)' if run.is_current else ''}, base map run {run.integration_run_id}",
                   markup=False, highlight=False)
@@ -140,7 +146,7 @@ def show_statistics(stats: Statistics) -> None:
 
 def show_case(case: Case, events: list[CaseEvent]) -> None:
     """A conflict's case (status, opinion, reviewer, runs) and its audit trail."""
-    console = Console()
+    console = person_console()
     where = f"{case.layer_a} {case.key_a}" + (f" × {case.layer_b} {case.key_b}" if case.layer_b else "")
     console.print(f"case {case.id}: {case.rule_id}, {where}, district {case.district_code or '(none)'}; "
                   f"runs {case.first_run_id}–{case.last_run_id}", markup=False, highlight=False)
@@ -158,7 +164,7 @@ def show_case(case: Case, events: list[CaseEvent]) -> None:
 
 def show_project_check(found: list[dict[str, object]]) -> None:
     """The conflicts a submitted project would create, one row each."""
-    console = Console()
+    console = person_console()
     if not found:
         console.print("no conflict: the project fits every rule", markup=False, highlight=False)
         return
@@ -172,9 +178,32 @@ def show_project_check(found: list[dict[str, object]]) -> None:
     console.print(table)
 
 
+def _class_text(plan: dict[str, object] | None) -> str:
+    return "-" if plan is None else f"{plan['code'] or '(unclassified)'} {plan['name_zh'] or ''}".rstrip()
+
+
+def show_lookup(found: dict[str, object]) -> None:
+    """What every plan says at a point: the base-map patch and its codes, district, protection lines, open conflicts."""
+    point, patch = found["point"], found["patch"]
+    table = Table(title=f"at ({point['x']}, {point['y']}) {point['crs']}")
+    table.add_column("")
+    table.add_column("value")
+    table.add_row("base-map patch", f"{patch['id']} (run {patch['run_id']}), {patch['area_m2']:,.1f} m², "
+                  f"{DIFFERENCE_TITLES.get(patch['difference'], patch['difference'])}")
+    table.add_row("land-use plan", _class_text(patch["land_use"]))
+    table.add_row("urban plan", _class_text(patch["urban_plan"]))
+    district = found["district"]
+    table.add_row("district", "-" if district is None else f"{district['name']} ({district['code']})")
+    for line in found["protection_lines"]:
+        table.add_row(line["kind"], f"{line['layer']} {line['source_id'] or line['feature_id']} {line['name'] or ''}".rstrip())
+    for c in found["conflicts"]:
+        table.add_row("open conflict", f"{c['id']} {c['rule_id']} {c['title_zh']} ({c['severity']}), {c['area_m2']:,.1f} m²")
+    person_console().print(table)
+
+
 def show_exposure(result: dict[str, object]) -> None:
     """Exposed area by district and by planned class, and the most exposed construction patches."""
-    console = Console()
+    console = person_console()
     console.print(f"{result['raster']} band {result['band']} above {result['threshold']}: "
                   f"{result['exposed_ha']:,.2f} ha exposed over {result['patches_examined']} base-map patches",
                   markup=False, highlight=False)
@@ -207,7 +236,7 @@ def _tables_text(totals: list[TableTotal]) -> str:
 
 def show_backup(summary: BackupSummary) -> None:
     """Where the backup went, what it holds: the dump, the project files, rows per table."""
-    console = Console()
+    console = person_console()
     console.print(f"backup written to {summary.path} in {summary.seconds:.1f} s: database.dump "
                   f"{summary.dump_bytes / 1e6:,.1f} MB, {len(summary.files)} project files, {_tables_text(summary.totals)}, "
                   f"{summary.rows:,} rows", markup=False, highlight=False, soft_wrap=True)
@@ -218,7 +247,7 @@ def show_backup(summary: BackupSummary) -> None:
 
 def show_restore(summary: RestoreSummary) -> None:
     """What was restored where, that it matched the manifest, and how the project's files compare with the backup's."""
-    console = Console()
+    console = person_console()
     console.print(f"restored {summary.path} into {summary.target} in {summary.seconds:.1f} s: {_tables_text(summary.totals)}, "
                   f"{summary.rows:,} rows; row counts and checksums match the manifest", markup=False, highlight=False, soft_wrap=True)
     console.print(_table_totals("rows restored", summary.totals))
@@ -252,7 +281,7 @@ def _area_table(title: str, rows: list[AreaChange]) -> Table:
 
 def show_layer_changes(changes: LayerChanges) -> None:
     """Counts of added, removed and changed features; area gained and lost by class and by district; the first changes."""
-    console = Console()
+    console = person_console()
     counts = changes.counts
     console.print(f"{changes.layer}: version {changes.old_version} ({changes.old_features} features) → version "
                   f"{changes.new_version} ({changes.new_features}): added {counts['added']}, removed {counts['removed']}, "
