@@ -195,9 +195,11 @@ def show_lookup(found: dict[str, object]) -> None:
     district = found["district"]
     table.add_row("district", "-" if district is None else f"{district['name']} ({district['code']})")
     for line in found["protection_lines"]:
-        table.add_row(line["kind"], f"{line['layer']} {line['source_id'] or line['feature_id']} {line['name'] or ''}".rstrip())
+        feature = line["source_id"] or line["feature_id"]
+        table.add_row(line["kind"], f"{line['layer']} {feature} {line['name'] or ''}".rstrip())
     for c in found["conflicts"]:
-        table.add_row("open conflict", f"{c['id']} {c['rule_id']} {c['title_zh']} ({c['severity']}), {c['area_m2']:,.1f} m²")
+        table.add_row("open conflict",
+                      f"{c['id']} {c['rule_id']} {c['title_zh']} ({c['severity']}), {c['area_m2']:,.1f} m²")
     person_console().print(table)
 
 

@@ -78,15 +78,15 @@ README_COMMANDS: list[tuple[str, list[tuple[list[str], str]]]] = [
         (["ingest", "--all", "--dry-run"], "ingest (dry run: nothing stored)")]),
     ("`geoservice layers [NAME]`", [(["layers"], "urban_plan"), (["layers", "landuse"], "land_use")]),
     ("`geoservice layers activate NAME VERSION`", [(["layers", "activate", "landuse", "1"], "landuse: version 1 is active")]),
-    ("`geoservice diff LAYER V1 V2 [--format table\\|json] [--export PATH.gpkg]`", [
+    ("`geoservice diff LAYER V1 V2 [--export PATH.gpkg]`", [
         (["diff", "landuse", "1", "2", "--format", "json", "--export", "{tmp}/changes.gpkg"], "changed features written to")]),
     ("`geoservice integrate`", [(["integrate"], "patches")]),
     ("`geoservice detect [--rule ID …]`", [
         (["detect", "--rule", "projects_in_red_line", "--rule", "planned_construction_in_red_line"], "projects_in_red_line")]),
     ("`geoservice lookup X Y [--crs CRS]`", [(["lookup", "118.09", "24.47", "--crs", "EPSG:4490"], "思明区")]),
-    ("`geoservice check FILE [--crs CRS] [--code 0701] [--format table\\|json]`", [
+    ("`geoservice check FILE [--crs CRS] [--code 0701]`", [
         (["check", "{tmp}/project.geojson", "--crs", "EPSG:4490", "--code", "0701", "--format", "json"], "projects_in_red_line")]),
-    ("`geoservice exposure RASTER --threshold V [--band N] [--format table\\|json]`", [
+    ("`geoservice exposure RASTER --threshold V [--band N]`", [
         (["exposure", "layers/demo/rasters/slope_deg.tif", "--threshold", "15", "--band", "1", "--format", "json"], "exposed_m2")]),
     ("`geoservice demo [--no-serve]`", [(["demo", "--no-serve"], "conflict ledger and report:")]),
     ("`geoservice serve [--host H] [--port P] [--write-config PATH [--grade G]]`", [
@@ -95,7 +95,7 @@ README_COMMANDS: list[tuple[str, list[tuple[list[str], str]]]] = [
     ("`geoservice export LAYER PATH --grade G`", [(["export", "landuse", "{tmp}/landuse.gpkg", "--grade", "internal"], "features")]),
     ("`geoservice token NAME [--grade G] [--scope review]`", [
         (["token", "alice", "--grade", "internal", "--scope", "review"], "grade: internal, scopes: [review]")]),
-    ("`geoservice report [--run ID] [--format table\\|csv\\|json]`", [(["report", "--run", "{run}", "--format", "csv"], "思明区")]),
+    ("`geoservice report [--run ID]`", [(["report", "--run", "{run}", "--format", "csv"], "思明区")]),
     ("`geoservice report --export PATH [--english]`", [(["report", "--export", "{tmp}/ledger.csv", "--english"], "ledger.csv")]),
     ("`geoservice report --all [--run ID]`", [(["report", "--all", "--run", "{run}"], "report.html")]),
     ("`geoservice review ID [--status S --comment TEXT --reviewer NAME]`", [

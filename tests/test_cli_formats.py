@@ -60,7 +60,8 @@ def test_every_command_prints_json_and_csv(invoke: Invoke, scratch: Settings, tm
     ingested = json.loads(invoke("ingest", "--all", "--format", "json"))
     names = {path.stem for path in (ROOT / "layers").glob("*.yaml")}
     assert {row["layer"] for row in ingested} == names
-    assert all(row["version"] == 1 and row["kept"] > 0 and row["dry_run"] is False and row["problem_rows"] >= 0 for row in ingested)
+    assert all(row["version"] == 1 and row["kept"] > 0 and row["dry_run"] is False and row["problem_rows"] >= 0
+               for row in ingested)
     again = rows(invoke("ingest", "layers/landuse.yaml", "--format", "csv"))
     assert [(r["layer"], r["version"], r["dry_run"]) for r in again] == [("landuse", "2", "false")]
 
@@ -101,7 +102,8 @@ def test_every_command_prints_json_and_csv(invoke: Invoke, scratch: Settings, tm
                        "geometry": shapely.geometry.mapping(shapely.box(x - 0.002, y - 0.002, x + 0.002, y + 0.002))}]}))
     args = ("check", str(project), "--crs", "EPSG:4490", "--code", "0701", "--format")
     checked = json.loads(invoke(*args, "json"))
-    assert "projects_in_red_line" in {c["rule_id"] for c in checked} and checked[0]["geometry"]["type"] in ("Polygon", "MultiPolygon")
+    assert "projects_in_red_line" in {c["rule_id"] for c in checked}
+    assert checked[0]["geometry"]["type"] in ("Polygon", "MultiPolygon")
     as_csv = rows(invoke(*args, "csv"))
     assert [r["rule_id"] for r in as_csv] == [c["rule_id"] for c in checked]
     assert shapely.from_wkt(as_csv[0]["geometry"]).area == pytest.approx(checked[0]["area_m2"])

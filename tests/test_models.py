@@ -123,9 +123,11 @@ def test_readme_queries_agree_with_the_read_model(demo_settings, monkeypatch: py
 
     x, y = looked_up["point"]["working"]
     expected = query(demo_settings, """
-        SELECT v.layer, f.source_id, ST_Distance(f.geom, ST_SetSRID(ST_MakePoint(%s, %s), %s))
-        FROM geoservice.feature f JOIN geoservice.layer_version v ON v.id = f.version_id JOIN geoservice.layer l ON l.name = v.layer
-        WHERE v.is_active AND l.kind IN ('red_line', 'basic_farmland') AND ST_DWithin(f.geom, ST_SetSRID(ST_MakePoint(%s, %s), %s), 2000)
-        ORDER BY 3, 1, 2""", x, y, demo_settings.working_srid, x, y, demo_settings.working_srid)
+        WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(%s, %s), %s) AS g)
+        SELECT v.layer, f.source_id, ST_Distance(f.geom, pt.g)
+        FROM geoservice.feature f JOIN geoservice.layer_version v ON v.id = f.version_id
+        JOIN geoservice.layer l ON l.name = v.layer CROSS JOIN pt
+        WHERE v.is_active AND l.kind IN ('red_line', 'basic_farmland') AND ST_DWithin(f.geom, pt.g, 2000)
+        ORDER BY 3, 1, 2""", x, y, demo_settings.working_srid)
     assert expected and [(layer, source_id) for layer, source_id, _ in found["near"]] == [(l, s) for l, s, _ in expected]
     assert [d for *_, d in found["near"]] == pytest.approx([d for *_, d in expected])

@@ -17,7 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from geoalchemy2 import Geometry, WKBElement
-from sqlalchemy import BigInteger, Boolean, Computed, DateTime, Double, Engine, ForeignKey, Integer, Text, create_engine, text
+from sqlalchemy import (
+    BigInteger, Boolean, Computed, DateTime, Double, Engine, ForeignKey, Integer, Text, create_engine, text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, foreign, mapped_column, relationship
 
