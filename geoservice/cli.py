@@ -57,12 +57,12 @@ def output_format(choices: tuple[str, ...] = TABULAR, default: str = "table") ->
                              + " (stable keys: README, Machine-readable output).")
 
 
-def emit(output_format: str, output: machine.Output, show: Callable[..., None], *shown: object) -> None:
-    """Print a result: `show(*shown)` (rich tables) for `table`, else `output` rendered as JSON or CSV."""
+def emit(output_format: str, output: Callable[..., machine.Output], show: Callable[..., None], *result: object) -> None:
+    """Print a result: `show(*result)` (rich tables) for `table`, else `output(*result)` as JSON or CSV."""
     if output_format == "table":
-        show(*shown)
+        show(*result)
     else:
-        click.echo(output.render(output_format), nl=False)
+        click.echo(output(*result).render(output_format), nl=False)
 
 
 def settings_of(ctx: click.Context) -> Settings:
@@ -91,7 +91,7 @@ def db_up(ctx: click.Context, output_format: str) -> None:
     settings = settings_of(ctx)
     db.up(settings, _echo)
     status = db.status(settings)
-    emit(output_format, machine.status_output(status), _show_status, status)
+    emit(output_format, machine.status_output, _show_status, status)
 
 
 @db_group.command("down")
@@ -108,7 +108,7 @@ def db_down(ctx: click.Context) -> None:
 def db_status(ctx: click.Context, output_format: str) -> None:
     """Where the database is, whether it runs, versions, migrations."""
     status = db.status(settings_of(ctx))
-    emit(output_format, machine.status_output(status), _show_status, status)
+    emit(output_format, machine.status_output, _show_status, status)
 
 
 @db_group.command("migrate")
@@ -139,7 +139,7 @@ def ingest_command(ctx: click.Context, definitions: tuple[Path, ...], all_layers
         db.up(settings, _echo)
     reporter = RichReporter()
     summaries = [ingest.ingest_layer(settings, d, dry_run=dry_run, strict=strict, reporter=reporter) for d in loaded]
-    emit(output_format, machine.ingest_output(summaries, dry_run), show_ingest_summaries, summaries, dry_run)
+    emit(output_format, machine.ingest_output, show_ingest_summaries, summaries, dry_run)
     show_ingest_notes(summaries, reporter.console)
 
 
@@ -155,7 +155,7 @@ def layer_versions(ctx: click.Context, name: str, output_format: str) -> None:
         raise GeoserviceError(f"no stored layer {name!r} (`geoservice layers` lists them)")
     if ctx.get_parameter_source("output_format") is ParameterSource.DEFAULT:  # `layers --format json NAME`
         output_format = ctx.parent.params.get("output_format", output_format)
-    emit(output_format, machine.versions_output(versions), show_versions, versions)
+    emit(output_format, machine.versions_output, show_versions, versions)
 
 
 class _LayersGroup(click.Group):
@@ -175,7 +175,7 @@ def layers_group(ctx: click.Context, output_format: str) -> None:
     from geoservice import ingest
     if ctx.invoked_subcommand is None:
         versions = ingest.list_versions(settings_of(ctx))
-        emit(output_format, machine.versions_output(versions), show_versions, versions)
+        emit(output_format, machine.versions_output, show_versions, versions)
 
 
 @layers_group.command("activate")
@@ -198,7 +198,7 @@ def integrate_command(ctx: click.Context, output_format: str) -> None:
     settings = settings_of(ctx)
     db.up(settings, _echo)
     summary = basemap.integrate(settings, RichReporter())
-    emit(output_format, machine.integration_output(summary), show_integration, summary)
+    emit(output_format, machine.integration_output, show_integration, summary)
 
 
 @cli.command("detect")
@@ -210,7 +210,7 @@ def detect_command(ctx: click.Context, rule_ids: tuple[str, ...], output_format:
     settings = settings_of(ctx)
     db.up(settings, _echo)
     summary = review.detect(settings, list(rule_ids) or None, RichReporter())
-    emit(output_format, machine.detection_output(summary), show_detection, summary)
+    emit(output_format, machine.detection_output, show_detection, summary)
 
 
 @cli.command("serve")
@@ -255,7 +255,7 @@ def report_command(ctx: click.Context, run_id: int | None, output_format: str, e
             click.echo(str(path))
         return
     stats = report.statistics(settings, run_id)
-    emit(output_format, machine.statistics_output(stats), show_statistics, stats)
+    emit(output_format, machine.statistics_output, show_statistics, stats)
 
 
 @cli.command("review")
@@ -318,7 +318,7 @@ def lookup_command(ctx: click.Context, x: float, y: float, crs: str | None, outp
     settings = settings_of(ctx)
     with db.transaction(settings) as conn, conn.cursor() as cur:
         found = queries.lookup_point(cur, settings, x, y, crs)
-    emit(output_format, machine.lookup_output(found), show_lookup, found)
+    emit(output_format, machine.lookup_output, show_lookup, found)
 
 
 @cli.command("check")
@@ -335,7 +335,7 @@ def check_command(ctx: click.Context, project: Path, crs: str | None, code: str 
     rules = conflicts.load_rules(settings.path(settings.paths.rules))
     with db.transaction(settings) as conn, conn.cursor() as cur:
         found = queries.check_project(cur, settings, rules, geometry, crs or file_crs, code)
-    emit(output_format, machine.check_output(found), show_project_check, found)
+    emit(output_format, machine.check_output, show_project_check, found)
 
 
 @cli.command("exposure")
@@ -350,7 +350,7 @@ def exposure_command(ctx: click.Context, raster: str, threshold: float, band: in
     settings = settings_of(ctx)
     with db.transaction(settings) as conn, conn.cursor() as cur:
         result = queries.hazard_exposure(cur, settings, raster, threshold, band)
-    emit(output_format, machine.exposure_output(result), show_exposure, result)
+    emit(output_format, machine.exposure_output, show_exposure, result)
 
 
 @cli.command("backup")
@@ -361,7 +361,7 @@ def backup_command(ctx: click.Context, path: Path, output_format: str) -> None:
     """Write a backup folder PATH: the database schema (pg_dump), the configuration files, a manifest of checksums."""
     from geoservice import governance
     summary = governance.backup(settings_of(ctx), path, RichReporter())
-    emit(output_format, machine.backup_output(summary), show_backup, summary)
+    emit(output_format, machine.backup_output, show_backup, summary)
 
 
 @cli.command("restore")
@@ -373,7 +373,7 @@ def restore_command(ctx: click.Context, path: Path, restore_files: bool, output_
     """Restore the backup folder PATH into an empty database (the configured one) and verify it against the manifest."""
     from geoservice import governance
     summary = governance.restore(settings_of(ctx), path, RichReporter(), restore_files)
-    emit(output_format, machine.restore_output(summary), show_restore, summary)
+    emit(output_format, machine.restore_output, show_restore, summary)
 
 
 @cli.command("diff")
@@ -393,7 +393,7 @@ def diff_command(ctx: click.Context, layer: str, old_version: int, new_version: 
     changes = governance.layer_changes(settings, layer, old_version, new_version)
     if export_path:
         _echo(f"changed features written to {governance.write_changes_gpkg(settings, changes, export_path)}")
-    emit(output_format, machine.changes_output(changes), show_layer_changes, changes)
+    emit(output_format, machine.changes_output, show_layer_changes, changes)
 
 
 @cli.command("demo")
