@@ -27,8 +27,8 @@ from geoservice.db.connection import connect_url, database_url
 from geoservice.db.read import SCHEMA
 from geoservice.settings import Settings
 
-#: the default working CRS's SRID; engine() sets the configured one
-DEFAULT_SRID = 4548
+#: the default working CRS's SRID (until engine() or use_working_srid() sets the configured one)
+DEFAULT_SRID = int(Settings.model_fields["working_crs"].default.removeprefix("EPSG:"))
 
 
 class Base(DeclarativeBase):
@@ -313,7 +313,8 @@ def use_working_srid(srid: int) -> None:
 
 
 def engine(settings: Settings) -> Engine:
-    """An engine on the configured database (the URL `geoservice db` uses), the models' SRID set to the working CRS's."""
+    """An engine (make one per process: it pools connections) on the configured database, the URL `geoservice db`
+    uses; the models' geometry columns are declared in the working CRS."""
     use_working_srid(settings.working_srid)
     url = database_url(settings)
     return create_engine("postgresql+psycopg2://", creator=lambda: connect_url(url))
