@@ -74,7 +74,7 @@ class TileEndpoints:
     def __init__(self, settings: Settings, database_url: str) -> None:
         tiles = settings.server.tiles
         self.base_url, self.working_srid, self.tiles = settings.server.base_url, settings.working_srid, tiles
-        recipe = hashlib.sha256(orjson.dumps([EXTENT, BUFFER, tiles.min_area_px, "snap-unit-1"])).hexdigest()[:12]
+        recipe = hashlib.sha256(orjson.dumps([EXTENT, BUFFER, tiles.min_area_px, tiles.cell_px, "cell-runs"])).hexdigest()[:12]
         self.cache = TileCache(cache_root(settings, database_url), recipe, int(tiles.cache_mb * 2**20))
 
     def routes(self) -> list[Route]:
@@ -293,7 +293,7 @@ class TileEndpoints:
         return response
 
     def _build(self, view: GradeView, grid: Grid, zoom: int, row: int, col: int, collections: list[Collection]) -> bytes:
-        layers = [layer for layer in (tile_layer(c, grid, zoom, row, col, self.working_srid, self.tiles.min_area_px)
+        layers = [layer for layer in (tile_layer(c, grid, zoom, row, col, self.working_srid, self.tiles)
                                       for c in collections) if layer is not None]
         if not layers:
             return b""
