@@ -23,9 +23,12 @@ from shapely.geometry import shape
 from conftest import demo_database
 from geoservice.basemap import integrate
 from geoservice.serve.spatial import transform
+from geoservice.serve.live import LiveCatalog
 from geoservice.serve.tile_cache import TileCache, TileKey
+from geoservice.serve.tile_seed import seed_tiles
 from geoservice.serve.tiles import MVT, cache_root
 from geoservice.serve.tms import GRIDS
+from geoservice.serve.viewer import shown_at_start
 from geoservice.settings import Settings
 from servers import ROOT, Server, bearer, running_server
 from sql_helpers import active, query
@@ -250,6 +253,26 @@ def test_bad_tile_requests_are_4xx_ogc_bodies(served_tiles: Server, path: str, s
     response = requests.get(f"{served_tiles.url}{path}", timeout=60)
     assert response.status_code == status, response.text[:300]
     assert set(response.json()) == {"code", "type", "description"}
+
+
+def test_seeded_tiles_are_served_from_the_cache_as_built(served_tiles: Server) -> None:
+    """`tiles seed` builds the dataset tiles the viewer starts with into the running server's cache; the server answers
+    them from there without building them again, and a second seeding finds them all."""
+    settings = served_tiles.settings
+    summary = seed_tiles(settings, range(9, 11), "public")
+    assert summary.built + summary.cached > 0 and summary.bytes >= 0
+    again = seed_tiles(settings, range(9, 11), "public")
+    assert again.built == 0 and again.cached == summary.built + summary.cached
+    folder = cache_root(settings, settings.database.url)
+    entries = {p: p.stat().st_mtime_ns for p in folder.rglob("*.mvt") if "/public/WebMercatorQuad/10/" in p.as_posix()}
+    assert entries
+    path = next(iter(entries))
+    row, col = int(path.parent.name), int(path.stem)
+    snapshot, _ = LiveCatalog(settings, settings.database.url).current()
+    names = ",".join(shown_at_start(snapshot.views["public"]))
+    response = served_tiles.get(f"/tiles/WebMercatorQuad/10/{row}/{col}", as_=None, collections=names)
+    assert response.status_code == 200 and response.content == path.read_bytes()
+    assert path.stat().st_mtime_ns == entries[path]  # taken from the cache, not built and written again
 
 
 def test_etag_answers_304_without_a_body(served_tiles: Server) -> None:
