@@ -57,6 +57,8 @@ FREQUENCIES = {"continuous": ("实时", "CONT"), "daily": ("每日", "DAILY"), "
 _FREQUENCY_URI = "http://publications.europa.eu/resource/authority/frequency/"
 #: the runs of the base map and conflicts a record lists (the latest)
 RUN_HISTORY = 10
+#: the latest versions of a layer whose added and removed features are counted (a count joins two versions' ids)
+COUNTED_VERSIONS = 10
 #: parameters of the items request besides the queryables used as equality filters
 SEARCH_PARAMETERS = {"f", "lang", "q", "bbox", "datetime", "type", "keywords", "ids", "limit", "offset", "sortby"}
 #: queryables that are also query parameters: name -> the record's attribute
@@ -174,13 +176,16 @@ FULL JOIN (SELECT DISTINCT source_id FROM geoservice.feature WHERE version_id = 
 """
 
 
-def _layer_history(cur: psycopg2.extensions.cursor, versions: list[LayerVersion], cache: dict[Any, Any]) -> tuple[RecordVersion, ...]:
+def _layer_history(cur: psycopg2.extensions.cursor, versions: list[LayerVersion],
+                   cache: dict[Any, Any]) -> tuple[RecordVersion, ...]:
     """A layer's versions, oldest first, each with the features it added and removed (by source id; unknown when the
-    layer has no id field)."""
+    layer has no id field, and for versions older than the last COUNTED_VERSIONS)."""
     history = []
+    counted = versions[-COUNTED_VERSIONS:]
     for version, before in zip(versions, [None, *versions[:-1]]):
         added = removed = None
-        if before is not None and version.definition.get("id_field") and before.definition.get("id_field"):
+        if before is not None and version in counted and version.definition.get("id_field") \
+                and before.definition.get("id_field"):
             key = ("added-removed", before.version_id, version.version_id)
             if key not in cache:
                 cur.execute(_ADDED_REMOVED, {"old": before.version_id, "new": version.version_id})
@@ -406,7 +411,8 @@ class RecordWriter:
         links = [{"rel": "self", "type": GEOJSON, "title": "This record", "href": own},
                  {"rel": "alternate", "type": HTML, "title": "This record as HTML", "href": f"{own}?f=html"},
                  {"rel": "alternate", "type": JSONLD, "title": "This record as DCAT (JSON-LD)", "href": f"{own}?f=jsonld"},
-                 {"rel": "collection", "type": "application/json", "title": "开放目录 The catalogue", "href": self.catalog},
+                 {"rel": "collection", "type": "application/json", "title": "开放目录 The catalogue",
+                  "href": self.catalog},
                  {"rel": "describes", "type": "application/json", "title": record.title, "href": collection},
                  {"rel": REL_TILESETS, "type": "application/json", "title": "Vector tilesets",
                   "href": f"{collection}/tiles"}]
@@ -444,7 +450,8 @@ class RecordWriter:
         return {
             "id": CATALOG, "type": "Catalog", "itemType": "record",
             "title": "开放目录 Open-data catalogue",
-            "description": ("每个数据集一条记录：标题、说明、关键词、用地用海分类、密级、开放优先级、更新频率与版本、范围、格式、许可与联系人。"
+            "description": ("每个数据集一条记录：标题、说明、关键词、用地用海分类、密级、开放优先级、"
+                            "更新频率与版本、范围、格式、许可与联系人。"
                             " One record per dataset served here: what it is, its classes, grade, openness priority, "
                             "update frequency and versions, extent, formats, licence and contact."),
             "keywords": ["开放目录", "开放数据", "多规合一", "open data", "catalogue"],
@@ -674,7 +681,8 @@ class RecordEndpoints:
         if offset + limit < matched:
             links.append({"rel": "next", "type": own_type, "title": "Next page", "href": href(own, offset + limit)})
         if offset > 0:
-            links.append({"rel": "prev", "type": own_type, "title": "Previous page", "href": href(own, max(0, offset - limit))})
+            links.append({"rel": "prev", "type": own_type, "title": "Previous page",
+                          "href": href(own, max(0, offset - limit))})
         return links
 
     async def item(self, request: Request) -> Response:
