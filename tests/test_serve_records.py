@@ -128,6 +128,7 @@ def test_search(served: Server) -> None:
     assert _ids(served, datetime="1990-01-01/1990-12-31") == []
     assert set(_ids(served, datetime="2000-01-01/..")) == every
     assert _ids(served, ids="landuse,nothing") == ["landuse"]
+    assert _ids(served, externalIds="urn:x:1") == []
     html = served.get(f"{CATALOG}/items", f="html", q="红线")
     assert html.status_code == 200 and "生态保护红线" in html.text and "厦门市行政区" not in html.text
     for params, message in (({"color": "red"}, "unknown parameter"), ({"bbox": "1,2,3"}, "bbox"),

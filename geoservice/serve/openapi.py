@@ -210,6 +210,8 @@ def record_paths() -> dict[str, Any]:
         query("type", "Resource types (any of them).", {"type": "array", "items": {"type": "string"}}, array=True),
         query("keywords", "Keywords (any of them).", {"type": "array", "items": {"type": "string"}}, array=True),
         query("ids", "Record ids (any of them).", {"type": "array", "items": {"type": "string"}}, array=True),
+        query("externalIds", "External identifiers (no record carries one).", {"type": "array", "items": {"type": "string"}},
+              array=True),
         query("limit", "Records per page.", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 10}),
         query("offset", "Records to skip.", {"type": "integer", "minimum": 0, "default": 0}),
         query("sortby", "Sort keys, each optionally prefixed + or -.",

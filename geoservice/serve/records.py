@@ -60,7 +60,8 @@ RUN_HISTORY = 10
 #: the latest versions of a layer whose added and removed features are counted (a count joins two versions' ids)
 COUNTED_VERSIONS = 10
 #: parameters of the items request besides the queryables used as equality filters
-SEARCH_PARAMETERS = {"f", "lang", "q", "bbox", "datetime", "type", "keywords", "ids", "limit", "offset", "sortby"}
+SEARCH_PARAMETERS = {"f", "lang", "q", "bbox", "datetime", "type", "keywords", "ids", "externalIds", "limit", "offset",
+                     "sortby"}
 #: queryables that are also query parameters: name -> the record's attribute
 EQUALITY = {"kind": "kind", "grade": "grade", "openness": "openness", "updateFrequency": "update_frequency",
             "license": "licence_name"}
@@ -332,6 +333,8 @@ def search(records: tuple[Record, ...], params: dict[str, str]) -> list[Record]:
     if "ids" in params:
         ids = set(_terms(params["ids"]))
         found = [r for r in found if r.id in ids]
+    if "externalIds" in params:  # no record carries an identifier assigned outside this catalogue
+        found = []
     for name, attribute in EQUALITY.items():
         if name in params:
             values = set(_terms(params[name]))
