@@ -180,29 +180,45 @@ def geoservice_server(settings: Settings, workdir: Path) -> Iterator[Server]:
         yield Server("geoservice", f"{url}/collections/bench/items", lambda box: {"bbox": ",".join(map(str, box))})
 
 
+def postgresql_source(settings: Settings, table: str) -> dict[str, object]:
+    """A pygeoapi PostgreSQL provider's `data` and `table` for a table of the geoservice schema."""
+    parts = urlsplit(settings.database.url)
+    return {"table": table, "data": {"host": parts.hostname, "port": parts.port, "dbname": parts.path.lstrip("/"),
+                                     "user": parts.username, "password": parts.password,
+                                     "search_path": ["geoservice", "public"]}}
+
+
 @contextmanager
-def stock_pygeoapi_server(settings: Settings, version: int, workdir: Path) -> Iterator[Server]:
-    port, parts = _free_port(), urlsplit(settings.database.url)
+def pygeoapi_server(settings: Settings, name: str, providers: list[dict[str, object]], workdir: Path) -> Iterator[str]:
+    """Stock pygeoapi 0.21 (uvicorn, Starlette) serving one collection `name` from `providers`; yields its URL."""
+    port = _free_port()
     url = f"http://127.0.0.1:{port}"
     config = pygeoapi_config(settings, [], settings.database.url)
     config["server"].update(bind={"host": "127.0.0.1", "port": port}, url=url)
     del config["server"]["templates"]
-    config["resources"] = {"bench": {
-        "type": "collection", "title": "bench", "description": "bench", "keywords": [], "links": [],
-        "extents": {"spatial": {"bbox": [-180, -90, 180, 90]}},
-        "providers": [{"type": "feature", "name": "PostgreSQL", "id_field": "id", "geom_field": "geom",
-                       "table": partitions.partition_name("feature", version), "storage_crs": EPSG4548,
-                       "crs": ["http://www.opengis.net/def/crs/OGC/1.3/CRS84", EPSG4548],
-                       "data": {"host": parts.hostname, "port": parts.port, "dbname": parts.path.lstrip("/"),
-                                "user": parts.username, "password": parts.password,
-                                "search_path": ["geoservice", "public"]}}]}}
+    config["resources"] = {name: {"type": "collection", "title": name, "description": name, "keywords": [], "links": [],
+                                  "extents": {"spatial": {"bbox": [-180, -90, 180, 90]}}, "providers": providers}}
     config_path, openapi_path = workdir / "stock.yml", workdir / "stock-openapi.yml"
     config_path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     env = {"PYGEOAPI_CONFIG": str(config_path), "PYGEOAPI_OPENAPI": str(openapi_path)}
-    subprocess.run([str(Path(sys.executable).parent / "pygeoapi"), "openapi", "generate", str(config_path),
-                    "--output-file", str(openapi_path)], env={**os.environ, **env}, check=True, capture_output=True)
+    generated = subprocess.run([str(Path(sys.executable).parent / "pygeoapi"), "openapi", "generate", str(config_path),
+                                "--output-file", str(openapi_path)], env={**os.environ, **env}, capture_output=True, text=True)
+    if generated.returncode:
+        raise RuntimeError(f"pygeoapi openapi generate: {generated.stderr[-3000:]}")
     with running([sys.executable, "-m", "uvicorn", "pygeoapi.starlette_app:APP", "--port", str(port), "--log-level",
                   "warning", "--no-access-log"], env, f"{url}/conformance", workdir / "stock.log"):
+        yield url
+
+
+def feature_provider(settings: Settings, table: str) -> dict[str, object]:
+    """pygeoapi's stock PostgreSQL feature provider on a geoservice table (EPSG:4548, key `id`, geometry `geom`)."""
+    return {"type": "feature", "name": "PostgreSQL", "id_field": "id", "geom_field": "geom", "storage_crs": EPSG4548,
+            "crs": ["http://www.opengis.net/def/crs/OGC/1.3/CRS84", EPSG4548], **postgresql_source(settings, table)}
+
+
+@contextmanager
+def stock_pygeoapi_server(settings: Settings, table: str, workdir: Path) -> Iterator[Server]:
+    with pygeoapi_server(settings, "bench", [feature_provider(settings, table)], workdir) as url:
         yield Server("pygeoapi", f"{url}/collections/bench/items", lambda box: {
             "bbox": ",".join(f"{v:.3f}" for v in bounds_4548(box)), "bbox-crs": EPSG4548})
 
@@ -215,11 +231,10 @@ def ensure_tipg_venv() -> Path:
 
 
 @contextmanager
-def tipg_server(settings: Settings, version: int, workdir: Path, extra: dict[str, str] | None = None) -> Iterator[Server]:
-    """tipg on the layer version's partition (`extra`: more TIPG_ settings)."""
+def tipg_server(settings: Settings, table: str, workdir: Path, extra: dict[str, str] | None = None) -> Iterator[Server]:
+    """tipg on a table of the geoservice schema (`extra`: more TIPG_ settings)."""
     python, port = ensure_tipg_venv(), _free_port()
     url = f"http://127.0.0.1:{port}"
-    table = partitions.partition_name("feature", version)
     env = {"DATABASE_URL": settings.database.url, "TIPG_DB_SCHEMAS": '["geoservice"]', "TIPG_DB_TABLES": f'["geoservice.{table}"]',
            "TIPG_MAX_FEATURES_PER_QUERY": "10000", "TIPG_DB_MAX_CONN_SIZE": "8", "TIPG_DB_SPATIAL_EXTENT": "false",
            "TIPG_DB_DATETIME_EXTENT": "false", **(extra or {})}
@@ -368,8 +383,9 @@ def main(argv: list[str] | None = None) -> int:
                 for clients in (1, 8):
                     rows.append((f"bbox 1%, limit={limit}", clients, "raw SQL",
                                  measure(raw_sql_call(provider, boxes, limit), args.requests, clients, args.seconds)))
-            for start in (lambda: geoservice_server(settings, workdir), lambda: stock_pygeoapi_server(settings, version, workdir),
-                          lambda: tipg_server(settings, version, workdir)):
+            table = partitions.partition_name("feature", version)
+            for start in (lambda: geoservice_server(settings, workdir), lambda: stock_pygeoapi_server(settings, table, workdir),
+                          lambda: tipg_server(settings, table, workdir)):
                 with start() as server:
                     print(f"  measuring {server.name} …", flush=True)
                     began = time.perf_counter()

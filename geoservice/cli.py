@@ -21,7 +21,7 @@ from geoservice.progress import RichReporter
 from geoservice.settings import GRADES, Settings, load_settings, token_digest
 from geoservice.views import (
     show_backup, show_case, show_detection, show_exposure, show_ingest_notes, show_ingest_summaries, show_integration,
-    show_layer_changes, show_lookup, show_project_check, show_restore, show_statistics, show_versions,
+    show_layer_changes, show_lookup, show_project_check, show_restore, show_seeding, show_statistics, show_versions,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -394,6 +394,32 @@ def diff_command(ctx: click.Context, layer: str, old_version: int, new_version: 
     if export_path:
         _echo(f"changed features written to {governance.write_changes_gpkg(settings, changes, export_path)}")
     emit(output_format, machine.changes_output, show_layer_changes, changes)
+
+
+@cli.group("tiles")
+def tiles_group() -> None:
+    """The vector tiles' cache."""
+
+
+@tiles_group.command("seed")
+@click.option("--zoom", "zooms", default="8-13", show_default=True, help="A zoom or a range, e.g. 10 or 8-13.")
+@click.option("--collection", "collections", multiple=True,
+              help="Seed this collection's own tiles (repeatable); default: the dataset tiles the /map viewer starts with.")
+@click.option("--grade", type=click.Choice(GRADES), default="public", show_default=True, help="Whose view to seed.")
+@click.option("--grid", "grid_id", default="WebMercatorQuad", show_default=True, help="The tile matrix set.")
+@output_format(DOCUMENT)
+@click.pass_context
+def tiles_seed(ctx: click.Context, zooms: str, collections: tuple[str, ...], grade: str, grid_id: str,
+               output_format: str) -> None:
+    """Pre-build tiles into the server's cache (a running server serves them at once)."""
+    from geoservice.serve.tile_seed import seed_tiles
+    first, _, last = zooms.partition("-")
+    if not (first.isdigit() and (last or first).isdigit()) or int(first) > int(last or first):
+        raise click.BadParameter(f"{zooms!r} is not a zoom or a range like 8-13", param_hint="--zoom")
+    settings = settings_of(ctx)
+    db.up(settings, _echo)
+    summary = seed_tiles(settings, range(int(first), int(last or first) + 1), grade, collections, grid_id, RichReporter())
+    emit(output_format, machine.seeding_output, show_seeding, summary)
 
 
 @cli.command("demo")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the stages are imported by the command that shows their res
     from geoservice.governance.backup import TableCounts
     from geoservice.ingest import IngestSummary
     from geoservice.report import Statistics
+    from geoservice.serve.tile_seed import SeedSummary
 
 Rows = list[dict[str, Any]]
 
@@ -152,6 +153,11 @@ EXPOSURE_TABLES = ("by_district", "by_urban_plan_class", "by_land_use_class", "e
 
 def exposure_output(result: dict[str, Any]) -> Output:
     return Output(result, {name: result[name] for name in EXPOSURE_TABLES})
+
+
+def seeding_output(summary: SeedSummary) -> Output:
+    return Output({**asdict(summary), "seconds": round(summary.seconds, 3),
+                   "slowest": [{"tile": tile, "seconds": round(seconds, 3)} for seconds, tile in summary.slowest]})
 
 
 def _table_rows(summary: TableCounts) -> Rows:

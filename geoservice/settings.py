@@ -105,6 +105,7 @@ class TileSettings(_Strict):
     min_zoom: dict[str, int] = Field(default_factory=dict)   # per collection; a collection not named starts at 0
     max_zoom: int = Field(22, ge=0, le=22)
     min_area_px: float = Field(0.25, ge=0)            # features smaller than this share of a pixel² are left out
+    cell_px: int = Field(2, ge=0, le=64)              # a coverage denser than this cell (pixels a side) is drawn as cells
 
     @field_validator("min_zoom")
     @classmethod
@@ -191,6 +192,47 @@ class AccessSettings(_Strict):
         return values
 
 
+#: how often a dataset is updated (dct:accrualPeriodicity), each with its EU frequency authority code
+UpdateFrequency = Literal["continuous", "daily", "weekly", "monthly", "quarterly", "annual", "irregular", "never"]
+#: 开放优先级: how soon a dataset is to be opened (high: open first; low: later or on request)
+Openness = Literal["high", "medium", "low"]
+
+
+class Licence(_Strict):
+    """The licence a dataset is offered under: an SPDX id or a name, and where its text is."""
+
+    name: str = Field(min_length=1, max_length=64)
+    url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+
+
+class Contact(_Strict):
+    """Who answers questions about a dataset (the catalogue's contact point)."""
+
+    name: str | None = None
+    organization: str | None = None
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$")
+    phone: str | None = None
+    url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+
+    @model_validator(mode="after")
+    def _named(self) -> Contact:
+        if not (self.name or self.organization):
+            raise ValueError("give a name or an organization")
+        return self
+
+
+class CatalogSettings(_Strict):
+    """The open-data catalogue (开放目录, OGC API – Records): what a record says when its layer's definition does not
+    (licence, contact, update frequency, openness), and the base map's and conflicts' entries."""
+
+    licence: Licence = Licence(name="internal-use")
+    contact: Contact = Contact(organization="geoservice", email="geoservice@localhost")
+    update_frequency: UpdateFrequency = "irregular"
+    openness: Openness | None = None
+    basemap_openness: Openness | None = None
+    conflicts_openness: Openness | None = None
+
+
 def _parse_crs(value: str) -> CRS:
     try:
         return CRS.from_user_input(value)
@@ -214,6 +256,7 @@ class Settings(_Strict):
     rasters: dict[str, RasterSettings] = Field(default_factory=dict)
     server: ServerSettings = ServerSettings()
     access: AccessSettings = AccessSettings()
+    catalog: CatalogSettings = CatalogSettings()
 
     @field_validator("working_crs")
     @classmethod

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the stages are imported by the command that shows their res
     from geoservice.ingest import IngestSummary
     from geoservice.report import Statistics
     from geoservice.review import Case, CaseEvent
+    from geoservice.serve.tile_seed import SeedSummary
 
 PROBLEMS_SHOWN = 5
 
@@ -303,3 +304,11 @@ def show_layer_changes(changes: LayerChanges) -> None:
     if len(changes.features) > CHANGES_SHOWN:
         console.print(f"{len(changes.features) - CHANGES_SHOWN} more: --format json or --export PATH.gpkg lists them all",
                       markup=False, highlight=False, soft_wrap=True)
+
+
+def show_seeding(summary: SeedSummary) -> None:
+    """Tiles built and already cached, their size, and the slowest."""
+    slowest = ", ".join(f"{tile} {seconds:.2f} s" for seconds, tile in summary.slowest) or "none"
+    Console(soft_wrap=True).print(
+        f"tiles seeded: {summary.built:,} built ({summary.empty:,} empty, {summary.bytes / 2**20:,.1f} MB), "
+        f"{summary.cached:,} already cached, in {summary.seconds:.1f} s; slowest: {slowest}", markup=False, highlight=False)

@@ -27,8 +27,9 @@ SMOKE = {
                 ["lookup: GET /lookup", "check: project-check process", "check: plain SQL"], ["queries-500"]),
     "serve": (pytest.mark.http, ["--polygons", "500", "--requests", "4", "--seconds", "0.5", "--page-size", "500"],
               ["| bbox 1%, limit=1000 | 8 | tipg |", "| geoservice |", "| pygeoapi |", "| tipg |"], []),
-    "tiles": (pytest.mark.http, ["--polygons", "500", "--tiles", "10"],
-              ["| geoservice | cold |", "| geoservice | warm |", "| tipg | first |", "per zoom"], []),
+    "tiles": (pytest.mark.http, ["--patches", "1500", "--tiles", "10", "--seconds", "60"],
+              ["| geoservice | cold |", "| geoservice | warm |", "| tipg | first |", "| pygeoapi | first |", "per zoom",
+               "z10 tiles covering the city", "viewer: the whole city drawn"], ["city-1500"]),
 }
 SMOKED_ELSEWHERE = {"city"}
 

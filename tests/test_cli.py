@@ -92,6 +92,9 @@ README_COMMANDS: list[tuple[str, list[tuple[list[str], str]]]] = [
     ("`geoservice serve [--host H] [--port P] [--write-config PATH [--grade G]]`", [
         (["serve", "--host", "127.0.0.1", "--port", "5999", "--write-config", "{tmp}/pygeoapi.yaml", "--grade", "internal"],
          "pygeoapi-openapi.json")]),
+    ("`geoservice tiles seed [--zoom Z1-Z2] [--collection NAME …] [--grade G] [--grid TMS]`", [
+        (["tiles", "seed", "--zoom", "8-9"], "tiles seeded:"),
+        (["tiles", "seed", "--zoom", "9", "--collection", "basemap", "--grade", "internal"], "already cached")]),
     ("`geoservice export LAYER PATH --grade G`", [(["export", "landuse", "{tmp}/landuse.gpkg", "--grade", "internal"], "features")]),
     ("`geoservice token NAME [--grade G] [--scope review]`", [
         (["token", "alice", "--grade", "internal", "--scope", "review"], "grade: internal, scopes: [review]")]),

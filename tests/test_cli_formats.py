@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -55,8 +56,13 @@ def rows(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def test_every_command_prints_json_and_csv(invoke: Invoke, scratch: Settings, tmp_path: Path) -> None:
-    """The README's keys in each command's JSON, and the same rows in its CSV."""
+def test_every_command_prints_json_and_csv(invoke: Invoke, scratch: Settings, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's keys in each command's JSON, and the same rows in its CSV; in a copy of the project (the working
+    directory: its configuration is the one found), so that the tile cache and outputs are its own."""
+    for folder in ("config", "layers"):
+        shutil.copytree(ROOT / folder, tmp_path / "project" / folder)
+    monkeypatch.chdir(tmp_path / "project")
     ingested = json.loads(invoke("ingest", "--all", "--format", "json"))
     names = {path.stem for path in (ROOT / "layers").glob("*.yaml")}
     assert {row["layer"] for row in ingested} == names
@@ -80,6 +86,9 @@ def test_every_command_prints_json_and_csv(invoke: Invoke, scratch: Settings, tm
     integrated = json.loads(invoke("integrate", "--format", "json"))
     assert integrated["patches"] == sum(r["patches"] for r in integrated["by_difference"]) > 0
     assert {r["difference"] for r in rows(invoke("integrate", "--format", "csv"))} >= {"both_construction", "urban_only"}
+
+    seeded = json.loads(invoke("tiles", "seed", "--zoom", "8", "--format", "json"))
+    assert seeded["built"] + seeded["cached"] > 0 and {"empty", "bytes", "seconds", "slowest"} <= set(seeded)
 
     detected = json.loads(invoke("detect", "--format", "json"))
     assert detected["run_id"] and {"rule", "title_zh", "severity", "count", "ha", "seconds"} <= set(detected["by_rule"][0])

@@ -11,7 +11,8 @@ from servers import TOKENS, Server
 from system_tools import chromium
 
 PAGES = ["/", "/collections", "/collections/conflicts", "/collections/conflicts/items", "/collections/landuse/queryables",
-         "/conformance", "/openapi", "/map"]
+         "/conformance", "/openapi", "/map", "/collections/catalog", "/collections/catalog/items",
+         "/collections/catalog/items/landuse", "/collections/catalog/queryables"]
 #: what a page loads: scripts, images, stylesheets and icons (not <link rel="alternate"> and other plain links)
 _LOADS = re.compile(r"<(?:script|img)\b[^>]*?\bsrc=[\"']([^\"']+)[\"']"
                     r"|<link\b(?=[^>]*\brel=[\"'][^\"']*(?:stylesheet|icon))[^>]*?\bhref=[\"']([^\"']+)[\"']", re.IGNORECASE)

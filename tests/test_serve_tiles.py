@@ -23,9 +23,12 @@ from shapely.geometry import shape
 from conftest import demo_database
 from geoservice.basemap import integrate
 from geoservice.serve.spatial import transform
+from geoservice.serve.live import LiveCatalog
 from geoservice.serve.tile_cache import TileCache, TileKey
+from geoservice.serve.tile_seed import seed_tiles
 from geoservice.serve.tiles import MVT, cache_root
 from geoservice.serve.tms import GRIDS
+from geoservice.serve.viewer import shown_at_start
 from geoservice.settings import Settings
 from servers import ROOT, Server, bearer, running_server
 from sql_helpers import active, query
@@ -137,6 +140,32 @@ def test_generalised_patches_leave_no_gaps(served_tiles: Server, zoom: int) -> N
 
 
 @pytest.mark.parametrize("grid_id", GRID_IDS)
+def test_a_dense_base_map_is_drawn_as_cells_with_the_codes_lookup_gives(served_tiles: Server, grid_id: str) -> None:
+    """At a zoom where the patches average less than a cell (server.tiles.cell_px), the base map's tile is rows of
+    cells without ids, each with the codes of the patch under the cell's centre; above it, the patches themselves."""
+    _, lon, lat = _inside(served_tiles.settings, "geoservice.basemap_patch", "area_m2 < 20000")
+    grid, cell_px = GRIDS[grid_id], served_tiles.settings.server.tiles.cell_px
+
+    def layer(zoom: int) -> tuple[morecantile.Tile, dict]:
+        tile = _tile_of(grid_id, lon, lat, zoom)
+        return tile, _decoded(served_tiles.get(_path("/collections/basemap", grid_id, tile), as_=None))["basemap"]
+
+    zoom = next(z for z in range(ZOOM, 0, -1) if not any(f.get("id") for f in layer(z)[1]["features"]))  # no id: 0
+    assert 4 <= zoom < ZOOM
+    assert all(f.get("id") for f in layer(zoom + 1)[1]["features"])
+    tile, cells = layer(zoom)
+    assert {key for f in cells["features"] for key in f["properties"]} <= {"land_code", "plan_code", "district_code"}
+    xmin, ymin, xmax, ymax = grid.bounds(tile.z, tile.y, tile.x)
+    step = (xmax - xmin) / (grid.tms.matrix(zoom).tileWidth // cell_px)
+    point = transform(shapely.Point(lon, lat), 4326, grid.srid)
+    centre = shapely.Point(xmin + (int((point.x - xmin) / step) + 0.5) * step, ymax - (int((ymax - point.y) / step) + 0.5) * step)
+    centre = transform(centre, grid.srid, 4326)
+    found = _feature_at(cells, grid_id, tile, centre.x, centre.y)["properties"]
+    lookup = served_tiles.get("/lookup", as_=None, x=centre.x, y=centre.y).json()["patch"]
+    assert (found.get("land_code"), found.get("plan_code")) == (lookup["land_use"]["code"], lookup["urban_plan"]["code"])
+
+
+@pytest.mark.parametrize("grid_id", GRID_IDS)
 def test_masked_attributes_are_masked_in_tiles_as_in_items(served_tiles: Server, grid_id: str) -> None:
     project, lon, lat = _inside(served_tiles.settings, active("projects"))
     tile = _tile_of(grid_id, lon, lat)
@@ -224,6 +253,26 @@ def test_bad_tile_requests_are_4xx_ogc_bodies(served_tiles: Server, path: str, s
     response = requests.get(f"{served_tiles.url}{path}", timeout=60)
     assert response.status_code == status, response.text[:300]
     assert set(response.json()) == {"code", "type", "description"}
+
+
+def test_seeded_tiles_are_served_from_the_cache_as_built(served_tiles: Server) -> None:
+    """`tiles seed` builds the dataset tiles the viewer starts with into the running server's cache; the server answers
+    them from there without building them again, and a second seeding finds them all."""
+    settings = served_tiles.settings
+    summary = seed_tiles(settings, range(9, 11), "public")
+    assert summary.built + summary.cached > 0 and summary.bytes >= 0
+    again = seed_tiles(settings, range(9, 11), "public")
+    assert again.built == 0 and again.cached == summary.built + summary.cached
+    folder = cache_root(settings, settings.database.url)
+    entries = {p: p.stat().st_mtime_ns for p in folder.rglob("d~*/public/WebMercatorQuad/10/*/*.mvt")}  # the dataset's
+    assert entries
+    path = next(iter(entries))
+    row, col = int(path.parent.name), int(path.stem)
+    snapshot, _ = LiveCatalog(settings, settings.database.url).current()
+    names = ",".join(shown_at_start(snapshot.views["public"]))
+    response = served_tiles.get(f"/tiles/WebMercatorQuad/10/{row}/{col}", as_=None, collections=names)
+    assert response.status_code == 200 and response.content == path.read_bytes()
+    assert path.stat().st_mtime_ns == entries[path]  # taken from the cache, not built and written again
 
 
 def test_etag_answers_304_without_a_body(served_tiles: Server) -> None:

@@ -12,7 +12,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from geoservice.errors import ConfigError
-from geoservice.settings import Grade
+from geoservice.settings import Contact, Grade, Licence, Openness, UpdateFrequency
 
 
 class LayerKind(str, Enum):
@@ -116,6 +116,11 @@ class LayerDefinition(_Strict):
     keywords: list[str] = Field(default_factory=list)
     access: Grade = "internal"
     masks: list[Mask] = Field(default_factory=list)
+    # the open-data catalogue (开放目录): unset ones come from the settings' `catalog`
+    openness: Openness | None = None              # 开放优先级: high | medium | low
+    update_frequency: UpdateFrequency | None = None
+    licence: Licence | None = None
+    contact: Contact | None = None
 
     _crs = field_validator("crs")(classmethod(lambda cls, v: _check_crs(v)))
 

@@ -36,6 +36,7 @@ from geoservice.serve.live import LiveCatalog, Snapshot
 from geoservice.serve.pool import pool_for
 from geoservice.serve.problems import problem
 from geoservice.serve.process_routes import process_routes
+from geoservice.serve.records import RecordEndpoints
 from geoservice.serve.review_api import ReviewEndpoints
 from geoservice.serve.routes import Endpoints
 from geoservice.serve.tiles import TileEndpoints
@@ -67,6 +68,7 @@ def routes(settings: Settings, database_url: str) -> list[BaseRoute]:
         Route("/openapi", delegate.endpoint(core_api.openapi_), methods=["GET"]),
         Route("/conformance", endpoints.conformance, methods=["GET"]),
         Route("/collections", endpoints.collections, methods=["GET"]),
+        *RecordEndpoints(settings).routes(),  # before the feature collections' routes: /collections/catalog
         Route(collection, endpoints.collections, methods=["GET"]),
         Route(f"{collection}/queryables", delegate.endpoint(itemtypes_api.get_collection_queryables, "collection_id"),
               methods=["GET"]),

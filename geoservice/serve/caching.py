@@ -7,12 +7,15 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from geoservice.serve.catalog import CONFLICTS, Collection
-from geoservice.serve.live import CatalogState
+
+if TYPE_CHECKING:
+    from geoservice.serve.live import CatalogState
 
 
 def validators(request: Request, state: CatalogState | None, collection: Collection | None) -> tuple[str, datetime | None] | None:

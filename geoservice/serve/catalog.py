@@ -19,8 +19,9 @@ from geoservice.db.read import SCHEMA, LayerVersion, active_versions, current_ru
 from geoservice.errors import GeoserviceError
 from geoservice.settings import GRADES, AccessSettings
 
-#: collections served besides the layers; a layer may not take these names
-BASEMAP, CONFLICTS = "basemap", "conflicts"
+#: collections served besides the layers (the catalogue: OGC API – Records, serve/records.py); a layer may not take
+#: these names
+BASEMAP, CONFLICTS, CATALOG = "basemap", "conflicts", "catalog"
 #: columns every served table has that are not properties: partition keys, the id, geometry, raw attributes
 NOT_PROPERTIES = {"version_id", "run_id", "id", "geom", "attributes"}
 _SQL_TYPES = {"text": "string", "bigint": "integer", "integer": "integer", "smallint": "integer",
@@ -282,7 +283,7 @@ def collections_of(cur: psycopg2.extensions.cursor, access: AccessSettings, know
     each with its sensitivity grade (a layer's from its definition, the others' from `access`). Collections found in
     `known` (keyed by their partition and what describes them) are not read again; new ones are added to it."""
     collections = _layer_collections(cur, known)
-    clash = {c.name for c in collections} & {BASEMAP, CONFLICTS}
+    clash = {c.name for c in collections} & {BASEMAP, CONFLICTS, CATALOG}
     if clash:
         raise GeoserviceError(f"layer name {min(clash)!r} is reserved for a served collection: rename the layer")
     for extra in (_basemap_collection(cur, access.basemap, known), _conflicts_collection(cur, access.conflicts, known)):

@@ -60,7 +60,7 @@ def _resource(collection: Collection, settings: Settings, crs: CrsCatalog, datab
 def pygeoapi_config(settings: Settings, collections: list[Collection], database_url: str) -> dict[str, Any]:
     """The whole pygeoapi configuration: server, metadata, one resource per collection."""
     crs = CrsCatalog(settings.serving_crs, settings.working_crs)
-    server = settings.server
+    server, catalog = settings.server, settings.catalog
     base_url = server.base_url
     return {
         "server": {
@@ -80,9 +80,10 @@ def pygeoapi_config(settings: Settings, collections: list[Collection], database_
                 "keywords": ["多规合一", "一张图", "国土空间规划", "OGC API", "conflicts"], "keywords_type": "theme",
                 "terms_of_service": "", "url": base_url,
             },
-            "license": {"name": "Internal use", "url": base_url},
+            "license": {"name": catalog.licence.name, "url": catalog.licence.url or base_url},
             "provider": {"name": "geoservice", "url": base_url},
-            "contact": {"name": "geoservice", "position": "operator", "email": "geoservice@localhost", "url": base_url,
+            "contact": {"name": catalog.contact.name or catalog.contact.organization, "position": "operator",
+                        "email": catalog.contact.email or "", "url": catalog.contact.url or base_url,
                         "role": "pointOfContact"},
         },
         "resources": {c.name: _resource(c, settings, crs, database_url) for c in collections},

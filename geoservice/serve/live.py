@@ -7,7 +7,8 @@ in one repeatable-read transaction (collections whose version or run did not cha
 keeps the snapshot it started with, so it never sees half a change.
 
 A snapshot holds, per sensitivity grade, the collections that grade may read (masked for it), pygeoapi's `API`
-object over that grade's configuration (held in memory) and one provider per collection: a collection a caller may
+object over that grade's configuration (held in memory), one provider per collection and the catalogue's records
+of those collections (serve/records.py): a collection a caller may
 not read is absent from everything its grade is answered from, and so 404 exactly as an unknown one.
 """
 
@@ -34,6 +35,7 @@ from geoservice.serve.config import grade_config
 from geoservice.serve.openapi import openapi_document
 from geoservice.serve.pool import PoolExhausted, pool_for
 from geoservice.serve.provider import GeoserviceProvider
+from geoservice.serve.records import Record, read_records, visible_records
 from geoservice.serve.tile_links import collection_tile_links
 from geoservice.settings import GRADES, Settings
 
@@ -67,6 +69,7 @@ class GradeView:
     grade: str
     api: API
     providers: dict[str, GeoserviceProvider]
+    records: tuple[Record, ...] = ()
 
     def collection(self, name: str) -> Collection | None:
         provider = self.providers.get(name)
@@ -113,6 +116,7 @@ class LiveCatalog:
         self.settings, self.database_url = settings, database_url
         self.pool = pool_for(database_url, settings.server.pool_size)
         self._known: Known = {}
+        self._record_cache: dict[Any, Any] = {}
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
 
@@ -144,14 +148,16 @@ class LiveCatalog:
             with conn, conn.cursor() as cur:
                 state = read_state(cur)
                 collections = collections_of(cur, self.settings.access, self._known) if state.structure else []
+                records = read_records(cur, collections, self.settings, self._record_cache) if collections else ()
         finally:
             conn.close()
         served = {id(c) for c in collections}
         self._known = {key: c for key, c in self._known.items() if id(c) in served}
         LOGGER.info("catalog %s: %d collections", state.structure, len(collections))
-        return Snapshot(state.structure, tuple(collections), {grade: self._view(collections, grade) for grade in GRADES})
+        return Snapshot(state.structure, tuple(collections),
+                        {grade: self._view(collections, records, grade) for grade in GRADES})
 
-    def _view(self, collections: list[Collection], grade: str) -> GradeView:
+    def _view(self, collections: list[Collection], records: tuple[Record, ...], grade: str) -> GradeView:
         config = grade_config(self.settings, collections, self.database_url, grade)
         for name, resource in config["resources"].items():
             if resource.get("type") == "collection":
@@ -160,4 +166,4 @@ class LiveCatalog:
         api.tpl_config = _template_config(api.tpl_config)
         providers = {name: load_plugin("provider", get_provider_by_type(resource["providers"], "feature"))
                      for name, resource in config["resources"].items() if resource.get("type") == "collection"}
-        return GradeView(grade, api, providers)
+        return GradeView(grade, api, providers, visible_records(records, grade))

@@ -182,6 +182,60 @@ def tile_paths(config: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
+def record_paths() -> dict[str, Any]:
+    """OGC API – Records: the open-data catalogue (the records a caller may read; serve/records.py)."""
+    from geoservice.serve.records import EQUALITY, FREQUENCIES, OPENNESS_LABELS, SORTABLE
+
+    base = "/collections/catalog"
+    errors = {"400": {"$ref": "#/components/responses/InvalidParameter"}, "404": {"$ref": "#/components/responses/NotFound"}}
+    json_doc = {"description": "A JSON document.", "content": {"application/json": {"schema": {"type": "object"}},
+                                                               "text/html": {"schema": {"type": "string"}}}}
+    records = {"description": "Records (GeoJSON), as HTML, or the catalogue as DCAT (JSON-LD).", "content": {
+        "application/geo+json": {"schema": {"type": "object"}}, "text/html": {"schema": {"type": "string"}},
+        "application/ld+json": {"schema": {"type": "object"}}}}
+
+    def query(name: str, description: str, schema: dict[str, Any], array: bool = False) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": False, "description": description,
+                **({"style": "form", "explode": False} if array else {}), "schema": schema}
+
+    fmt = query("f", "The representation.", {"type": "string", "enum": ["json", "html", "jsonld"]})
+    enums = {"grade": ["public", "internal", "restricted"], "openness": list(OPENNESS_LABELS),
+             "updateFrequency": list(FREQUENCIES)}
+    search = [
+        query("q", "Free-text search terms (any of them) over title, description, keywords and classes.",
+              {"type": "array", "items": {"type": "string"}}, array=True),
+        query("bbox", "west,south,east,north in CRS84: records whose extent meets it.",
+              {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}}, array=True),
+        query("datetime", "An RFC 3339 instant or interval the record's time meets.", {"type": "string"}),
+        query("type", "Resource types (any of them).", {"type": "array", "items": {"type": "string"}}, array=True),
+        query("keywords", "Keywords (any of them).", {"type": "array", "items": {"type": "string"}}, array=True),
+        query("ids", "Record ids (any of them).", {"type": "array", "items": {"type": "string"}}, array=True),
+        query("externalIds", "External identifiers (no record carries one).", {"type": "array", "items": {"type": "string"}},
+              array=True),
+        query("limit", "Records per page.", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 10}),
+        query("offset", "Records to skip.", {"type": "integer", "minimum": 0, "default": 0}),
+        query("sortby", "Sort keys, each optionally prefixed + or -.",
+              {"type": "array", "items": {"type": "string", "enum": [f"{s}{k}" for k in SORTABLE for s in ("", "-")]}},
+              array=True),
+        *(query(name, f"Records whose {name} is any of these.",
+                {"type": "array", "items": {"type": "string", **({"enum": enums[name]} if name in enums else {})}},
+                array=True) for name in EQUALITY),
+        fmt]
+    record = {"name": "recordId", "in": "path", "required": True, "schema": {"type": "string"},
+              "description": "A record's id (the name of the collection it describes)."}
+    plain_fmt = query("f", "The representation.", {"type": "string", "enum": ["json", "html"]})
+    return {
+        base: {"get": {"summary": "开放目录 The open-data catalogue (a record collection)", "tags": ["catalog"],
+                       "parameters": [plain_fmt], "responses": {"200": json_doc, **errors}}},
+        f"{base}/queryables": {"get": {"summary": "What the catalogue's records can be searched by", "tags": ["catalog"],
+                                       "parameters": [plain_fmt], "responses": {"200": json_doc, **errors}}},
+        f"{base}/items": {"get": {"summary": "Search the catalogue's records", "tags": ["catalog"], "parameters": search,
+                                  "responses": {"200": records, **errors}}},
+        f"{base}/items/{{recordId}}": {"get": {"summary": "One record", "tags": ["catalog"], "parameters": [record, fmt],
+                                               "responses": {"200": records, **errors}}},
+    }
+
+
 def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
     """pygeoapi's OpenAPI document for the config, self-contained, with the filter parameters."""
     from pygeoapi.openapi import get_oas
@@ -193,6 +247,7 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
             items["parameters"].extend(filter_parameters(resource["providers"][0]["crs"]))
     document["paths"].update(own_paths(config))
     document["paths"].update(tile_paths(config))
+    document["paths"].update(record_paths())
     used: dict[str, set[str]] = {}
     document = _localize(document, used)
     used.setdefault("schemas", set()).update(("exception", "link", "featureGeoJSON", "featureCollectionGeoJSON"))

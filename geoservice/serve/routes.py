@@ -37,6 +37,8 @@ from geoservice.serve.problems import ClientError, problem
 from geoservice.serve.provider import GeoserviceProvider, Page, Unavailable
 from geoservice.serve.live import GradeView
 from geoservice.serve.query import PageRequest
+from geoservice.serve.records import CONFORMANCE as RECORDS_CONFORMANCE
+from geoservice.serve.records import catalog_link
 from geoservice.serve.tile_links import REL_SCHEMES, landing_tile_links
 from geoservice.serve.tiles import CONFORMANCE as TILES_CONFORMANCE
 from geoservice.settings import Settings
@@ -79,6 +81,7 @@ CONFORMANCE = [
     f"{_OGC}/ogcapi-processes-1/1.0/conf/html",
     f"{_OGC}/ogcapi-processes-1/1.0/conf/oas30",
     *TILES_CONFORMANCE,
+    *RECORDS_CONFORMANCE,
 ]
 
 class Endpoints:
@@ -128,11 +131,13 @@ class Endpoints:
                 page = orjson.loads(response.body)
                 page["links"] = [link for link in page["links"] if link["rel"] != REL_SCHEMES]  # pygeoapi's are dead
                 page["links"] += landing_tile_links(view.api.config["server"]["url"])
+                page["links"].append(catalog_link(view.api.config["server"]["url"]))
                 response.body = orjson.dumps(page)
                 response.headers["content-length"] = str(len(response.body))
             return with_validators(response, tags)
         data = {"collection": bool(view.providers), "process": bool(view.api.manager.processes), "tile": True,
-                "stac-collection": False, "conflicts": CONFLICTS in view.providers}
+                "stac-collection": False, "conflicts": CONFLICTS in view.providers,
+                "catalog": bool(view.records)}
         return with_validators(await run_in_threadpool(self._html, view.api, api_request, "landing_page.html", data), tags)
 
     async def collections(self, request: Request) -> Response:

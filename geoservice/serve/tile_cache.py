@@ -105,17 +105,26 @@ class TileCache:
         return 'W/"' + hashlib.sha256(f"{self.recipe}/{key.path}".encode()).hexdigest()[:32] + '"'
 
     def get(self, key: TileKey) -> bytes | None:
-        """The cached tile, or None."""
+        """The cached tile, or None. An entry another process wrote (`geoservice tiles seed`, another server on the
+        same folder) is taken into the index: its path names what it was built from, so it is as good as our own."""
         path = key.path
         with self._lock:
-            if path not in self._entries:
-                return None
-            self._entries.move_to_end(path)
+            known = path in self._entries
+            if known:
+                self._entries.move_to_end(path)
         try:
-            return (self.folder / path).read_bytes()
-        except OSError:  # removed or unreadable: built again
-            self._forget(path)
+            data = (self.folder / path).read_bytes()
+        except OSError:  # not there, removed or unreadable: built again
+            if known:
+                self._forget(path)
             return None
+        if not known:
+            with self._lock:
+                self._folders.setdefault(key.folder, frozenset(key.sources))
+                self._size += len(data) - self._entries.pop(path, 0)
+                self._entries[path] = len(data)
+            self._evict()
+        return data
 
     def put(self, key: TileKey, data: bytes) -> None:
         """Keep a tile (written whole, then renamed into place), evicting the least recently used past the cap."""

@@ -15,6 +15,15 @@ Generalisation: each geometry is snapped in the working CRS to a grid of one MVT
 zoom, so neighbours' shared vertices land on the same grid point and keep their common edges (no gaps, unlike a
 per-feature simplification), repeated points go, and ST_AsMVTGeom quantises to the tile's 4096 grid. Features smaller
 than `server.tiles.min_area_px` of a rendered pixel (1/256 of the tile, squared) at that zoom are left out.
+
+Cells: where a coverage (the base map, a land-use or urban plan) has features smaller on average than a cell of
+`server.tiles.cell_px` pixels at a zoom, dropping the small ones would leave the map full of holes and keeping them
+makes tiles of megabytes. There the tile is a grid of cells instead: each cell takes the class codes of the feature
+under its centre (one GiST probe per cell), and the cells of a row with the same codes are one rectangle:
+
+    SELECT <codes>, ST_AsMVTGeom(<the run's rectangle>, <tile>, 4096, 0, false)
+    FROM <runs of equal codes in a row of> <cell centres in the working CRS>, LATERAL (SELECT <codes> FROM …
+         WHERE geom && centre AND ST_Intersects(geom, centre) LIMIT 1)
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from geoservice.serve.cql import ewkb_sql
 from geoservice.serve.query import Statement, json_object_sql
 from geoservice.serve.spatial import to_working, transform
 from geoservice.serve.tms import Grid
+from geoservice.settings import TileSettings
 
 #: MVT grid units per tile side, and the buffer around the tile (in those units) kept so that strokes join across tiles
 EXTENT, BUFFER = 4096, 64
@@ -46,6 +56,24 @@ class TileLayer:
     region: shapely.Geometry       # the tile plus its buffer in the working CRS, clipped to the collection's region
     snap_m: float                  # the snapping grid in metres (one MVT unit)
     min_area_m2: float             # features smaller than this are left out
+    cells: tuple[int, int, int, int, int] | None = None   # drawn as cells: per side, first/last column, first/last row
+
+
+def is_coverage(collection: Collection) -> bool:
+    """Whether the collection's features tile the ground without overlaps (the base map, a plan)."""
+    return collection.table == "basemap_patch" or collection.kind in ("land_use", "urban_plan")
+
+
+def _cell_range(collection: Collection, grid: Grid, zoom: int, row: int, col: int, working_srid: int,
+                side: int) -> tuple[int, int, int, int, int] | None:
+    """The cells of the tile (`side` per side) over the collection's extent: first/last column, first/last row."""
+    xmin, ymin, xmax, ymax = grid.bounds(zoom, row, col)
+    step = (xmax - xmin) / side
+    exmin, eymin, exmax, eymax = transform(shapely.box(*collection.extent).segmentize(
+        (collection.extent[2] - collection.extent[0]) / 16), working_srid, grid.srid).bounds
+    first, last = max(0, math.floor((exmin - xmin) / step)), min(side - 1, math.floor((exmax - xmin) / step))
+    top, bottom = max(0, math.floor((ymax - eymax) / step)), min(side - 1, math.floor((ymax - eymin) / step))
+    return (side, first, last, top, bottom) if first <= last and top <= bottom else None
 
 
 @lru_cache(maxsize=256)
@@ -58,7 +86,7 @@ def _metres_per_unit(srid: int, extent: tuple[float, float, float, float], worki
 
 
 def tile_layer(collection: Collection, grid: Grid, zoom: int, row: int, col: int, working_srid: int,
-               min_area_px: float) -> TileLayer | None:
+               tiles: TileSettings) -> TileLayer | None:
     """The collection's part of a tile; None when the tile does not reach its data."""
     if collection.extent is None:
         return None
@@ -69,7 +97,15 @@ def tile_layer(collection: Collection, grid: Grid, zoom: int, row: int, col: int
     if region.is_empty:
         return None
     metres = grid.pixel_size(zoom) * _metres_per_unit(grid.srid, collection.extent, working_srid, grid.pixel_size(16))
-    return TileLayer(collection, region, metres * grid.tms.matrix(zoom).tileWidth / EXTENT, min_area_px * metres ** 2)
+    width = grid.tms.matrix(zoom).tileWidth
+    cells = None
+    if tiles.cell_px and is_coverage(collection) and collection.feature_count:
+        ex0, ey0, ex1, ey1 = collection.extent
+        if (ex1 - ex0) * (ey1 - ey0) / collection.feature_count < (tiles.cell_px * metres) ** 2:
+            cells = _cell_range(collection, grid, zoom, row, col, working_srid, max(1, width // tiles.cell_px))
+            if cells is None:
+                return None
+    return TileLayer(collection, region, metres * width / EXTENT, tiles.min_area_px * metres ** 2, cells)
 
 
 def _properties_sql(fields: tuple[Field, ...]) -> sql.Composable:
@@ -86,6 +122,8 @@ def _properties_sql(fields: tuple[Field, ...]) -> sql.Composable:
 
 
 def _layer_sql(layer: TileLayer, srid: int, working_srid: int, bind: Bindings) -> sql.Composable:
+    if layer.cells:
+        return _cells_sql(layer, srid, working_srid)
     collection = layer.collection
     geometry = sql.SQL("ST_AsMVTGeom(ST_Transform(ST_SnapToGrid(geom, {snap}), {srid}), tile.envelope, {extent}, "
                        "{buffer}, true)").format(snap=bind.add(layer.snap_m), srid=sql.Literal(srid),
@@ -100,6 +138,37 @@ def _layer_sql(layer: TileLayer, srid: int, working_srid: int, bind: Bindings) -
     # ST_AsMVT skips the rows whose geometry ST_AsMVTGeom clipped away (NULL): filtering them would compute it twice
     return sql.SQL("coalesce((SELECT ST_AsMVT(t, {name}, {extent}, 'geom', 'id') FROM ({rows}) t), ''::bytea)").format(
         name=sql.Literal(collection.name), extent=sql.Literal(EXTENT), rows=rows)
+
+
+def _cells_sql(layer: TileLayer, srid: int, working_srid: int) -> sql.Composable:
+    """The layer as cells merged by class codes (see the module's docstring)."""
+    collection = layer.collection
+    side, first, last, top, bottom = layer.cells
+    codes = [f for f in collection.fields if f.name.endswith("code") and f.type == "string"]
+    named = sql.SQL(", ").join(sql.SQL("{} AS {}").format(f.value_sql(), sql.Identifier(f.name)) for f in codes)
+    grouped = sql.SQL(", ").join(sql.Identifier(f.name) for f in codes)
+    # the centres are transformed once (a MATERIALIZED CTE: inlined, the probe would transform each three times);
+    # cells in a row with the same codes become one rectangle (merging those into polygons with ST_Union costs
+    # more than the probes and only halves the bytes)
+    cells = sql.SQL(
+        "WITH g AS (SELECT ST_XMin(envelope) AS x0, ST_YMax(envelope) AS y1, "
+        "(ST_XMax(envelope) - ST_XMin(envelope)) / {side} AS step FROM tile), "
+        "c AS MATERIALIZED (SELECT i, j, ST_Transform(ST_SetSRID(ST_MakePoint(x0 + (i + 0.5) * step, "
+        "y1 - (j + 0.5) * step), {srid}), {working}) AS centre "
+        "FROM g, generate_series({first}, {last}) i, generate_series({top}, {bottom}) j), "
+        "hit AS (SELECT i, j, hit.* FROM c, LATERAL (SELECT {named} FROM {table} WHERE {partition} = {key} "
+        "AND geom && c.centre AND ST_Intersects(geom, c.centre) LIMIT 1) hit), "
+        "runs AS (SELECT {grouped}, j, min(i) AS i0, max(i) AS i1 FROM (SELECT *, i - row_number() OVER "
+        "(PARTITION BY j, {grouped} ORDER BY i) AS run FROM hit) h GROUP BY {grouped}, j, run) "
+        "SELECT {grouped}, ST_AsMVTGeom(ST_MakeEnvelope(x0 + i0 * step, y1 - (j + 1) * step, "
+        "x0 + (i1 + 1) * step, y1 - j * step, {srid}), (SELECT envelope FROM tile), {extent}, 0, false) AS geom "
+        "FROM runs, g"
+    ).format(grouped=grouped, named=named, srid=sql.Literal(srid), working=sql.Literal(working_srid),
+             extent=sql.Literal(EXTENT), side=sql.Literal(side), first=sql.Literal(first), last=sql.Literal(last),
+             top=sql.Literal(top), bottom=sql.Literal(bottom), table=sql.Identifier(SCHEMA, collection.table),
+             partition=sql.Identifier(collection.partition_column), key=sql.Literal(collection.partition_key))
+    return sql.SQL("coalesce((SELECT ST_AsMVT(t, {name}, {extent}, 'geom') FROM ({cells}) t), ''::bytea)").format(
+        name=sql.Literal(collection.name), extent=sql.Literal(EXTENT), cells=cells)
 
 
 def tile_statement(grid: Grid, zoom: int, row: int, col: int, layers: list[TileLayer], working_srid: int) -> Statement:

@@ -30,7 +30,7 @@ from starlette.routing import Route
 from geoservice.serve.caching import not_modified, validators, with_validators
 from geoservice.serve.catalog import Collection
 from geoservice.serve.crs import CRS84
-from geoservice.serve.live import GradeView
+from geoservice.serve.live import CatalogState, GradeView, Snapshot
 from geoservice.serve.problems import ClientError, NotFoundError, client_problem, problem
 from geoservice.serve.provider import Unavailable
 from geoservice.serve.tile_cache import TileCache, TileKey, source_of
@@ -56,7 +56,7 @@ def _integer(text: str, what: str) -> int:
     return int(text)
 
 
-def _union(collections: list[Collection]) -> tuple[float, float, float, float] | None:
+def union_extent(collections: list[Collection]) -> tuple[float, float, float, float] | None:
     boxes = [c.crs84_extent for c in collections if c.crs84_extent]
     if not boxes:
         return None
@@ -74,7 +74,7 @@ class TileEndpoints:
     def __init__(self, settings: Settings, database_url: str) -> None:
         tiles = settings.server.tiles
         self.base_url, self.working_srid, self.tiles = settings.server.base_url, settings.working_srid, tiles
-        recipe = hashlib.sha256(orjson.dumps([EXTENT, BUFFER, tiles.min_area_px, "snap-unit-1"])).hexdigest()[:12]
+        recipe = hashlib.sha256(orjson.dumps([EXTENT, BUFFER, tiles.min_area_px, tiles.cell_px, "cell-runs"])).hexdigest()[:12]
         self.cache = TileCache(cache_root(settings, database_url), recipe, int(tiles.cache_mb * 2**20))
 
     def routes(self) -> list[Route]:
@@ -223,7 +223,7 @@ class TileEndpoints:
         return range(min(s.start for s in spans), max(s.stop for s in spans))
 
     def _metadata(self, request: Request, grid: Grid, collections: list[Collection], dataset: bool) -> dict[str, Any]:
-        base, query, extent = self._base(request, grid), self._query(request), _union(collections)
+        base, query, extent = self._base(request, grid), self._query(request), union_extent(collections)
         links = [{"rel": "self", "type": "application/json", "title": "This tileset", "href": f"{base}{query}"},
                  {"rel": "alternate", "type": "application/json", "title": "This tileset as TileJSON",
                   "href": f"{base}?{urllib.parse.urlencode({**dict(request.query_params), 'f': 'tilejson'}, safe=',')}"},
@@ -244,7 +244,7 @@ class TileEndpoints:
 
     def _tilejson(self, request: Request, grid: Grid, collections: list[Collection], dataset: bool) -> dict[str, Any]:
         """TileJSON 3.0 (as MapLibre reads it); `tiles` in the tile matrix set's own grid, z/row/col."""
-        zooms, extent = self._zoom_span(grid, collections), _union(collections) or (-180.0, -85.0, 180.0, 85.0)
+        zooms, extent = self._zoom_span(grid, collections), union_extent(collections) or (-180.0, -85.0, 180.0, 85.0)
         document = {
             "tilejson": "3.0.0", "name": self._title(collections, dataset), "scheme": "xyz",
             "tiles": [f"{self._base(request, grid)}/{{z}}/{{y}}/{{x}}{self._query(request)}"],
@@ -269,31 +269,48 @@ class TileEndpoints:
         collections, dataset = self._collections(request)
         self._params(request, {"collections"} if dataset else set(), ("mvt",))
         grid.check(zoom, row, col)
-        shown = [c for c in collections if zoom in self._zooms(c, grid)]
-        limits = grid.limits(_union(collections), range(zoom, zoom + 1))
-        if not shown or not limits or not (limits[0]["minTileRow"] <= row <= limits[0]["maxTileRow"]
-                                           and limits[0]["minTileCol"] <= col <= limits[0]["maxTileCol"]):
+        shown = self.shown(collections, grid, zoom, row, col)
+        if not shown:
             raise NotFoundError(f"tile {zoom}/{row}/{col} is outside the tileset's limits (see its tileMatrixSetLimits)")
         state = request.state.catalog
         if state is None:
             raise Unavailable("the database is not available")
-        self.cache.retain(frozenset(source_of(c, state.review) for c in request.state.snapshot.collections))
-        key = TileKey(dataset, tuple(source_of(c, state.review) for c in shown), request.state.view.grade, grid.id,
-                      zoom, row, col)
+        key = self.key(request.state.snapshot, state, request.state.view.grade, dataset, shown, grid, zoom, row, col)
         tags = (self.cache.etag(key), None)
         cached = not_modified(request, tags)
         if cached is not None:
             return cached
         data = self.cache.get(key)
         if data is None:
-            data = await run_in_threadpool(self._build, request.state.view, grid, zoom, row, col, shown)
-            self.cache.put(key, data)
+            data = await run_in_threadpool(self.build, request.state.view, key, shown)
         response = with_validators(Response(data, media_type=MVT), tags)
         response.headers["Cache-Control"] = "no-cache"  # revalidate: a new version or run is served at once
         return response
 
+    def shown(self, collections: list[Collection], grid: Grid, zoom: int, row: int, col: int) -> list[Collection]:
+        """The collections a tile carries: those whose zoom range holds `zoom`; none when the tile is outside the
+        tileset's limits."""
+        shown = [c for c in collections if zoom in self._zooms(c, grid)]
+        limits = grid.limits(union_extent(collections), range(zoom, zoom + 1))
+        if not shown or not limits or not (limits[0]["minTileRow"] <= row <= limits[0]["maxTileRow"]
+                                           and limits[0]["minTileCol"] <= col <= limits[0]["maxTileCol"]):
+            return []
+        return shown
+
+    def key(self, snapshot: Snapshot, state: CatalogState, grade: str, dataset: bool, shown: list[Collection],
+            grid: Grid, zoom: int, row: int, col: int) -> TileKey:
+        """The tile's cache key (entries of sources the snapshot no longer serves are dropped first)."""
+        self.cache.retain(frozenset(source_of(c, state.review) for c in snapshot.collections))
+        return TileKey(dataset, tuple(source_of(c, state.review) for c in shown), grade, grid.id, zoom, row, col)
+
+    def build(self, view: GradeView, key: TileKey, collections: list[Collection]) -> bytes:
+        """Build a tile and keep it in the cache."""
+        data = self._build(view, GRIDS[key.grid], key.zoom, key.row, key.col, collections)
+        self.cache.put(key, data)
+        return data
+
     def _build(self, view: GradeView, grid: Grid, zoom: int, row: int, col: int, collections: list[Collection]) -> bytes:
-        layers = [layer for layer in (tile_layer(c, grid, zoom, row, col, self.working_srid, self.tiles.min_area_px)
+        layers = [layer for layer in (tile_layer(c, grid, zoom, row, col, self.working_srid, self.tiles)
                                       for c in collections) if layer is not None]
         if not layers:
             return b""

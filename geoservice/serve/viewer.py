@@ -38,6 +38,9 @@ GROUPS = (("规划 Plans", (BASEMAP, "urban_plan")),
           ("冲突 Conflicts", (CONFLICTS,)),
           ("行政区 Districts", ("district",)))
 
+#: the kinds the viewer starts with switched off (the base map carries both plans' codes)
+OFF_AT_START = ("land_use", "urban_plan")
+
 
 def class_colours(folder: Path) -> dict[str, dict[str, Any]]:
     """The 用地用海 (2023) level-1 and level-2 classes: {code: {"name": 名称, "rgb": [r, g, b]}}; ConfigError naming
@@ -57,15 +60,21 @@ def class_colours(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def layer_tree(view: GradeView) -> list[dict[str, Any]]:
-    """The caller's collections grouped for the tree (groups without a collection left out)."""
+    """The caller's collections grouped for the tree (groups without a collection left out); `on`: shown at start."""
     tree = []
     for title, members in GROUPS:
-        layers = sorted(({"id": name, "title": provider.collection.title, "kind": provider.collection.kind or name}
+        layers = sorted(({"id": name, "title": provider.collection.title, "kind": provider.collection.kind or name,
+                          "on": (provider.collection.kind or name) not in OFF_AT_START}
                          for name, provider in view.providers.items() if (provider.collection.kind or name) in members),
                         key=lambda layer: members.index(layer["kind"]))
         if layers:
             tree.append({"title": title, "layers": layers})
     return tree
+
+
+def shown_at_start(view: GradeView) -> list[str]:
+    """The collections the viewer shows at its start, in the order its dataset tile URL names them (the tree's)."""
+    return [layer["id"] for group in layer_tree(view) for layer in group["layers"] if layer["on"]]
 
 
 class MapViewer:

@@ -66,7 +66,7 @@ function hatch(size = 8) {
 // -- the map and its tree --------------------------------------------------------------------------------------
 
 const layers = config.tree.flatMap((group) => group.layers);
-const shown = new Set(layers.filter((l) => !["land_use", "urban_plan"].includes(l.kind)).map((l) => l.id));
+const shown = new Set(layers.filter((l) => l.on).map((l) => l.id));
 const style = {version: 8, sources: {}, layers: [{id: "background", type: "background", paint: {"background-color": "#f4f3ef"}}]};
 if (config.background) {
   style.sources.background = {type: "raster", tiles: [config.background], tileSize: 256};
