@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
+from geoservice import gcj02
 from geoservice.errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -205,7 +206,8 @@ class Settings(_Strict):
     config_file: Path | None = None
     working_crs: str = "EPSG:4548"
     serving_crs: list[str] = Field(
-        default_factory=lambda: ["OGC:CRS84", "EPSG:4326", "EPSG:4490", "EPSG:4548", "EPSG:4549", "EPSG:4550", "EPSG:3857"]
+        default_factory=lambda: ["OGC:CRS84", "EPSG:4326", "EPSG:4490", "EPSG:4548", "EPSG:4549", "EPSG:4550", "EPSG:3857",
+                                 "GCJ02", "BD09"]
     )
     construction_codes: list[str] = Field(default_factory=lambda: [f"{code:02d}" for code in range(7, 16)])
     database: DatabaseSettings = DatabaseSettings()
@@ -231,7 +233,8 @@ class Settings(_Strict):
         if not values:
             raise ValueError("must list at least one CRS")
         for value in values:
-            _parse_crs(value)
+            if gcj02.system_of(value) is None:  # GCJ-02 and BD-09 are not in PROJ: geoservice converts them itself
+                _parse_crs(value)
         return values
 
     @field_validator("construction_codes")

@@ -277,6 +277,8 @@ class Endpoints:
             crs = provider.crs.lookup(CRS84) or provider.crs.default
         try:
             feature = await run_in_threadpool(provider.feature, identifier, crs)
+        except ClientError as exc:
+            return self._error(api, api_request, exc.status, exc.code, str(exc))
         except Unavailable as exc:
             return self._error(api, api_request, HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable", str(exc))
         if feature is None:

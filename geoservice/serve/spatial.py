@@ -5,6 +5,9 @@ gives garbage (a world bbox in EPSG:4548 collapses to a line). So a request geom
 the collection's region — its data extent plus a margin, as seen in the request's CRS — then densified
 and transformed. Every feature lies strictly inside that region, so clipping changes no spatial relation
 between a feature and the geometry, and what remains is always inside the projection's domain.
+
+A geometry in GCJ-02 or BD-09 is first densified and taken back to WGS84 (geoservice/gcj02.py); one reaching outside
+China, where those systems are not defined, is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 import shapely
 from pyproj import Transformer
 
+from geoservice import gcj02
 from geoservice.serve.crs import ServingCrs
 from geoservice.serve.problems import ClientError
 
@@ -22,6 +26,8 @@ from geoservice.serve.problems import ClientError
 DENSIFY = 32
 #: margin around the data extent, as a share of its larger side (and at least MIN_MARGIN metres)
 MARGIN_SHARE, MIN_MARGIN = 0.02, 100.0
+#: the longest edge (degrees) of a GCJ-02/BD-09 geometry taken back to WGS84 (the shift varies over tens of km)
+SHIFT_SEGMENT_DEG = 0.01
 
 
 class GeometryError(ClientError):
@@ -70,6 +76,11 @@ def to_working(geometry: shapely.Geometry, crs: ServingCrs, extent: tuple[float,
         return shapely.Polygon()
     if not shapely.is_valid(geometry):
         raise GeometryError(f"not a valid geometry: {shapely.is_valid_reason(geometry)}")
+    if crs.system is not None:
+        try:
+            geometry = gcj02.geometry_to_wgs84(crs.system, shapely.segmentize(geometry, SHIFT_SEGMENT_DEG), "a vertex")
+        except gcj02.OutsideChinaError as exc:
+            raise GeometryError(str(exc)) from exc
     region = _region(extent, working_srid, crs.srid)
     clipped = geometry if shapely.contains_properly(region, geometry) else shapely.intersection(geometry, region)
     if clipped.is_empty:
