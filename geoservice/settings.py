@@ -126,6 +126,7 @@ class ServerSettings(_Strict):
     exact_count_limit: int = Field(10000, ge=0)
     pool_size: int = Field(8, ge=1, le=100)
     map_tiles: str | None = None
+    map_tiles_crs: Literal["WGS84", "GCJ02"] = "WGS84"   # the background's: WGS84/CGCS2000, or GCJ-02 (AMap, Tencent)
     max_upload_mb: float = Field(50.0, gt=0)
     max_raster_cells: int = Field(25_000_000, ge=1)
     process_workers: int = Field(2, ge=1, le=64)

@@ -243,3 +243,74 @@ def test_items_crs_bbox_and_filter_in_gcj02_and_bd09(served: Server, place) -> N
                    {"filter": "S_INTERSECTS(geometry, POINT(151.2 -33.9))", "filter-crs": "BD09"}):
         refused = served.get("/collections/basemap/items", **params)
         assert refused.status_code == 400 and "lies outside China" in refused.json()["description"]
+
+
+# -- tiles and the /map viewer over a GCJ-02 background ------------------------------------------------------------
+
+def test_tiles_in_gcj02_put_a_patch_where_a_gcj02_map_has_it(served: Server) -> None:
+    from test_serve_tiles import _decoded, _feature_at, _inside, _path, _tile_of
+
+    patch_id, lon, lat = _inside(served.settings, "geoservice.basemap_patch",
+                                 "run_id = (SELECT id FROM geoservice.integration_run WHERE is_current)")
+    x, y = (float(v) for v in gcj02.from_wgs84(GCJ02, lon, lat))
+    tile = _tile_of("WebMercatorQuad", x, y)
+    for name in ("GCJ02", URIS[GCJ02]):
+        shifted = _decoded(served.get(_path("", "WebMercatorQuad", tile), collections="basemap", crs=name))
+        assert _feature_at(shifted["basemap"], "WebMercatorQuad", tile, x, y)["id"] == patch_id
+    plain = _decoded(served.get(_path("", "WebMercatorQuad", _tile_of("WebMercatorQuad", lon, lat))))
+    assert _feature_at(plain["basemap"], "WebMercatorQuad", _tile_of("WebMercatorQuad", lon, lat), lon, lat)["id"] == patch_id
+    tilejson = served.get("/tiles/WebMercatorQuad", f="tilejson", collections="basemap", crs="GCJ02").json()
+    assert tilejson["crs"] == URIS[GCJ02] and tilejson["tiles"][0].endswith("?collections=basemap&crs=GCJ02")
+    west, south, east, north = tilejson["bounds"]
+    extent = served.get("/tiles/WebMercatorQuad", f="tilejson", collections="basemap").json()["bounds"]
+    corners = gcj02.from_wgs84(GCJ02, np.array(extent[0::2])[[0, 0, 1, 1]], np.array(extent[1::2])[[0, 1, 0, 1]])
+    assert west < corners[0].min() and east > corners[0].max() and south < corners[1].min() and north > corners[1].max()
+    for path, params in (("/tiles/WorldCRS84Quad", {"crs": "GCJ02"}), ("/tiles/WebMercatorQuad", {"crs": "BD09"}),
+                         (_path("", "WebMercatorQuad", tile), {"crs": "EPSG:4326"})):
+        refused = served.get(path, **params)
+        assert refused.status_code == 400 and "GCJ-02" in refused.json()["description"]
+
+
+@pytest.fixture(scope="module")
+def gcj02_viewer(served: Server, tmp_path_factory: pytest.TempPathFactory):
+    """A server over the demo database whose map background is a GCJ-02 map (server.map_tiles_crs: GCJ02; no tile URL,
+    so nothing is fetched from another host)."""
+    import yaml
+    from pathlib import Path
+    from servers import running_server
+
+    folder = tmp_path_factory.mktemp("gcj02-viewer")
+    settings = served.settings
+    data = settings.model_dump(mode="json", exclude={"root", "config_file"})
+    data["paths"] = {key: str(settings.path(Path(value))) for key, value in data["paths"].items()}
+    data["paths"]["output"] = str(folder / "output")
+    data["rasters"] = {name: {**raster, "path": str(settings.path(Path(raster["path"])))}
+                       for name, raster in data["rasters"].items()}
+    data["server"]["map_tiles_crs"] = "GCJ02"
+    config = folder / "geoservice.yaml"
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with running_server(settings, folder / "serve.log", served.collections, {"GEOSERVICE_CONFIG": str(config)}) as server:
+        yield server
+
+
+def test_the_viewer_over_a_gcj02_background_asks_in_gcj02(gcj02_viewer: Server, tmp_path) -> None:
+    from browser import Browser
+    from test_map_viewer import MAP_RECT, assert_stayed_home, open_map, settle
+
+    patch = gcj02_viewer.items("basemap", sortby="-area_m2", limit=1)["features"][0]
+    point = shapely.geometry.shape(patch["geometry"]).representative_point()  # CRS84
+    expected = gcj02_viewer.get("/lookup", as_="viewer", x=point.x, y=point.y).json()["patch"]
+    x, y = (float(v) for v in gcj02.from_wgs84(GCJ02, point.x, point.y))  # where a GCJ-02 map has the place
+    with Browser(tmp_path / "profile") as browser:
+        open_map(browser, gcj02_viewer, "viewer")
+        settle(browser, f"viewer.map.jumpTo({{center: [{x}, {y}], zoom: 14}})")
+        rect = browser.evaluate(MAP_RECT)
+        at = browser.evaluate(f"(() => {{ const p = viewer.map.project([{x}, {y}]); return [p.x, p.y]; }})()")
+        browser.click(rect["x"] + at[0], rect["y"] + at[1])
+        shown = dict(browser.wait_for("(() => { const c = [...document.querySelectorAll('#place-body .code')];"
+                                      " return c.length === 2 && c.map((e) => [e.dataset.plan, e.textContent]); })()"))
+        for plan in ("land_use", "urban_plan"):
+            assert shown[plan].startswith(f"{expected[plan]['code']} {expected[plan]['name_zh']}"), (plan, shown, expected)
+        asked = [url for url in browser.requests if "/tiles/" in url or "/lookup" in url]
+        assert asked and all("crs=GCJ02" in url for url in asked), asked
+        assert_stayed_home(browser, gcj02_viewer)

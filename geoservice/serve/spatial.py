@@ -28,6 +28,7 @@ DENSIFY = 32
 MARGIN_SHARE, MIN_MARGIN = 0.02, 100.0
 #: the longest edge (degrees) of a GCJ-02/BD-09 geometry taken back to WGS84 (the shift varies over tens of km)
 SHIFT_SEGMENT_DEG = 0.01
+WGS84 = 4326
 
 
 class GeometryError(ClientError):
@@ -76,17 +77,27 @@ def to_working(geometry: shapely.Geometry, crs: ServingCrs, extent: tuple[float,
         return shapely.Polygon()
     if not shapely.is_valid(geometry):
         raise GeometryError(f"not a valid geometry: {shapely.is_valid_reason(geometry)}")
+    srid = crs.srid
     if crs.system is not None:
-        try:
-            geometry = gcj02.geometry_to_wgs84(crs.system, shapely.segmentize(geometry, SHIFT_SEGMENT_DEG), "a vertex")
-        except gcj02.OutsideChinaError as exc:
-            raise GeometryError(str(exc)) from exc
-    region = _region(extent, working_srid, crs.srid)
+        geometry, srid = unshift(geometry, crs), WGS84
+    region = _region(extent, working_srid, srid)
     clipped = geometry if shapely.contains_properly(region, geometry) else shapely.intersection(geometry, region)
     if clipped.is_empty:
         return clipped
     span = max(region.bounds[2] - region.bounds[0], region.bounds[3] - region.bounds[1])
-    return transform(shapely.segmentize(clipped, span / (DENSIFY * 4)), crs.srid, working_srid)
+    return transform(shapely.segmentize(clipped, span / (DENSIFY * 4)), srid, working_srid)
+
+
+def unshift(geometry: shapely.Geometry, crs: ServingCrs) -> shapely.Geometry:
+    """A geometry in a GCJ-02 or BD-09 CRS (lon/lat, or its Web Mercator for tiles) densified and taken to WGS84
+    lon/lat; GeometryError when it reaches outside China, where those systems are not defined."""
+    if crs.srid != WGS84:
+        width, height = np.subtract(geometry.bounds[2:], geometry.bounds[:2])
+        geometry = transform(shapely.segmentize(geometry, max(width, height, 1e-9) / DENSIFY), crs.srid, WGS84)
+    try:
+        return gcj02.geometry_to_wgs84(crs.system, shapely.segmentize(geometry, SHIFT_SEGMENT_DEG), "a vertex")
+    except gcj02.OutsideChinaError as exc:
+        raise GeometryError(str(exc)) from exc
 
 
 def bbox_geometry(values: list[float], crs: ServingCrs) -> shapely.Geometry:

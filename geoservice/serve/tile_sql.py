@@ -15,17 +15,23 @@ Generalisation: each geometry is snapped in the working CRS to a grid of one MVT
 zoom, so neighbours' shared vertices land on the same grid point and keep their common edges (no gaps, unlike a
 per-feature simplification), repeated points go, and ST_AsMVTGeom quantises to the tile's 4096 grid. Features smaller
 than `server.tiles.min_area_px` of a rendered pixel (1/256 of the tile, squared) at that zoom are left out.
+
+Tiles for a GCJ-02 background (`system`, the /map viewer over an AMap-style map): the tile's grid is read as GCJ-02's
+Web Mercator — the tile is taken back to WGS84 to select (serve/spatial.py), and each snapped geometry is shifted by
+`geoservice.gcj02_shift` (sql/0010_gcj02.sql) before it goes into the grid. Snapping comes first, so neighbours' shared
+vertices are shifted alike and stay shared.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import shapely
 from psycopg2 import sql
 
+from geoservice import gcj02
 from geoservice.db import SCHEMA
 from geoservice.serve.bind import Bindings
 from geoservice.serve.catalog import Collection, Field
@@ -46,6 +52,7 @@ class TileLayer:
     region: shapely.Geometry       # the tile plus its buffer in the working CRS, clipped to the collection's region
     snap_m: float                  # the snapping grid in metres (one MVT unit)
     min_area_m2: float             # features smaller than this are left out
+    system: str | None = None      # gcj02: the grid is GCJ-02's (geometries shifted before they go into it)
 
 
 @lru_cache(maxsize=256)
@@ -58,18 +65,20 @@ def _metres_per_unit(srid: int, extent: tuple[float, float, float, float], worki
 
 
 def tile_layer(collection: Collection, grid: Grid, zoom: int, row: int, col: int, working_srid: int,
-               min_area_px: float) -> TileLayer | None:
-    """The collection's part of a tile; None when the tile does not reach its data."""
+               min_area_px: float, system: str | None = None) -> TileLayer | None:
+    """The collection's part of a tile (in GCJ-02's grid with `system`); None when the tile does not reach its data."""
     if collection.extent is None:
         return None
     xmin, ymin, xmax, ymax = grid.bounds(zoom, row, col)
     margin = (xmax - xmin) * BUFFER / EXTENT
-    region = to_working(shapely.box(xmin - margin, ymin - margin, xmax + margin, ymax + margin), grid.crs,
+    crs = grid.crs if system is None else replace(grid.crs, uri=gcj02.URIS[system], system=system)
+    region = to_working(shapely.box(xmin - margin, ymin - margin, xmax + margin, ymax + margin), crs,
                         collection.extent, working_srid)
     if region.is_empty:
         return None
     metres = grid.pixel_size(zoom) * _metres_per_unit(grid.srid, collection.extent, working_srid, grid.pixel_size(16))
-    return TileLayer(collection, region, metres * grid.tms.matrix(zoom).tileWidth / EXTENT, min_area_px * metres ** 2)
+    return TileLayer(collection, region, metres * grid.tms.matrix(zoom).tileWidth / EXTENT, min_area_px * metres ** 2,
+                     system)
 
 
 def _properties_sql(fields: tuple[Field, ...]) -> sql.Composable:
@@ -87,9 +96,12 @@ def _properties_sql(fields: tuple[Field, ...]) -> sql.Composable:
 
 def _layer_sql(layer: TileLayer, srid: int, working_srid: int, bind: Bindings) -> sql.Composable:
     collection = layer.collection
-    geometry = sql.SQL("ST_AsMVTGeom(ST_Transform(ST_SnapToGrid(geom, {snap}), {srid}), tile.envelope, {extent}, "
-                       "{buffer}, true)").format(snap=bind.add(layer.snap_m), srid=sql.Literal(srid),
-                                                 extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER))
+    snapped = sql.SQL("ST_SnapToGrid(geom, {})").format(bind.add(layer.snap_m))
+    if layer.system is not None:
+        snapped = sql.SQL("geoservice.gcj02_shift(ST_Transform({}, 4326), {})").format(
+            snapped, sql.Literal(layer.system == gcj02.BD09))
+    geometry = sql.SQL("ST_AsMVTGeom(ST_Transform({snapped}, {srid}), tile.envelope, {extent}, {buffer}, true)").format(
+        snapped=snapped, srid=sql.Literal(srid), extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER))
     rows = sql.SQL(
         "SELECT id, {geometry} AS geom{properties} FROM {table}, tile "
         "WHERE {partition} = {key} AND geom && {region} AND area_m2 >= {min_area}"
