@@ -75,7 +75,7 @@ def serving_crs(name: str) -> ServingCrs:
         return ServingCrs(uri, 4326, yx=False, geographic=True, system=system)
     authority, code = uri.rsplit("/", 3)[1], uri.rsplit("/", 1)[1]
     if authority != "EPSG" or not code.isdigit():
-        raise ValueError(f"only OGC:CRS84 and EPSG codes can be served: {name!r}")
+        raise ValueError(f"only OGC:CRS84, EPSG codes, GCJ02 and BD09 can be served: {name!r}")
     crs = CRS.from_epsg(int(code))
     first_axis = crs.axis_info[0].direction.lower()
     return ServingCrs(uri, int(code), yx=first_axis in ("north", "south"), geographic=crs.is_geographic)
