@@ -276,7 +276,8 @@ def _print_json(data: object) -> None:
 @cli.command("lookup")
 @click.argument("x", type=float)
 @click.argument("y", type=float)
-@click.option("--crs", default=None, help="CRS of x, y (x = longitude/easting); default OGC:CRS84.")
+@click.option("--crs", default=None, help="CRS of x, y (x = longitude/easting); default OGC:CRS84. GCJ02 (AMap, Tencent) "
+              "and BD09 (Baidu) too, within China.")
 @click.pass_context
 def lookup_command(ctx: click.Context, x: float, y: float, crs: str | None) -> None:
     """What every plan says at a point: patch, codes, protection lines, district, open conflicts (JSON)."""
@@ -288,7 +289,8 @@ def lookup_command(ctx: click.Context, x: float, y: float, crs: str | None) -> N
 
 @cli.command("check")
 @click.argument("project", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--crs", default=None, help="CRS of the file's coordinates when it does not say (default: the file's).")
+@click.option("--crs", default=None, help="CRS of the file's coordinates (default: the file's); GCJ02 or BD09 for a "
+              "file drawn on AMap/Tencent or Baidu. JSON output is in this CRS.")
 @click.option("--code", default=None, help="The project's planned 用地用海 code (e.g. 0701).")
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context
@@ -300,8 +302,12 @@ def check_command(ctx: click.Context, project: Path, crs: str | None, code: str 
     rules = conflicts.load_rules(settings.path(settings.paths.rules))
     with db.transaction(settings) as conn, conn.cursor() as cur:
         found = queries.check_project(cur, settings, rules, geometry, crs or file_crs, code)
-    if output_format == "json":
-        _print_json([{**c, "geometry": shapely.geometry.mapping(c["geometry"])} for c in found])
+    if output_format == "json":  # the pieces in the CRS the project was given in, named in each
+        import numpy as np
+        target = queries.input_crs(settings, crs or file_crs)
+        pieces = target.from_working(settings, np.array([c["geometry"] for c in found], dtype=object))
+        _print_json([{**c, "geometry": shapely.geometry.mapping(piece), "crs": target.name}
+                     for c, piece in zip(found, pieces, strict=True)])
     else:
         show_project_check(found)
 

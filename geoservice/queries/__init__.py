@@ -3,6 +3,6 @@
 from geoservice.queries.check import check_project, read_project_file
 from geoservice.queries.exposure import hazard_exposure
 from geoservice.queries.lookup import lookup_point
-from geoservice.queries.points import QueryError
+from geoservice.queries.points import InputCrs, QueryError, input_crs
 
-__all__ = ["QueryError", "check_project", "hazard_exposure", "lookup_point", "read_project_file"]
+__all__ = ["InputCrs", "QueryError", "check_project", "hazard_exposure", "input_crs", "lookup_point", "read_project_file"]

@@ -25,7 +25,7 @@ from pygeoapi.util import JobStatus, RequestedResponse
 from geoservice.conflicts.rules import RuleSet, load_rules
 from geoservice.queries import check_project, hazard_exposure, lookup_point
 from geoservice.queries.check import project_from_geojson
-from geoservice.queries.points import QueryError, cached_transformer, input_crs
+from geoservice.queries.points import QueryError, input_crs
 from geoservice.serve.pool import pool_for
 from geoservice.settings import Settings
 
@@ -37,7 +37,9 @@ UPLOAD_INPUTS = {EXPOSURE: "raster_file"}
 UPLOAD_NAME = "upload.tif"
 _JSON = {"type": "object", "contentMediaType": "application/json"}
 _CRS_INPUT = {"title": "CRS", "description": "The CRS of the coordinates (x = easting or longitude): OGC:CRS84 (default), "
-              "EPSG:4326, EPSG:4490, EPSG:4548, EPSG:4549, EPSG:4550.", "schema": {"type": "string"},
+              "EPSG:4326, EPSG:4490, EPSG:4548, EPSG:4549, EPSG:4550, or GCJ-02 (urn:geoservice:def:crs:GCJ02, AMap "
+              "and Tencent) and BD-09 (urn:geoservice:def:crs:BD09, Baidu), longitude first, within China.",
+              "schema": {"type": "string"},
               "minOccurs": 0, "maxOccurs": 1}
 
 
@@ -152,13 +154,10 @@ class ProjectCheck(_Processor):
         found = check_project(cur, self.settings, _rules(*_rules_key(self.settings)), geometry, crs,
                               _optional_text(data, "code"))
         target = input_crs(self.settings, crs)
-        back = cached_transformer(self.settings.working_crs, target.to_wkt())
-        features = []
-        for conflict in found:
-            piece = shapely.transform(conflict.pop("geometry"),
-                                      lambda xy: np.column_stack(back.transform(xy[:, 0], xy[:, 1])))
-            features.append({"type": "Feature", "geometry": shapely.geometry.mapping(piece), "properties": conflict})
-        return {"type": "FeatureCollection", "crs": target.to_string(), "numberReturned": len(features),
+        pieces = target.from_working(self.settings, np.array([conflict.pop("geometry") for conflict in found], dtype=object))
+        features = [{"type": "Feature", "geometry": shapely.geometry.mapping(piece), "properties": conflict}
+                    for piece, conflict in zip(pieces, found, strict=True)]
+        return {"type": "FeatureCollection", "crs": target.name, "numberReturned": len(features),
                 "conflict_area_m2": sum(f["properties"]["area_m2"] for f in features), "features": features}
 
 

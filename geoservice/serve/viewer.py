@@ -3,8 +3,8 @@
 
 The page carries what the script needs as JSON: the layer tree of the caller's view (the collections the caller's
 grade reads, as /collections lists them, grouped by what they are), the 用地用海 class colours
-(config/classification/colours_2023.csv), the rules' titles, the background tile URL (`server.map_tiles`) and who is
-signed in. Everything the page loads comes from this server.
+(config/classification/colours_2023.csv), the rules' titles, the background tile URL (`server.map_tiles`) and its CRS
+(`server.map_tiles_crs`: a GCJ-02 background has the tiles, lookups and items asked for in GCJ-02) and who is signed in. Everything the page loads comes from this server.
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ class MapViewer:
         self.rules = {rule.id: {"zh": rule.title_zh, "en": rule.title_en}
                       for rule in load_rules(settings.path(settings.paths.rules)).rules}
         self.background = settings.server.map_tiles
+        self.background_crs = "GCJ02" if settings.server.map_tiles_crs == "GCJ02" else None
         environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
         self.template = environment.get_template("map.html")
 
@@ -95,6 +96,7 @@ class MapViewer:
         caller: Caller = request.state.caller
         config = {"tree": layer_tree(request.state.view), "colours": self.colours, "rules": self.rules,
                   "background": self.background,
+                  "background_crs": self.background_crs,
                   "caller": {"name": None if caller.name == ANONYMOUS_NAME else caller.name,
                              "review": "review" in caller.scopes}}
         # </ cannot end the script element the JSON sits in

@@ -8,6 +8,10 @@ const SEVERITY = {high: "#c00000", medium: "#ff6a00", low: "#e0a800"};
 const LINES = {red_line: "#00994d", basic_farmland: "#b8860b", dev_boundary: "#8a3ab9", district: "#333333"};
 const PROJECT = "#1f4e9c";
 const TILES = "/tiles/WebMercatorQuad";
+// A GCJ-02 background (server.map_tiles_crs: GCJ02, e.g. AMap's tiles): the map's longitudes and latitudes are GCJ-02,
+// so tiles, lookups and items are asked for in GCJ-02 and the overlays sit where that map draws the places.
+const CRS = config.background_crs ? `crs=${encodeURIComponent(config.background_crs)}` : "";
+const withCrs = (url) => (CRS ? `${url}${url.includes("?") ? "&" : "?"}${CRS}` : url);
 const $ = (id) => document.getElementById(id);
 
 /** An element with attributes and children (strings become text: nothing is parsed as HTML). */
@@ -72,7 +76,7 @@ if (config.background) {
   style.sources.background = {type: "raster", tiles: [config.background], tileSize: 256};
   style.layers.push({id: "background-tiles", type: "raster", source: "background"});
 }
-const tileset = await json(`${TILES}?f=tilejson`);
+const tileset = await json(withCrs(`${TILES}?f=tilejson`));
 const map = new maplibregl.Map({container: "map", style, bounds: tileset.bounds, fitBoundsOptions: {padding: 20},
                                 attributionControl: false});
 window.viewer = {map};
@@ -82,7 +86,7 @@ map.addControl(new maplibregl.ScaleControl(), "bottom-left");
 /** The dataset's tile URL carrying the collections switched on (one request per tile). */
 function tileUrl() {
   const on = layers.filter((l) => shown.has(l.id)).map((l) => l.id);
-  return `${location.origin}${TILES}/{z}/{y}/{x}?collections=${on.join(",") || layers[0].id}`;
+  return withCrs(`${location.origin}${TILES}/{z}/{y}/{x}?collections=${on.join(",") || layers[0].id}`);
 }
 
 function setVisible(layer, visible) {
@@ -150,7 +154,7 @@ async function lookup(lngLat) {
   const body = $("place-body");
   body.replaceChildren("…");
   try {
-    const found = await json(`/lookup?x=${lngLat.lng.toFixed(7)}&y=${lngLat.lat.toFixed(7)}`);
+    const found = await json(withCrs(`/lookup?x=${lngLat.lng.toFixed(7)}&y=${lngLat.lat.toFixed(7)}`));
     const patch = found.patch || {};
     body.replaceChildren(
       place("位置 Point", `${lngLat.lng.toFixed(5)}, ${lngLat.lat.toFixed(5)}`),
@@ -221,7 +225,7 @@ function bbox(geometry) {
 
 /** Zoom to conflict `id` and show its review case: status, opinion, history; a reviewer changes the status here. */
 async function openCase(id) {
-  const [item, document] = await Promise.all([json(`/collections/conflicts/items/${id}?f=json`),
+  const [item, document] = await Promise.all([json(withCrs(`/collections/conflicts/items/${id}?f=json`)),
                                               json(`/collections/conflicts/items/${id}/review`)]);
   map.fitBounds(bbox(item.geometry), {padding: 60, maxZoom: 17, duration: 0});
   const {case: c, history, allowed} = document;
