@@ -2,7 +2,7 @@
 // 完成 Finish to close) or drop / choose a GeoJSON, zipped Shapefile or GeoPackage file → the `project-check` process
 // → the conflicts the project would create, drawn on the map and listed with totals.
 
-import {$, bbox, config, el, EMPTY, json, m2, SEVERITY, showGeoJSON} from "./common.js";
+import {$, bbox, config, el, EMPTY, json, layers, m2, SEVERITY, showGeoJSON} from "./common.js";
 
 const PROCESS = "/processes/project-check/execution";
 const DRAW = "#1f4e9c";
@@ -43,12 +43,12 @@ function addLayers(map) {
   showGeoJSON(map, "check-project", EMPTY);
   showGeoJSON(map, "check-sketch", EMPTY);
   const severity = ["match", ["get", "severity"], "high", SEVERITY.high, "medium", SEVERITY.medium, SEVERITY.low];
-  map.addLayer({id: "check-project-fill", type: "fill", source: "check-project", paint: {"fill-color": DRAW, "fill-opacity": 0.08}});
-  map.addLayer({id: "check-project-line", type: "line", source: "check-project",
-                paint: {"line-color": DRAW, "line-width": 2.5, "line-dasharray": [2, 1]}});
-  map.addLayer({id: "check-conflicts-fill", type: "fill", source: "check-conflicts", paint: {"fill-color": severity, "fill-opacity": 0.6}});
+  map.addLayer({id: "check-project-fill", type: "fill", source: "check-project", paint: {"fill-color": DRAW, "fill-opacity": 0.12}});
+  map.addLayer({id: "check-conflicts-fill", type: "fill", source: "check-conflicts", paint: {"fill-color": severity, "fill-opacity": 0.45}});
   map.addLayer({id: "check-conflicts-line", type: "line", source: "check-conflicts",
                 paint: {"line-color": "#5a0000", "line-width": 1.5}});
+  map.addLayer({id: "check-project-line", type: "line", source: "check-project",
+                paint: {"line-color": DRAW, "line-width": 3, "line-dasharray": [2, 1]}});
   map.addLayer({id: "check-sketch-fill", type: "fill", source: "check-sketch", filter: ["==", ["geometry-type"], "Polygon"],
                 paint: {"fill-color": DRAW, "fill-opacity": 0.15}});
   map.addLayer({id: "check-sketch-line", type: "line", source: "check-sketch", filter: ["==", ["geometry-type"], "LineString"],
@@ -204,7 +204,14 @@ function summary(result, what) {
       : el("p", {className: "ok", id: "check-none"}, "无冲突 No conflict"));
 }
 
-/** Every conflict: rule, area, district, codes; a click zooms to it. */
+/** What a conflict meets: the other layer (its title when the caller reads it) and the plan codes, project's → its. */
+function met(p) {
+  const layer = p.layer_b && (layers.find((l) => l.id === p.layer_b)?.title.split(" (")[0] || p.layer_b);
+  const codes = p.code_a || p.code_b ? ` ${p.code_a || "—"} → ${p.code_b || "—"}` : "";
+  return `${layer || "—"}${codes}`;
+}
+
+/** Every conflict: rule, area, district, what it meets and the codes; a click zooms to it. */
 function table(map, result) {
   if (!result.features.length) return el("div");
   const rows = result.features.map((feature) => {
@@ -214,12 +221,12 @@ function table(map, result) {
       el("td", {}, el("span", {className: `severity ${p.severity}`}), ruleTitle(p)),
       el("td", {className: "n"}, m2(p.area_m2)),
       el("td", {}, p.district_name || "—"),
-      el("td", {}, `${p.code_a || "—"} / ${p.code_b || "—"}`, p.layer_b ? el("span", {className: "en"}, ` ${p.layer_b}`) : null));
+      el("td", {}, met(p)));
     row.addEventListener("click", () => map.fitBounds(bbox(feature.geometry), {padding: 80, maxZoom: 18, duration: 0}));
     return row;
   });
   return el("table", {id: "check-table", className: "rows"},
     el("thead", {}, el("tr", {}, el("th", {}, "规则 Rule"), el("th", {}, "面积 m²"), el("th", {}, "区县 District"),
-                        el("th", {}, "用地 Codes"))),
+                        el("th", {}, "所涉 Meets · 用地 codes"))),
     el("tbody", {}, ...rows));
 }

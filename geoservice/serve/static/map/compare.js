@@ -149,8 +149,9 @@ function versionTool(map) {
   const versioned = layers.filter((l) => !["basemap", "conflicts"].includes(l.kind));
   showGeoJSON(map, "changes", EMPTY);
   const colour = ["match", ["get", "change"], ...Object.entries(CHANGES).flatMap(([k, v]) => [k, v.colour]), "#888888"];
-  map.addLayer({id: "changes-fill", type: "fill", source: "changes", paint: {"fill-color": colour, "fill-opacity": 0.5}});
-  map.addLayer({id: "changes-line", type: "line", source: "changes", paint: {"line-color": colour, "line-width": 2}});
+  map.addLayer({id: "changes-fill", type: "fill", source: "changes", paint: {"fill-color": colour, "fill-opacity": 0.7}});
+  map.addLayer({id: "changes-casing", type: "line", source: "changes", paint: {"line-color": "#ffffff", "line-width": 5}});
+  map.addLayer({id: "changes-line", type: "line", source: "changes", paint: {"line-color": colour, "line-width": 3}});
   const state = {report: null};
   $("version-layer").replaceChildren(...versioned.map((l) => el("option", {value: l.id}, l.title)));
   $("version-layer").addEventListener("change", () => loadVersions(state));
