@@ -101,7 +101,9 @@ def versions(browser: Browser, get, out: Path) -> None:
     browser.evaluate(f"document.getElementById('version-from').value = '{old}'; document.getElementById('version-to').value = '{new}';"
                      " document.getElementById('version-run').click()")
     browser.wait_for("!!document.getElementById('version-counts')", timeout=120)
-    browser.wait_for(READY)
+    browser.evaluate("(document.querySelector('#version-list li[data-change=\"removed\"]')"
+                     " || document.querySelector('#version-list li')).click()")
+    settle(browser, "viewer.map.zoomTo(viewer.map.getZoom() - 2.5, {duration: 0})")  # a changed feature among its neighbours
     (out / "map-versions.png").write_bytes(browser.screenshot())
 
 
