@@ -2,7 +2,8 @@
 
 Each processor reads through the server's read-only connection pool and answers JSON; a caller's mistake
 (QueryError) becomes a 400 with the message through `Manager`, anything else stays a server error. An uploaded raster
-is written alone into a private folder and opened as an untrusted GeoTIFF (geoservice.raster).
+is written alone into a private folder and opened as an untrusted GeoTIFF (geoservice.raster); an uploaded project file
+is opened only as the format its media type claims (geoservice.queries.project_file).
 """
 
 from __future__ import annotations
