@@ -309,7 +309,8 @@ def token_command(name: str, grade: str, scopes: tuple[str, ...]) -> None:
 @cli.command("lookup")
 @click.argument("x", type=float)
 @click.argument("y", type=float)
-@click.option("--crs", default=None, help="CRS of x, y (x = longitude/easting); default OGC:CRS84.")
+@click.option("--crs", default=None, help="CRS of x, y (x = longitude/easting); default OGC:CRS84. GCJ02 (AMap, Tencent) "
+              "and BD09 (Baidu) too, within China.")
 @output_format(DOCUMENT, default="json")
 @click.pass_context
 def lookup_command(ctx: click.Context, x: float, y: float, crs: str | None, output_format: str) -> None:
@@ -323,7 +324,8 @@ def lookup_command(ctx: click.Context, x: float, y: float, crs: str | None, outp
 
 @cli.command("check")
 @click.argument("project", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--crs", default=None, help="CRS of the file's coordinates when it does not say (default: the file's).")
+@click.option("--crs", default=None, help="CRS of the file's coordinates (default: the file's); GCJ02 or BD09 for a "
+              "file drawn on AMap/Tencent or Baidu. JSON output is in this CRS.")
 @click.option("--code", default=None, help="The project's planned 用地用海 code (e.g. 0701).")
 @output_format()
 @click.pass_context
@@ -335,6 +337,10 @@ def check_command(ctx: click.Context, project: Path, crs: str | None, code: str 
     rules = conflicts.load_rules(settings.path(settings.paths.rules))
     with db.transaction(settings) as conn, conn.cursor() as cur:
         found = queries.check_project(cur, settings, rules, geometry, crs or file_crs, code)
+    import numpy as np
+    target = queries.input_crs(settings, crs or file_crs)  # the pieces in the CRS the project was given in, named
+    pieces = target.from_working(settings, np.array([c["geometry"] for c in found], dtype=object))
+    found = [{**c, "geometry": piece, "crs": target.name} for c, piece in zip(found, pieces, strict=True)]
     emit(output_format, machine.check_output, show_project_check, found)
 
 

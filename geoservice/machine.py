@@ -139,11 +139,11 @@ def lookup_output(found: dict[str, Any]) -> Output:
 
 
 CHECK_COLUMNS = ("rule_id", "title_zh", "title_en", "severity", "area_m2", "code_a", "layer_b", "feature_b", "source_id_b",
-                 "code_b", "district_code", "district_name", "details", "geometry")
+                 "code_b", "district_code", "district_name", "details", "geometry", "crs")
 
 
 def check_output(found: list[dict[str, Any]]) -> Output:
-    """The conflicts, geometry as GeoJSON in the document and as WKT in the CSV (both in the working CRS)."""
+    """The conflicts, geometry as GeoJSON in the document and as WKT in the CSV (both in the CRS named by `crs`)."""
     return Output([{**c, "geometry": shapely.geometry.mapping(c["geometry"])} for c in found],
                   {"conflicts": [{**c, "geometry": shapely.to_wkt(c["geometry"])} for c in found]}, CHECK_COLUMNS)
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
+from geoservice import gcj02
 from geoservice.errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -126,6 +127,7 @@ class ServerSettings(_Strict):
     exact_count_limit: int = Field(10000, ge=0)
     pool_size: int = Field(8, ge=1, le=100)
     map_tiles: str | None = None
+    map_tiles_crs: Literal["WGS84", "GCJ02"] = "WGS84"   # the background's: WGS84/CGCS2000, or GCJ-02 (AMap, Tencent)
     max_upload_mb: float = Field(50.0, gt=0)
     max_raster_cells: int = Field(25_000_000, ge=1)
     process_workers: int = Field(2, ge=1, le=64)
@@ -247,7 +249,8 @@ class Settings(_Strict):
     config_file: Path | None = None
     working_crs: str = "EPSG:4548"
     serving_crs: list[str] = Field(
-        default_factory=lambda: ["OGC:CRS84", "EPSG:4326", "EPSG:4490", "EPSG:4548", "EPSG:4549", "EPSG:4550", "EPSG:3857"]
+        default_factory=lambda: ["OGC:CRS84", "EPSG:4326", "EPSG:4490", "EPSG:4548", "EPSG:4549", "EPSG:4550", "EPSG:3857",
+                                 "GCJ02", "BD09"]
     )
     construction_codes: list[str] = Field(default_factory=lambda: [f"{code:02d}" for code in range(7, 16)])
     database: DatabaseSettings = DatabaseSettings()
@@ -274,7 +277,8 @@ class Settings(_Strict):
         if not values:
             raise ValueError("must list at least one CRS")
         for value in values:
-            _parse_crs(value)
+            if gcj02.system_of(value) is None:  # GCJ-02 and BD-09 are not in PROJ: geoservice converts them itself
+                _parse_crs(value)
         return values
 
     @field_validator("construction_codes")

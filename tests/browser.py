@@ -120,6 +120,22 @@ class Browser:
         for kind in ("mousePressed", "mouseReleased"):
             self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
 
+    def drag(self, start: tuple[float, float], end: tuple[float, float], steps: int = 8) -> None:
+        """Press the left button at `start`, move to `end` in `steps`, release."""
+        self.send("Input.dispatchMouseEvent", type="mousePressed", x=start[0], y=start[1], button="left", buttons=1, clickCount=1)
+        for step in range(1, steps + 1):
+            x, y = (a + (b - a) * step / steps for a, b in zip(start, end, strict=True))
+            self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y, button="left", buttons=1)
+        self.send("Input.dispatchMouseEvent", type="mouseReleased", x=end[0], y=end[1], button="left", buttons=0, clickCount=1)
+
+    def set_files(self, selector: str, paths: list[Path]) -> None:
+        """Choose `paths` in the file input `selector` (as a person choosing them would: its change event fires)."""
+        root = self.send("DOM.getDocument")["root"]["nodeId"]
+        node = self.send("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+        if not node:
+            raise BrowserError(f"no element {selector}")
+        self.send("DOM.setFileInputFiles", files=[str(path) for path in paths], nodeId=node)
+
     def screenshot(self, clip: dict[str, float] | None = None) -> bytes:
         """A PNG of the page (or of the rectangle `clip`: x, y, width, height)."""
         params: dict[str, Any] = {"format": "png"}

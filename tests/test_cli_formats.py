@@ -115,7 +115,8 @@ def test_every_command_prints_json_and_csv(invoke: Invoke, scratch: Settings, tm
     assert checked[0]["geometry"]["type"] in ("Polygon", "MultiPolygon")
     as_csv = rows(invoke(*args, "csv"))
     assert [r["rule_id"] for r in as_csv] == [c["rule_id"] for c in checked]
-    assert shapely.from_wkt(as_csv[0]["geometry"]).area == pytest.approx(checked[0]["area_m2"])
+    assert as_csv[0]["crs"] == checked[0]["crs"]  # the project's CRS, the geometry's
+    assert shapely.from_wkt(as_csv[0]["geometry"]).equals_exact(shapely.geometry.shape(checked[0]["geometry"]), 1e-9)
     far = tmp_path / "far.geojson"  # in the zone, on no red line: no conflict, the header alone
     far.write_text(json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {},
                    "geometry": shapely.geometry.mapping(shapely.box(117.0, 23.0, 117.001, 23.001))}]}))

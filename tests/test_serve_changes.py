@@ -3,11 +3,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
+import pytest
+import shapely
+import shapely.geometry
+from pyproj import Transformer
 
 from geoservice.governance import layer_changes
 from geoservice.ingest import activate_version, ingest_layer, list_versions, load_definition
+from layer_versions import EXPECTED_COUNTS, edited_landuse
 from servers import ROOT, Server
+from test_serve_robustness import assert_problem
 
 
 def test_versions_and_changes_of_a_layer(served: Server) -> None:
@@ -34,3 +41,23 @@ def test_changes_follow_the_grades_and_check_parameters(served: Server) -> None:
     for params, message in (({"from": "one"}, "version numbers"), ({"to": 99}, "99"), ({"since": 1}, "unknown parameter")):
         response = served.get("/collections/districts/changes", as_=None, **params)
         assert response.status_code == 400 and message in response.json()["description"], params
+
+
+def test_changes_as_geojson_carry_the_report_and_each_change_drawn(served: Server, tmp_path) -> None:
+    before, new = edited_landuse(served.settings, tmp_path)
+    asked = {"from": before, "to": new}
+    report = served.get("/collections/landuse/changes", as_="viewer", **asked).json()
+    assert report["counts"] == EXPECTED_COUNTS
+    answer = served.get("/collections/landuse/changes", as_="viewer", f="geojson", **asked)
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/geo+json"
+    drawn = answer.json()
+    assert drawn["type"] == "FeatureCollection"
+    assert {k: v for k, v in drawn.items() if k not in ("type", "features")} == {k: v for k, v in report.items() if k != "features"}
+    assert [f["properties"] for f in drawn["features"]] == report["features"]
+    to_working = Transformer.from_crs("OGC:CRS84", served.settings.working_crs, always_xy=True)
+    for feature in drawn["features"]:  # CRS84: the new geometry of added and changed features, the old one of removed ones
+        shape = shapely.transform(shapely.geometry.shape(feature["geometry"]),
+                                  lambda xy: np.column_stack(to_working.transform(xy[:, 0], xy[:, 1])))
+        p = feature["properties"]
+        assert shape.area == pytest.approx(p["old_area_m2"] if p["change"] == "removed" else p["new_area_m2"], rel=1e-6)
+    assert_problem(served.get("/collections/landuse/changes", as_="viewer", f="xml"), 400, "'xml' is not offered here")

@@ -26,7 +26,7 @@ from geoservice.serve.spatial import transform
 from geoservice.serve.live import LiveCatalog
 from geoservice.serve.tile_cache import TileCache, TileKey
 from geoservice.serve.tile_seed import seed_tiles
-from geoservice.serve.tiles import MVT, cache_root
+from geoservice.serve.tiles import MVT, TileEndpoints, cache_root
 from geoservice.serve.tms import GRIDS
 from geoservice.serve.viewer import shown_at_start
 from geoservice.settings import Settings
@@ -263,16 +263,18 @@ def test_seeded_tiles_are_served_from_the_cache_as_built(served_tiles: Server) -
     assert summary.built + summary.cached > 0 and summary.bytes >= 0
     again = seed_tiles(settings, range(9, 11), "public")
     assert again.built == 0 and again.cached == summary.built + summary.cached
-    folder = cache_root(settings, settings.database.url)
-    entries = {p: p.stat().st_mtime_ns for p in folder.rglob("d~*/public/WebMercatorQuad/10/*/*.mvt")}  # the dataset's
-    assert entries
-    path = next(iter(entries))
-    row, col = int(path.parent.name), int(path.stem)
-    snapshot, _ = LiveCatalog(settings, settings.database.url).current()
-    names = ",".join(shown_at_start(snapshot.views["public"]))
-    response = served_tiles.get(f"/tiles/WebMercatorQuad/10/{row}/{col}", as_=None, collections=names)
+    snapshot, state = LiveCatalog(settings, settings.database.url).current()
+    view, grid = snapshot.views["public"], GRIDS["WebMercatorQuad"]
+    names = shown_at_start(view)
+    endpoints = TileEndpoints(settings, settings.database.url)
+    _, lon, lat = _inside(settings, "geoservice.basemap_patch", "area_m2 < 20000")
+    tile = _tile_of("WebMercatorQuad", lon, lat, 10)
+    key = endpoints.key(snapshot, state, "public", True, [view.collection(n) for n in names], grid, 10, tile.y, tile.x)
+    path = endpoints.cache.folder / key.path
+    written = path.stat().st_mtime_ns
+    response = served_tiles.get(f"/tiles/WebMercatorQuad/10/{tile.y}/{tile.x}", as_=None, collections=",".join(names))
     assert response.status_code == 200 and response.content == path.read_bytes()
-    assert path.stat().st_mtime_ns == entries[path]  # taken from the cache, not built and written again
+    assert path.stat().st_mtime_ns == written  # taken from the cache, not built and written again
 
 
 def test_etag_answers_304_without_a_body(served_tiles: Server) -> None:

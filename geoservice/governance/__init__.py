@@ -2,12 +2,12 @@
 
 from geoservice.governance.backup import BackupSummary, TableTotal, backup
 from geoservice.governance.changes import (
-    AreaChange, ChangeReportError, FeatureChange, LayerChanges, layer_changes, write_changes_gpkg,
+    AreaChange, ChangeReportError, FeatureChange, LayerChanges, change_geometries, layer_changes, write_changes_gpkg,
 )
 from geoservice.governance.manifest import BackupError
 from geoservice.governance.restore import RestoreError, RestoreSummary, restore
 
 __all__ = [
     "AreaChange", "BackupError", "BackupSummary", "ChangeReportError", "FeatureChange", "LayerChanges", "RestoreError",
-    "RestoreSummary", "TableTotal", "backup", "layer_changes", "restore", "write_changes_gpkg",
+    "RestoreSummary", "TableTotal", "backup", "change_geometries", "layer_changes", "restore", "write_changes_gpkg",
 ]

@@ -276,11 +276,9 @@ def layer_changes(settings: Settings, layer: str, old_version: int, new_version:
         by_class=_area_table(gained, lost, True, class_names), by_district=_area_table(gained, lost, False, district_names))
 
 
-def write_changes_gpkg(settings: Settings, changes: LayerChanges, path: Path) -> Path:
-    """The added, removed and changed features as a GeoPackage layer `changes` (working CRS): the new geometry of
-    added and changed features, the old one of removed features, with a `change` column and what changed."""
-    if path.suffix.lower() != ".gpkg":
-        raise ChangeReportError(f"{path}: the export is a GeoPackage: give a path ending in .gpkg")
+def change_geometries(settings: Settings, changes: LayerChanges) -> np.ndarray:
+    """The WKB (working CRS) of each of `changes.features`, in order: the new geometry of added and changed features,
+    the old one of removed features."""
     wanted = {changes.new_version_id: [f.new_id for f in changes.features if f.new_id is not None],
               changes.old_version_id: [f.old_id for f in changes.features if f.change == "removed"]}
     geometries: dict[tuple[int, int], bytes] = {}
@@ -289,9 +287,17 @@ def write_changes_gpkg(settings: Settings, changes: LayerChanges, path: Path) ->
             cur.execute("SELECT id, ST_AsBinary(geom) FROM geoservice.feature WHERE version_id = %s AND id = ANY(%s)",
                         (version_id, ids))
             geometries.update({(version_id, fid): bytes(wkb) for fid, wkb in cur.fetchall()})
+    return np.array([geometries[(changes.old_version_id, f.old_id) if f.change == "removed" else (changes.new_version_id, f.new_id)]
+                     for f in changes.features], dtype=object)
+
+
+def write_changes_gpkg(settings: Settings, changes: LayerChanges, path: Path) -> Path:
+    """The added, removed and changed features as a GeoPackage layer `changes` (working CRS): the new geometry of
+    added and changed features, the old one of removed features, with a `change` column and what changed."""
+    if path.suffix.lower() != ".gpkg":
+        raise ChangeReportError(f"{path}: the export is a GeoPackage: give a path ending in .gpkg")
     features = changes.features
-    wkb = np.array([geometries[(changes.old_version_id, f.old_id) if f.change == "removed" else (changes.new_version_id, f.new_id)]
-                    for f in features], dtype=object)
+    wkb = change_geometries(settings, changes)
     text = {"change": [f.change for f in features], "what": [", ".join(f.what) for f in features],
             "matched_by": [f.matched_by for f in features], "source_id": [f.source_id for f in features],
             "old_code": [f.old_code for f in features], "new_code": [f.new_code for f in features]}

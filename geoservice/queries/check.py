@@ -7,14 +7,12 @@ so the answer equals what a full detection with the project added would find for
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg2.extensions
-import pyogrio
-import pyogrio.errors
 import shapely
+from pyproj import CRS
 
 from geoservice.conflicts import RuleSet, check
 from geoservice.queries.points import QueryError, input_crs, to_working
@@ -24,8 +22,9 @@ MAX_VERTICES = 100_000
 PROJECT_TYPES = ("Polygon", "MultiPolygon")
 
 
-def project_geometry(settings: Settings, geometry: shapely.Geometry, crs: str | None) -> shapely.Geometry:
-    """The submitted polygon in the working CRS; QueryError when it is not a valid, non-empty (Multi)Polygon."""
+def project_geometry(settings: Settings, geometry: shapely.Geometry, crs: str | CRS | None) -> shapely.Geometry:
+    """The submitted polygon in the working CRS; QueryError when it is not a valid, non-empty (Multi)Polygon. `crs`
+    is a CRS a caller names (one of the served CRSs; CRS84 when None) or the parsed CRS of a file (any CRS)."""
     if geometry is None or geometry.is_empty:
         raise QueryError("the project geometry is empty")
     if geometry.geom_type not in PROJECT_TYPES:
@@ -34,7 +33,8 @@ def project_geometry(settings: Settings, geometry: shapely.Geometry, crs: str | 
         raise QueryError(f"the project has more than {MAX_VERTICES} vertices")
     if not geometry.is_valid:
         raise QueryError(f"the project geometry is invalid: {shapely.is_valid_reason(geometry)}")
-    moved = to_working(settings, np.array([shapely.force_2d(geometry)]), input_crs(settings, crs), "the project")[0]
+    source = crs if isinstance(crs, CRS) else input_crs(settings, crs)
+    moved = to_working(settings, np.array([shapely.force_2d(geometry)]), source, "the project")[0]
     if not moved.is_valid or moved.area <= 0:
         raise QueryError("the project geometry has no area in the working CRS")
     return moved
@@ -78,20 +78,7 @@ def _ring(ring: list) -> np.ndarray:
     return array[:, :2].astype(np.float64)
 
 
-def read_project_file(path: Path) -> tuple[shapely.Geometry, str | None]:
-    """The polygons of a project file (GeoJSON, GeoPackage, Shapefile) as one geometry, and the file's CRS."""
-    try:
-        meta, _, wkb, _ = pyogrio.raw.read(path, read_geometry=True, columns=[])
-    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
-        raise QueryError(f"{path}: cannot be read as a vector file ({exc})") from exc
-    geometries = shapely.from_wkb(wkb)
-    if len(geometries) == 0:
-        raise QueryError(f"{path}: holds no feature")
-    geometry = geometries[0] if len(geometries) == 1 else shapely.union_all(geometries)
-    return geometry, meta.get("crs")
-
-
 def check_project(cur: psycopg2.extensions.cursor, settings: Settings, rules: RuleSet, geometry: shapely.Geometry,
-                  crs: str | None = None, code: str | None = None) -> list[dict[str, Any]]:
+                  crs: str | CRS | None = None, code: str | None = None) -> list[dict[str, Any]]:
     """Every conflict the project would create under the current rules: rule, area m², codes, district, geometry."""
     return check(cur, settings, rules, project_geometry(settings, geometry, crs), code)

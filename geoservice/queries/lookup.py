@@ -71,11 +71,12 @@ def _class(code: str | None, name_zh: str | None, name_en: str | None, feature: 
 
 def lookup_point(cur: psycopg2.extensions.cursor, settings: Settings, x: float, y: float, crs: str | None = None,
                  readable_layers: Collection[str] | None = None, with_conflicts: bool = True) -> dict[str, Any]:
-    """Everything the plans say at (x, y) given in `crs` (x = easting/longitude; CRS84 by default). A caller of a
-    lower grade passes the layers it may read (protection lines of other layers are left out) and whether it
-    may read the conflicts."""
+    """Everything the plans say at (x, y) given in `crs` (x = easting/longitude; CRS84 by default; GCJ-02 and BD-09
+    too, refused outside China). A caller of a lower grade passes the layers it may read (protection lines of other
+    layers are left out) and whether it may read the conflicts. `crs` in the answer names the CRS of `point`'s x and
+    y; `point.working` is in the working CRS."""
     source = input_crs(settings, crs)
-    where = f"the point ({x}, {y}) in {source.to_string()}"
+    where = f"the point ({x}, {y}) in {source.name}"
     point = to_working(settings, np.array([shapely.Point(x, y)]), source, where)[0]
     _prepare(cur)
     cur.execute(f"EXECUTE {PREPARED} (%s, %s, %s, %s, %s, %s)",
@@ -88,7 +89,8 @@ def lookup_point(cur: psycopg2.extensions.cursor, settings: Settings, x: float, 
     if patch_id is None:
         raise QueryError(f"{where} lies outside the base map")
     return {
-        "point": {"x": x, "y": y, "crs": source.to_string(), "working": [point.x, point.y]},
+        "crs": source.name,
+        "point": {"x": x, "y": y, "crs": source.name, "working": [point.x, point.y], "working_crs": settings.working_crs},
         "patch": {"id": patch_id, "run_id": run_id, "area_m2": area, "difference": difference,
                   "land_use": _class(land_code, land_zh, land_en, land_id),
                   "urban_plan": _class(plan_code, plan_zh, plan_en, plan_id)},

@@ -1,7 +1,9 @@
-"""Input points and geometries in any supported CRS, taken to the working CRS (x = easting/longitude)."""
+"""Input points and geometries in any supported CRS, taken to the working CRS (x = easting/longitude), and answers
+taken back. GCJ-02 and BD-09 (geoservice/gcj02.py) are taken through WGS84 (CRS84) and refused outside China."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -9,6 +11,7 @@ import shapely
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 
+from geoservice import gcj02
 from geoservice.crs_area import area_of_use_box, area_of_use_text
 from geoservice.errors import GeoserviceError
 from geoservice.settings import Settings
@@ -18,17 +21,56 @@ class QueryError(GeoserviceError):
     """A query's input is wrong (CRS, geometry, place, raster): the HTTP layer answers 400."""
 
 
-def input_crs(settings: Settings, value: str | None) -> CRS:
+@dataclass(frozen=True)
+class InputCrs:
+    """The CRS a caller's coordinates are in: the PROJ CRS they are computed in, and for GCJ-02 or BD-09 (`system`)
+    the shift from that CRS (WGS84, longitude first) to the coordinates given."""
+
+    crs: CRS
+    system: str | None = None
+
+    @property
+    def name(self) -> str:
+        """How answers name it: `OGC:CRS84`, `EPSG:4548` …, or the URI of GCJ-02 or BD-09."""
+        return gcj02.URIS[self.system] if self.system else self.crs.to_string()
+
+    def to_wgs84(self, geometries: np.ndarray, what: str) -> np.ndarray:
+        """GCJ-02/BD-09 geometries in WGS84 (QueryError outside China); other CRSs' geometries unchanged."""
+        if self.system is None:
+            return geometries
+        try:
+            return gcj02.geometry_to_wgs84(self.system, geometries, what)
+        except gcj02.OutsideChinaError as exc:
+            raise QueryError(str(exc)) from exc
+
+    def from_working(self, settings: Settings, geometries: np.ndarray) -> np.ndarray:
+        """Working-CRS geometries in this CRS (the answer's coordinates)."""
+        back = cached_transformer(settings.working_crs, self.crs.to_wkt())
+        moved = shapely.transform(geometries, lambda xy: np.column_stack(back.transform(xy[:, 0], xy[:, 1])))
+        if self.system is None:
+            return moved
+        try:
+            return gcj02.geometry_from_wgs84(self.system, moved, "an answer's geometry")
+        except gcj02.OutsideChinaError as exc:
+            raise QueryError(str(exc)) from exc
+
+
+def input_crs(settings: Settings, value: str | None) -> InputCrs:
     """The CRS a caller named (CRS84 by default); only the served CRSs are accepted."""
     name = value or "OGC:CRS84"
+    offered = [gcj02.system_of(c) or _parse(c) for c in settings.serving_crs]
+    system = gcj02.system_of(name)
+    if system is not None:
+        if system not in offered:
+            raise QueryError(f"CRS {name!r} is not supported here; use one of {', '.join(settings.serving_crs)}")
+        return InputCrs(_parse("OGC:CRS84"), system)
     try:
         crs = _parse(name)
     except CRSError as exc:
         raise QueryError(f"unknown CRS {name!r}") from exc
-    allowed = [_parse(c) for c in settings.serving_crs]
-    if not any(crs == a for a in allowed):
+    if not any(isinstance(a, CRS) and crs == a for a in offered):
         raise QueryError(f"CRS {name!r} is not supported here; use one of {', '.join(settings.serving_crs)}")
-    return crs
+    return InputCrs(crs)
 
 
 @lru_cache(maxsize=64)
@@ -48,10 +90,11 @@ def _area_of_use(crs: str) -> tuple[tuple[float, float, float, float] | None, st
     return area_of_use_box(parsed), area_of_use_text(parsed)
 
 
-def to_working(settings: Settings, geometries: np.ndarray, crs: CRS, what: str) -> np.ndarray:
-    """Geometries (x = easting/longitude) from `crs` to the working CRS; QueryError naming `what` when they cannot be
+def to_working(settings: Settings, geometries: np.ndarray, source: InputCrs, what: str) -> np.ndarray:
+    """Geometries (x = easting/longitude) from `source` to the working CRS; QueryError naming `what` when they cannot be
     taken there or lie outside the working CRS's area of use (where its distances and areas are wrong: ingest refuses
-    such rows too)."""
+    such rows too) or, in GCJ-02 or BD-09, outside China."""
+    geometries, crs = source.to_wgs84(geometries, what), source.crs
     if crs == _parse(settings.working_crs):
         moved = geometries
     else:

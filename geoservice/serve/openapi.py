@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from geoservice.gcj02 import GCJ02, URIS
 from geoservice.serve.crs import CRS84
 from geoservice.serve.tms import GRIDS
 
@@ -112,7 +113,8 @@ def own_paths(config: dict[str, Any]) -> dict[str, Any]:
             "summary": "What every plan says at a point (the point-lookup process as a GET)", "tags": ["processes"],
             "parameters": [{"name": n, "in": "query", "required": n != "crs", "schema": {"type": t}, "description": d}
                            for n, t, d in (("x", "number", "Easting or longitude."), ("y", "number", "Northing or latitude."),
-                                           ("crs", "string", "The CRS of x and y (default OGC:CRS84)."))],
+                                           ("crs", "string", "The CRS of x and y (default OGC:CRS84; GCJ02 and BD09 "
+                                            "too, within China)."))],
             "responses": {"200": json_doc, "400": error}}}
     layers = [name for name, r in config["resources"].items()
               if r.get("type") == "collection" and r["providers"][0]["geoservice"]["collection"].get("kind")]
@@ -161,6 +163,9 @@ def tile_paths(config: dict[str, Any]) -> dict[str, Any]:
     chosen = {"name": "collections", "in": "query", "required": False, "style": "form", "explode": False,
               "schema": {"type": "array", "items": {"type": "string"}},
               "description": "The collections carried as layers (default: every collection the caller may read)."}
+    shift = {"name": "crs", "in": "query", "required": False, "schema": {"type": "string", "enum": [URIS[GCJ02]]},
+             "description": "WebMercatorQuad only: the grid read as GCJ-02's Web Mercator, for a GCJ-02 background map "
+                            "(AMap, Tencent)."}
     fmt = {"name": "f", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "tilejson"]},
            "description": "The tileset metadata (json) or TileJSON 3.0 (tilejson)."}
     tile = {"200": {"description": "A Mapbox Vector Tile: one layer per collection.",
@@ -175,10 +180,10 @@ def tile_paths(config: dict[str, Any]) -> dict[str, Any]:
         paths[f"{prefix}/tiles"] = {"get": {"summary": "Vector tilesets", "tags": [tag], "parameters": extra,
                                             "responses": {"200": json_doc, **errors}}}
         paths[f"{prefix}/tiles/{{tileMatrixSetId}}"] = {"get": {
-            "summary": "Tileset metadata: limits per zoom, layers", "tags": [tag], "parameters": [grid, fmt, *extra],
+            "summary": "Tileset metadata: limits per zoom, layers", "tags": [tag], "parameters": [grid, fmt, *extra, shift],
             "responses": {"200": json_doc, **errors}}}
         paths[f"{prefix}/tiles/{{tileMatrixSetId}}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}"] = {"get": {
-            "summary": "A vector tile", "tags": [tag], "parameters": [grid, *cell, *extra], "responses": tile}}
+            "summary": "A vector tile", "tags": [tag], "parameters": [grid, *cell, *extra, shift], "responses": tile}}
     return paths
 
 

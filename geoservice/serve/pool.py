@@ -2,7 +2,8 @@
 
 Connections are opened when first needed and kept; a broken one is dropped. They are autocommit and
 read-only, in UTC, without parallel workers (a Gather costs more than the small indexed queries a page
-runs) and with a statement timeout.
+runs) or JIT compilation (it costs hundreds of milliseconds whenever a tile's or page's estimated cost passes
+jit_above_cost: more than the statement) and with a statement timeout.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from psycopg2 import sql
 
 STATEMENT_TIMEOUT_MS = 30_000
 WAIT_SECONDS = 30.0
-_SESSION = ("SET default_transaction_read_only = on; SET max_parallel_workers_per_gather = 0; "
+_SESSION = ("SET default_transaction_read_only = on; SET max_parallel_workers_per_gather = 0; SET jit = off; "
             f"SET TIME ZONE 'UTC'; SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
 
 

@@ -29,6 +29,7 @@ from starlette.routing import Route
 from geoservice.queries.points import QueryError
 from geoservice.serve import delegate
 from geoservice.serve.auth import ANONYMOUS_NAME
+from geoservice.serve.crs import canonical_uri
 from geoservice.serve.guard import refuse_unstorable
 from geoservice.serve.processes import LOOKUP, QUEUED, UPLOAD_INPUTS
 from geoservice.serve.problems import problem
@@ -120,7 +121,8 @@ def process_routes(settings: Settings) -> list[Route]:
             _, result = await run_in_threadpool(processor.execute, {"x": x, "y": y, "crs": params.get("crs")})
         except QueryError as exc:
             return problem(HTTPStatus.BAD_REQUEST, "InvalidParameterValue", str(exc))
-        return Response(orjson.dumps(result), media_type="application/json")
+        uri = canonical_uri(result["crs"]) or result["crs"]
+        return Response(orjson.dumps(result), media_type="application/json", headers={"Content-Crs": f"<{uri}>"})
 
     return [Route("/lookup", lookup, methods=["GET"]),
             Route("/processes", delegate.endpoint(processes_api.describe_processes), methods=["GET"]),

@@ -2,7 +2,8 @@
 
 Each processor reads through the server's read-only connection pool and answers JSON; a caller's mistake
 (QueryError) becomes a 400 with the message through `Manager`, anything else stays a server error. An uploaded raster
-is written alone into a private folder and opened as an untrusted GeoTIFF (geoservice.raster).
+is written alone into a private folder and opened as an untrusted GeoTIFF (geoservice.raster); an uploaded project file
+is opened only as the format its media type claims (geoservice.queries.project_file).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import shapely.geometry
 from pygeoapi.process.base import BaseProcessor, ProcessorExecuteError
 from pygeoapi.process.manager.dummy import DummyManager
 from pygeoapi.util import JobStatus, RequestedResponse
+from pyproj import CRS
 
 from geoservice.conflicts.rules import RuleSet, load_rules
-from geoservice.queries import check_project, hazard_exposure, lookup_point
-from geoservice.queries.check import project_from_geojson
-from geoservice.queries.points import QueryError, cached_transformer, input_crs
+from geoservice.queries import check_project, hazard_exposure, lookup_point, read_project_upload
+from geoservice.queries.check import project_from_geojson, project_geometry
+from geoservice.queries.points import QueryError, input_crs
 from geoservice.serve.pool import pool_for
 from geoservice.settings import Settings
 
@@ -33,11 +35,13 @@ LOOKUP, CHECK, EXPOSURE = "point-lookup", "project-check", "hazard-exposure"
 #: the processes whose executions wait in the bounded process queue (a lookup is one prepared statement)
 QUEUED = (CHECK, EXPOSURE)
 #: the input of a process that uploads a file (run by an anonymous caller only if access.processes allows it)
-UPLOAD_INPUTS = {EXPOSURE: "raster_file"}
+UPLOAD_INPUTS = {EXPOSURE: "raster_file", CHECK: "project_file"}
 UPLOAD_NAME = "upload.tif"
 _JSON = {"type": "object", "contentMediaType": "application/json"}
 _CRS_INPUT = {"title": "CRS", "description": "The CRS of the coordinates (x = easting or longitude): OGC:CRS84 (default), "
-              "EPSG:4326, EPSG:4490, EPSG:4548, EPSG:4549, EPSG:4550.", "schema": {"type": "string"},
+              "EPSG:4326, EPSG:4490, EPSG:4548, EPSG:4549, EPSG:4550, or GCJ-02 (urn:geoservice:def:crs:GCJ02, AMap "
+              "and Tencent) and BD-09 (urn:geoservice:def:crs:BD09, Baidu), longitude first, within China.",
+              "schema": {"type": "string"},
               "minOccurs": 0, "maxOccurs": 1}
 
 
@@ -61,9 +65,16 @@ CHECK_METADATA = _metadata(
     CHECK, "Project check on submit",
     "Every conflict a proposed construction project would create under the current rules (rule, area m², codes, "
     "district), computed like `geoservice detect` with the project added; nothing is stored.",
-    {"geometry": {"title": "Project geometry", "description": "A GeoJSON Polygon or MultiPolygon (or a Feature).",
-                  "schema": {"type": "object", "contentMediaType": "application/geo+json"}, "minOccurs": 1, "maxOccurs": 1},
-     "crs": _CRS_INPUT,
+    {"geometry": {"title": "Project geometry", "description": "A GeoJSON Polygon or MultiPolygon (or a Feature); "
+                  "give this or project_file.",
+                  "schema": {"type": "object", "contentMediaType": "application/geo+json"}, "minOccurs": 0, "maxOccurs": 1},
+     "project_file": {"title": "Project file", "description": "The project's polygons as an uploaded file, instead of "
+                      "geometry: {\"value\": <base64>, \"mediaType\": …} with mediaType application/geo+json (GeoJSON), "
+                      "application/zip (a zipped Shapefile: .shp, .shx, .dbf, .prj) or application/geopackage+sqlite3 "
+                      "(a GeoPackage with one layer); the file says its CRS, and crs is then the answer's. At most "
+                      "server.max_upload_mb; needs a token unless the server allows anonymous uploads.",
+                      "schema": {"type": "string", "contentEncoding": "base64"}, "minOccurs": 0, "maxOccurs": 1},
+     "crs": {**_CRS_INPUT, "description": _CRS_INPUT["description"] + " With project_file: the CRS of the answer."},
      "code": {"title": "Land class", "description": "The project's 用地用海 2023 code (optional).",
               "schema": {"type": "string"}, "minOccurs": 0, "maxOccurs": 1}},
     "The conflicts (a GeoJSON FeatureCollection in the input CRS)",
@@ -148,18 +159,27 @@ class ProjectCheck(_Processor):
     metadata_of = CHECK_METADATA
 
     def run(self, cur: Any, data: dict[str, Any]) -> dict[str, Any]:
-        geometry, crs = project_from_geojson(data.get("geometry")), _optional_text(data, "crs")
-        found = check_project(cur, self.settings, _rules(*_rules_key(self.settings)), geometry, crs,
-                              _optional_text(data, "code"))
+        crs = _optional_text(data, "crs")
         target = input_crs(self.settings, crs)
-        back = cached_transformer(self.settings.working_crs, target.to_wkt())
-        features = []
-        for conflict in found:
-            piece = shapely.transform(conflict.pop("geometry"),
-                                      lambda xy: np.column_stack(back.transform(xy[:, 0], xy[:, 1])))
-            features.append({"type": "Feature", "geometry": shapely.geometry.mapping(piece), "properties": conflict})
-        return {"type": "FeatureCollection", "crs": target.to_string(), "numberReturned": len(features),
-                "conflict_area_m2": sum(f["properties"]["area_m2"] for f in features), "features": features}
+        given, upload = data.get("geometry"), data.get("project_file")
+        if (given is None) == (upload is None):
+            raise QueryError("give exactly one of 'geometry' (GeoJSON) and 'project_file' (an uploaded file)")
+        if upload is None:
+            geometry, source = project_from_geojson(given), crs
+        else:
+            content, media_type = uploaded_file(upload, self.settings.server.max_upload_mb, "project_file", "file")
+            geometry, source = read_project_upload(content, media_type, int(self.settings.server.max_upload_mb * 2**20))
+        project = project_geometry(self.settings, geometry, source)
+        found = check_project(cur, self.settings, _rules(*_rules_key(self.settings)), project,
+                              CRS.from_user_input(self.settings.working_crs), _optional_text(data, "code"))
+        answered = target.from_working(self.settings, np.array([*(c.pop("geometry") for c in found), project],
+                                                               dtype=object))
+        features = [{"type": "Feature", "geometry": shapely.geometry.mapping(piece), "properties": conflict}
+                    for piece, conflict in zip(answered[:-1], found, strict=True)]
+        return {"type": "FeatureCollection", "crs": target.name, "numberReturned": len(features),
+                "conflict_area_m2": sum(f["properties"]["area_m2"] for f in features),
+                "project": {"geometry": shapely.geometry.mapping(answered[-1]), "area_m2": float(project.area)},
+                "features": features}
 
 
 def _rules_key(settings: Settings) -> tuple[Path, float]:
@@ -184,7 +204,7 @@ class HazardExposure(_Processor):
             if name not in self.settings.rasters:
                 raise QueryError(f"no registered raster {name!r} (registered: {', '.join(self.settings.rasters) or 'none'})")
             return hazard_exposure(cur, self.settings, name, threshold, band)
-        content = uploaded_bytes(upload, self.settings.server.max_upload_mb)
+        content, _ = uploaded_file(upload, self.settings.server.max_upload_mb, "raster_file", "raster")
         with tempfile.TemporaryDirectory(prefix="geoservice-upload-") as folder:
             path = Path(folder) / UPLOAD_NAME  # alone in its folder: nothing beside it for GDAL to find
             path.write_bytes(content)
@@ -196,19 +216,21 @@ class HazardExposure(_Processor):
         return result
 
 
-def uploaded_bytes(upload: Any, max_mb: float) -> bytes:
-    """The bytes of an uploaded raster (base64, plain or as a qualified value), refused above `max_mb`."""
+def uploaded_file(upload: Any, max_mb: float, name: str, what: str) -> tuple[bytes, str | None]:
+    """The bytes of the uploaded file in input `name` (base64, plain or as a qualified value) and the media type the
+    qualified value claims; refused above `max_mb`."""
     text = upload.get("value") if isinstance(upload, dict) else upload
     if isinstance(upload, dict) and upload.get("encoding", "base64") != "base64":
-        raise QueryError("input 'raster_file' must be base64-encoded")
+        raise QueryError(f"input {name!r} must be base64-encoded")
     if not isinstance(text, str) or not text:
-        raise QueryError("input 'raster_file' must be a base64 string or {\"value\": <base64>}")
+        raise QueryError(f"input {name!r} must be a base64 string or {{\"value\": <base64>}}")
     if len(text) * 3 / 4 > max_mb * 1024 * 1024:
-        raise QueryError(f"the uploaded raster is larger than the {max_mb:g} MB limit (server.max_upload_mb)")
+        raise QueryError(f"the uploaded {what} is larger than the {max_mb:g} MB limit (server.max_upload_mb)")
     try:
-        return base64.b64decode(text, validate=True)
+        content = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise QueryError("input 'raster_file' is not valid base64") from exc
+        raise QueryError(f"input {name!r} is not valid base64") from exc
+    return content, upload.get("mediaType") if isinstance(upload, dict) else None
 
 
 class _ClientError(ProcessorExecuteError):

@@ -25,12 +25,14 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
+import numpy as np
 import orjson
 import psycopg2
 import shapely
 from pygeoapi.provider.base import BaseProvider, ProviderConnectionError, ProviderInvalidQueryError, ProviderItemNotFoundError
 from pygeofilter import ast
 
+from geoservice import gcj02
 from geoservice.serve.catalog import Collection
 from geoservice.serve.crs import CrsCatalog, ServingCrs
 from geoservice.serve.paging import TOO_MANY, PagingMemory
@@ -132,8 +134,20 @@ class GeoserviceProvider(BaseProvider):
         statement = page_statement(collection, request, self.crs.working.srid, request.offset - start, after, count_up_to)
         return PagePlan(statement, scope, keys if keyset else None, start, known, count_up_to)
 
+    def check_output_crs(self, crs: ServingCrs) -> None:
+        """RequestError when `crs` is GCJ-02 or BD-09 and the collection reaches outside China (not defined there)."""
+        extent = self.collection.crs84_extent
+        if crs.system is None or extent is None:
+            return
+        try:
+            gcj02.check_in_china(np.array(extent[0::2]), np.array(extent[1::2]), crs.system,
+                                 f"the extent of {self.collection.name!r}")
+        except gcj02.OutsideChinaError as exc:
+            raise RequestError(f"crs: {exc}") from exc
+
     def page(self, request: PageRequest) -> Page:
         """One page of features as GeoJSON texts, with keyset paging and counting as described above."""
+        self.check_output_crs(request.crs)
         plan = self.plan(request)
         rows = self.fetch(plan.statement.sql, plan.statement.values)
         known = plan.known
@@ -156,6 +170,7 @@ class GeoserviceProvider(BaseProvider):
             return None
         if not -2**63 <= number < 2**63:
             return None
+        self.check_output_crs(crs)
         statement = item_statement(self.collection, number, crs, self.crs.working.srid)
         rows = self.fetch(statement.sql, statement.values)
         return rows[0][0] if rows else None
@@ -213,6 +228,8 @@ class GeoserviceProvider(BaseProvider):
     def get(self, identifier: str, crs_transform_spec: Any = None, **kwargs: Any) -> dict[str, Any]:
         try:
             text = self.feature(str(identifier), self._output_crs(crs_transform_spec))
+        except ClientError as exc:
+            raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
         except Unavailable as exc:
             raise ProviderUnavailable(user_msg=str(exc)) from exc
         if text is None:

@@ -21,6 +21,7 @@ import shapely
 from psycopg2 import sql
 from pygeofilter import ast
 
+from geoservice import gcj02
 from geoservice.db import SCHEMA
 from geoservice.serve.bind import Bindings
 from geoservice.serve.catalog import Collection, Field
@@ -80,6 +81,8 @@ class Statement:
 
 def _geometry_json(crs: ServingCrs, working_srid: int) -> sql.Composable:
     geometry = sql.SQL("geom") if crs.srid == working_srid else sql.SQL("ST_Transform(geom, {})").format(sql.Literal(crs.srid))
+    if crs.system is not None:  # GCJ-02 / BD-09: WGS84 shifted by PostGIS (sql/0010_gcj02.sql)
+        geometry = sql.SQL("geoservice.gcj02_shift({}, {})").format(geometry, sql.Literal(crs.system == gcj02.BD09))
     if crs.yx:
         geometry = sql.SQL("ST_FlipCoordinates({})").format(geometry)
     return sql.SQL("ST_AsGeoJSON({}, {}, 0)").format(geometry, sql.Literal(crs.digits))

@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from geoservice import gcj02
 from geoservice.serve import delegate
 from geoservice.serve.caching import not_modified, validators, with_validators
 from geoservice.serve.catalog import CONFLICTS
@@ -89,6 +90,8 @@ class Endpoints:
 
     def __init__(self, settings: Settings) -> None:
         self.default_limit, self.max_limit = settings.server.limits.default_items, settings.server.limits.max_items
+        # the HTML pages' maps draw on `server.map_tiles`: in GCJ-02 when that background is a GCJ-02 map
+        self.html_crs = gcj02.URIS[gcj02.GCJ02] if settings.server.map_tiles_crs == "GCJ02" else CRS84
 
     # -- responses ------------------------------------------------------------------------------------
 
@@ -197,8 +200,8 @@ class Endpoints:
     def _page(self, provider: GeoserviceProvider, params: dict[str, str], fmt: str) -> tuple[PageRequest, Page]:
         """Check the parameters and read the page (in a worker thread: geometry work and the query block)."""
         page_req = page_request(provider, params, self.default_limit, self.max_limit)
-        if fmt == "html":  # the page's map is in CRS84
-            page_req = PageRequest(page_req.selection, provider.crs.lookup(CRS84) or provider.crs.default,
+        if fmt == "html":  # the page's map is in CRS84 (GCJ-02 over a GCJ-02 background)
+            page_req = PageRequest(page_req.selection, provider.crs.lookup(self.html_crs) or provider.crs.default,
                                    page_req.limit, page_req.offset, page_req.sort, page_req.properties)
         return page_req, provider.page(page_req)
 
@@ -279,9 +282,11 @@ class Endpoints:
             reason = f"unknown parameter {unknown[0]!r}" if unknown else f"crs {text!r} is not offered"
             return self._error(api, api_request, HTTPStatus.BAD_REQUEST, "InvalidParameterValue", reason)
         if fmt == "html":
-            crs = provider.crs.lookup(CRS84) or provider.crs.default
+            crs = provider.crs.lookup(self.html_crs) or provider.crs.default
         try:
             feature = await run_in_threadpool(provider.feature, identifier, crs)
+        except ClientError as exc:
+            return self._error(api, api_request, exc.status, exc.code, str(exc))
         except Unavailable as exc:
             return self._error(api, api_request, HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable", str(exc))
         if feature is None:

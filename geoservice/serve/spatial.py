@@ -5,6 +5,9 @@ gives garbage (a world bbox in EPSG:4548 collapses to a line). So a request geom
 the collection's region — its data extent plus a margin, as seen in the request's CRS — then densified
 and transformed. Every feature lies strictly inside that region, so clipping changes no spatial relation
 between a feature and the geometry, and what remains is always inside the projection's domain.
+
+A geometry in GCJ-02 or BD-09 is first densified and taken back to WGS84 (geoservice/gcj02.py); one reaching outside
+China, where those systems are not defined, is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 import shapely
 from pyproj import Transformer
 
+from geoservice import gcj02
 from geoservice.serve.crs import ServingCrs
 from geoservice.serve.problems import ClientError
 
@@ -22,6 +26,9 @@ from geoservice.serve.problems import ClientError
 DENSIFY = 32
 #: margin around the data extent, as a share of its larger side (and at least MIN_MARGIN metres)
 MARGIN_SHARE, MIN_MARGIN = 0.02, 100.0
+#: the longest edge (degrees) of a GCJ-02/BD-09 geometry taken back to WGS84 (the shift varies over tens of km)
+SHIFT_SEGMENT_DEG = 0.01
+WGS84 = 4326
 
 
 class GeometryError(ClientError):
@@ -70,12 +77,27 @@ def to_working(geometry: shapely.Geometry, crs: ServingCrs, extent: tuple[float,
         return shapely.Polygon()
     if not shapely.is_valid(geometry):
         raise GeometryError(f"not a valid geometry: {shapely.is_valid_reason(geometry)}")
-    region = _region(extent, working_srid, crs.srid)
+    srid = crs.srid
+    if crs.system is not None:
+        geometry, srid = unshift(geometry, crs), WGS84
+    region = _region(extent, working_srid, srid)
     clipped = geometry if shapely.contains_properly(region, geometry) else shapely.intersection(geometry, region)
     if clipped.is_empty:
         return clipped
     span = max(region.bounds[2] - region.bounds[0], region.bounds[3] - region.bounds[1])
-    return transform(shapely.segmentize(clipped, span / (DENSIFY * 4)), crs.srid, working_srid)
+    return transform(shapely.segmentize(clipped, span / (DENSIFY * 4)), srid, working_srid)
+
+
+def unshift(geometry: shapely.Geometry, crs: ServingCrs) -> shapely.Geometry:
+    """A geometry in a GCJ-02 or BD-09 CRS (lon/lat, or its Web Mercator for tiles) densified and taken to WGS84
+    lon/lat; GeometryError when it reaches outside China, where those systems are not defined."""
+    if crs.srid != WGS84:
+        width, height = np.subtract(geometry.bounds[2:], geometry.bounds[:2])
+        geometry = transform(shapely.segmentize(geometry, max(width, height, 1e-9) / DENSIFY), crs.srid, WGS84)
+    try:
+        return gcj02.geometry_to_wgs84(crs.system, shapely.segmentize(geometry, SHIFT_SEGMENT_DEG), "a vertex")
+    except gcj02.OutsideChinaError as exc:
+        raise GeometryError(str(exc)) from exc
 
 
 def bbox_geometry(values: list[float], crs: ServingCrs) -> shapely.Geometry:

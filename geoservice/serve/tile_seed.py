@@ -72,7 +72,7 @@ def seed_tiles(settings: Settings, zooms: range, grade: str = "public", collecti
         if endpoints.cache.get(key) is not None:
             return 0.0, "", None
         began = time.perf_counter()
-        data = endpoints.build(view, key, shown)
+        data = endpoints.build(view, key, grid, shown)
         return time.perf_counter() - began, f"{key.zoom}/{key.row}/{key.col}", len(data)
 
     with reporter.task(f"seeding {len(jobs):,} tiles (z{zooms.start}–{zooms.stop - 1}, {grade})", len(jobs)) as task, \

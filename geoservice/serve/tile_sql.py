@@ -24,17 +24,25 @@ under its centre (one GiST probe per cell), and the cells of a row with the same
     SELECT <codes>, ST_AsMVTGeom(<the run's rectangle>, <tile>, 4096, 0, false)
     FROM <runs of equal codes in a row of> <cell centres in the working CRS>, LATERAL (SELECT <codes> FROM …
          WHERE geom && centre AND ST_Intersects(geom, centre) LIMIT 1)
+
+Tiles for a GCJ-02 background (`system`, the /map viewer over an AMap-style map): the tile's grid is read as GCJ-02's
+Web Mercator — the tile is taken back to WGS84 to select (serve/spatial.py), and each snapped geometry is shifted by
+`geoservice.gcj02_shift` (sql/0010_gcj02.sql) before it goes into the grid. Snapping comes first, so neighbours' shared
+vertices are shifted alike and stay shared.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
+import numpy as np
 import shapely
+import shapely.affinity
 from psycopg2 import sql
 
+from geoservice import gcj02
 from geoservice.db import SCHEMA
 from geoservice.serve.bind import Bindings
 from geoservice.serve.catalog import Collection, Field
@@ -57,6 +65,8 @@ class TileLayer:
     snap_m: float                  # the snapping grid in metres (one MVT unit)
     min_area_m2: float             # features smaller than this are left out
     cells: tuple[int, int, int, int, int] | None = None   # drawn as cells: per side, first/last column, first/last row
+    system: str | None = None      # gcj02: the grid is GCJ-02's (geometries shifted before they go into it)
+    shift: tuple[float, float] = (0.0, 0.0)   # degrees from a GCJ-02 cell centre to WGS84 (the shift at the tile)
 
 
 def is_coverage(collection: Collection) -> bool:
@@ -65,15 +75,30 @@ def is_coverage(collection: Collection) -> bool:
 
 
 def _cell_range(collection: Collection, grid: Grid, zoom: int, row: int, col: int, working_srid: int,
-                side: int) -> tuple[int, int, int, int, int] | None:
-    """The cells of the tile (`side` per side) over the collection's extent: first/last column, first/last row."""
+                side: int, shift: tuple[float, float]) -> tuple[int, int, int, int, int] | None:
+    """The cells of the tile (`side` per side) over the collection's extent (moved by -`shift` degrees into a GCJ-02
+    grid): first/last column, first/last row."""
     xmin, ymin, xmax, ymax = grid.bounds(zoom, row, col)
     step = (xmax - xmin) / side
-    exmin, eymin, exmax, eymax = transform(shapely.box(*collection.extent).segmentize(
-        (collection.extent[2] - collection.extent[0]) / 16), working_srid, grid.srid).bounds
+    outline = transform(shapely.box(*collection.extent).segmentize((collection.extent[2] - collection.extent[0]) / 16),
+                        working_srid, 4326)
+    exmin, eymin, exmax, eymax = transform(shapely.affinity.translate(outline, -shift[0], -shift[1]), 4326,
+                                           grid.srid).bounds
     first, last = max(0, math.floor((exmin - xmin) / step)), min(side - 1, math.floor((exmax - xmin) / step))
     top, bottom = max(0, math.floor((ymax - eymax) / step)), min(side - 1, math.floor((ymax - eymin) / step))
     return (side, first, last, top, bottom) if first <= last and top <= bottom else None
+
+
+def _shift_at(collection: Collection, grid: Grid, zoom: int, row: int, col: int, working_srid: int,
+              system: str) -> tuple[float, float]:
+    """GCJ-02 → WGS84 in degrees at the tile's centre (held inside the collection's extent: the shift is defined in
+    China only); it varies by metres across a tile, far less than a cell."""
+    xmin, ymin, xmax, ymax = grid.bounds(zoom, row, col)
+    centre = transform(shapely.Point((xmin + xmax) / 2, (ymin + ymax) / 2), grid.srid, 4326)
+    lon0, lat0, lon1, lat1 = transform(shapely.box(*collection.extent), working_srid, 4326).bounds
+    lon, lat = min(max(centre.x, lon0), lon1), min(max(centre.y, lat0), lat1)
+    x, y = gcj02.to_wgs84(system, np.array([lon]), np.array([lat]))
+    return float(x[0]) - lon, float(y[0]) - lat
 
 
 @lru_cache(maxsize=256)
@@ -86,13 +111,14 @@ def _metres_per_unit(srid: int, extent: tuple[float, float, float, float], worki
 
 
 def tile_layer(collection: Collection, grid: Grid, zoom: int, row: int, col: int, working_srid: int,
-               tiles: TileSettings) -> TileLayer | None:
-    """The collection's part of a tile; None when the tile does not reach its data."""
+               tiles: TileSettings, system: str | None = None) -> TileLayer | None:
+    """The collection's part of a tile (in GCJ-02's grid with `system`); None when the tile does not reach its data."""
     if collection.extent is None:
         return None
     xmin, ymin, xmax, ymax = grid.bounds(zoom, row, col)
     margin = (xmax - xmin) * BUFFER / EXTENT
-    region = to_working(shapely.box(xmin - margin, ymin - margin, xmax + margin, ymax + margin), grid.crs,
+    crs = grid.crs if system is None else replace(grid.crs, uri=gcj02.URIS[system], system=system)
+    region = to_working(shapely.box(xmin - margin, ymin - margin, xmax + margin, ymax + margin), crs,
                         collection.extent, working_srid)
     if region.is_empty:
         return None
@@ -102,10 +128,12 @@ def tile_layer(collection: Collection, grid: Grid, zoom: int, row: int, col: int
     if tiles.cell_px and is_coverage(collection) and collection.feature_count:
         ex0, ey0, ex1, ey1 = collection.extent
         if (ex1 - ex0) * (ey1 - ey0) / collection.feature_count < (tiles.cell_px * metres) ** 2:
-            cells = _cell_range(collection, grid, zoom, row, col, working_srid, max(1, width // tiles.cell_px))
+            shift = _shift_at(collection, grid, zoom, row, col, working_srid, system) if system else (0.0, 0.0)
+            cells = _cell_range(collection, grid, zoom, row, col, working_srid, max(1, width // tiles.cell_px), shift)
             if cells is None:
                 return None
-    return TileLayer(collection, region, metres * width / EXTENT, tiles.min_area_px * metres ** 2, cells)
+            return TileLayer(collection, region, metres * width / EXTENT, 0.0, cells, system, shift)
+    return TileLayer(collection, region, metres * width / EXTENT, tiles.min_area_px * metres ** 2, None, system)
 
 
 def _properties_sql(fields: tuple[Field, ...]) -> sql.Composable:
@@ -125,9 +153,12 @@ def _layer_sql(layer: TileLayer, srid: int, working_srid: int, bind: Bindings) -
     if layer.cells:
         return _cells_sql(layer, srid, working_srid)
     collection = layer.collection
-    geometry = sql.SQL("ST_AsMVTGeom(ST_Transform(ST_SnapToGrid(geom, {snap}), {srid}), tile.envelope, {extent}, "
-                       "{buffer}, true)").format(snap=bind.add(layer.snap_m), srid=sql.Literal(srid),
-                                                 extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER))
+    snapped = sql.SQL("ST_SnapToGrid(geom, {})").format(bind.add(layer.snap_m))
+    if layer.system is not None:
+        snapped = sql.SQL("geoservice.gcj02_shift(ST_Transform({}, 4326), {})").format(
+            snapped, sql.Literal(layer.system == gcj02.BD09))
+    geometry = sql.SQL("ST_AsMVTGeom(ST_Transform({snapped}, {srid}), tile.envelope, {extent}, {buffer}, true)").format(
+        snapped=snapped, srid=sql.Literal(srid), extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER))
     rows = sql.SQL(
         "SELECT id, {geometry} AS geom{properties} FROM {table}, tile "
         "WHERE {partition} = {key} AND geom && {region} AND area_m2 >= {min_area}"
@@ -147,14 +178,18 @@ def _cells_sql(layer: TileLayer, srid: int, working_srid: int) -> sql.Composable
     codes = [f for f in collection.fields if f.name.endswith("code") and f.type == "string"]
     named = sql.SQL(", ").join(sql.SQL("{} AS {}").format(f.value_sql(), sql.Identifier(f.name)) for f in codes)
     grouped = sql.SQL(", ").join(sql.Identifier(f.name) for f in codes)
+    centre = sql.SQL("ST_SetSRID(ST_MakePoint(x0 + (i + 0.5) * step, y1 - (j + 0.5) * step), {})").format(
+        sql.Literal(srid))
+    if layer.system is not None:  # a GCJ-02 grid: the centre is taken back to WGS84 by the shift at the tile
+        centre = sql.SQL("ST_Translate(ST_Transform({}, 4326), {}, {})").format(
+            centre, sql.Literal(layer.shift[0]), sql.Literal(layer.shift[1]))
     # the centres are transformed once (a MATERIALIZED CTE: inlined, the probe would transform each three times);
     # cells in a row with the same codes become one rectangle (merging those into polygons with ST_Union costs
     # more than the probes and only halves the bytes)
     cells = sql.SQL(
         "WITH g AS (SELECT ST_XMin(envelope) AS x0, ST_YMax(envelope) AS y1, "
         "(ST_XMax(envelope) - ST_XMin(envelope)) / {side} AS step FROM tile), "
-        "c AS MATERIALIZED (SELECT i, j, ST_Transform(ST_SetSRID(ST_MakePoint(x0 + (i + 0.5) * step, "
-        "y1 - (j + 0.5) * step), {srid}), {working}) AS centre "
+        "c AS MATERIALIZED (SELECT i, j, ST_Transform({centre}, {working}) AS centre "
         "FROM g, generate_series({first}, {last}) i, generate_series({top}, {bottom}) j), "
         "hit AS (SELECT i, j, hit.* FROM c, LATERAL (SELECT {named} FROM {table} WHERE {partition} = {key} "
         "AND geom && c.centre AND ST_Intersects(geom, c.centre) LIMIT 1) hit), "
@@ -163,7 +198,7 @@ def _cells_sql(layer: TileLayer, srid: int, working_srid: int) -> sql.Composable
         "SELECT {grouped}, ST_AsMVTGeom(ST_MakeEnvelope(x0 + i0 * step, y1 - (j + 1) * step, "
         "x0 + (i1 + 1) * step, y1 - j * step, {srid}), (SELECT envelope FROM tile), {extent}, 0, false) AS geom "
         "FROM runs, g"
-    ).format(grouped=grouped, named=named, srid=sql.Literal(srid), working=sql.Literal(working_srid),
+    ).format(grouped=grouped, named=named, centre=centre, srid=sql.Literal(srid), working=sql.Literal(working_srid),
              extent=sql.Literal(EXTENT), side=sql.Literal(side), first=sql.Literal(first), last=sql.Literal(last),
              top=sql.Literal(top), bottom=sql.Literal(bottom), table=sql.Identifier(SCHEMA, collection.table),
              partition=sql.Identifier(collection.partition_column), key=sql.Literal(collection.partition_key))

@@ -10,6 +10,9 @@ one, and a tile carries the properties masked as the items carry them.
 
 Tiles are built by one PostGIS statement (serve/tile_sql.py) and cached on disk by what they were built from
 (serve/tile_cache.py); the ETag comes from the same key, so `If-None-Match` is answered 304 before anything is built.
+
+`crs=GCJ02` on a WebMercatorQuad tileset, TileJSON or tile (the /map viewer over a GCJ-02 background such as AMap's,
+`server.map_tiles_crs`) draws the features where a GCJ-02 map has them: the grid is read as GCJ-02's Web Mercator.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from geoservice import gcj02
 from geoservice.serve.caching import not_modified, validators, with_validators
 from geoservice.serve.catalog import Collection
 from geoservice.serve.crs import CRS84
@@ -61,6 +66,23 @@ def union_extent(collections: list[Collection]) -> tuple[float, float, float, fl
     if not boxes:
         return None
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+#: how far (degrees) a shifted extent is widened: the shift's variation along an edge between its corners is far less
+SHIFTED_MARGIN_DEG = 0.002
+
+
+def _extent(collections: list[Collection], system: str | None) -> tuple[float, float, float, float] | None:
+    """The collections' CRS84 extent, or with `system` where a GCJ-02 map draws it (its corners shifted, widened)."""
+    extent = union_extent(collections)
+    if extent is None or system is None:
+        return extent
+    try:
+        x, y = gcj02.from_wgs84(system, np.array(extent[0::2])[[0, 0, 1, 1]], np.array(extent[1::2])[[0, 1, 0, 1]])
+    except gcj02.OutsideChinaError as exc:
+        raise ClientError(f"crs: {exc}") from exc
+    return (float(x.min()) - SHIFTED_MARGIN_DEG, float(y.min()) - SHIFTED_MARGIN_DEG,
+            float(x.max()) + SHIFTED_MARGIN_DEG, float(y.max()) + SHIFTED_MARGIN_DEG)
 
 
 def cache_root(settings: Settings, database_url: str) -> Path:
@@ -111,6 +133,17 @@ class TileEndpoints:
         return fmt
 
     @staticmethod
+    def _system(request: Request, grid: Grid) -> str | None:
+        """gcj02 when the request asks for tiles in GCJ-02's Web Mercator (`crs=GCJ02`), else None."""
+        text = request.query_params.get("crs")
+        if text is None:
+            return None
+        if gcj02.system_of(text) != gcj02.GCJ02 or grid.id != "WebMercatorQuad":
+            raise ClientError(f"crs {text[:80]!r}: tiles are offered in their tile matrix set's CRS, or in GCJ-02 "
+                              f"({gcj02.URIS[gcj02.GCJ02]}) for WebMercatorQuad (a GCJ-02 background map)")
+        return gcj02.GCJ02
+
+    @staticmethod
     def _grid(request: Request) -> Grid:
         name = request.path_params["grid"]
         if name not in GRIDS:
@@ -152,8 +185,8 @@ class TileEndpoints:
 
     @staticmethod
     def _query(request: Request) -> str:
-        chosen = request.query_params.get("collections")
-        return "?" + urllib.parse.urlencode({"collections": chosen}, safe=",") if chosen else ""
+        kept = {k: request.query_params[k] for k in ("collections", "crs") if k in request.query_params}
+        return "?" + urllib.parse.urlencode(kept, safe=",:") if kept else ""
 
     @staticmethod
     def _json(request: Request, data: Any, tags: Any) -> Response:
@@ -203,11 +236,12 @@ class TileEndpoints:
     async def tileset(self, request: Request) -> Response:
         grid = self._grid(request)
         collections, dataset = self._collections(request)
-        fmt = self._params(request, {"collections"} if dataset else set(), ("json", "tilejson"))
+        fmt = self._params(request, {"collections", "crs"} if dataset else {"crs"}, ("json", "tilejson"))
+        system = self._system(request, grid)
         tags = self._tags(request, collections, dataset)
         if fmt == "tilejson":
-            return self._json(request, self._tilejson(request, grid, collections, dataset), tags)
-        return self._json(request, self._metadata(request, grid, collections, dataset), tags)
+            return self._json(request, self._tilejson(request, grid, collections, dataset, system), tags)
+        return self._json(request, self._metadata(request, grid, collections, dataset, system), tags)
 
     def _layers(self, grid: Grid, collections: list[Collection]) -> list[dict[str, Any]]:
         return [{"id": c.name, "title": c.title, "description": c.description, "dataType": "vector",
@@ -222,7 +256,8 @@ class TileEndpoints:
         spans = [self._zooms(c, grid) for c in collections] or [range(0, min(self.tiles.max_zoom, grid.tms.maxzoom) + 1)]
         return range(min(s.start for s in spans), max(s.stop for s in spans))
 
-    def _metadata(self, request: Request, grid: Grid, collections: list[Collection], dataset: bool) -> dict[str, Any]:
+    def _metadata(self, request: Request, grid: Grid, collections: list[Collection], dataset: bool,
+                  system: str | None = None) -> dict[str, Any]:
         base, query, extent = self._base(request, grid), self._query(request), union_extent(collections)
         links = [{"rel": "self", "type": "application/json", "title": "This tileset", "href": f"{base}{query}"},
                  {"rel": "alternate", "type": "application/json", "title": "This tileset as TileJSON",
@@ -236,15 +271,20 @@ class TileEndpoints:
         metadata: dict[str, Any] = {
             "title": self._title(collections, dataset), "dataType": "vector", "crs": grid.crs.uri,
             **({"tileMatrixSetURI": grid.tms.uri} if grid.tms.uri else {}),
-            "tileMatrixSetLimits": grid.limits(extent, self._zoom_span(grid, collections)),
+            "tileMatrixSetLimits": grid.limits(_extent(collections, system), self._zoom_span(grid, collections)),
             "layers": self._layers(grid, collections), "links": links}
         if extent:
             metadata["boundingBox"] = {"lowerLeft": list(extent[:2]), "upperRight": list(extent[2:]), "crs": CRS84}
+        if system is not None:
+            metadata["crs"] = gcj02.URIS[system]  # the grid's Web Mercator, of GCJ-02 longitudes and latitudes
         return metadata
 
-    def _tilejson(self, request: Request, grid: Grid, collections: list[Collection], dataset: bool) -> dict[str, Any]:
-        """TileJSON 3.0 (as MapLibre reads it); `tiles` in the tile matrix set's own grid, z/row/col."""
-        zooms, extent = self._zoom_span(grid, collections), union_extent(collections) or (-180.0, -85.0, 180.0, 85.0)
+    def _tilejson(self, request: Request, grid: Grid, collections: list[Collection], dataset: bool,
+                  system: str | None = None) -> dict[str, Any]:
+        """TileJSON 3.0 (as MapLibre reads it); `tiles` in the tile matrix set's own grid, z/row/col; with `system` the
+        bounds are where a GCJ-02 map draws the data."""
+        zooms = self._zoom_span(grid, collections)
+        extent = _extent(collections, system) or (-180.0, -85.0, 180.0, 85.0)
         document = {
             "tilejson": "3.0.0", "name": self._title(collections, dataset), "scheme": "xyz",
             "tiles": [f"{self._base(request, grid)}/{{z}}/{{y}}/{{x}}{self._query(request)}"],
@@ -255,6 +295,8 @@ class TileEndpoints:
                                "fields": {f.name: "String" if f.type in ("string", "object") else
                                           "Boolean" if f.type == "boolean" else "Number" for f in c.fields}}
                               for c in collections]}
+        if system is not None:
+            document["crs"] = gcj02.URIS[system]
         if grid.crs.srid != 3857:
             document["crs"] = grid.crs.uri  # not Web Mercator: a client must know the grid (tileMatrixSet)
             document["tileMatrixSet"] = f"{self.base_url}/tileMatrixSets/{grid.id}"
@@ -267,50 +309,56 @@ class TileEndpoints:
         zoom, row, col = (_integer(request.path_params[n], w) for n, w in (("zoom", "tileMatrix"), ("row", "tileRow"),
                                                                             ("col", "tileCol")))
         collections, dataset = self._collections(request)
-        self._params(request, {"collections"} if dataset else set(), ("mvt",))
+        self._params(request, {"collections", "crs"} if dataset else {"crs"}, ("mvt",))
+        system = self._system(request, grid)
         grid.check(zoom, row, col)
-        shown = self.shown(collections, grid, zoom, row, col)
+        shown = self.shown(collections, grid, zoom, row, col, system)
         if not shown:
             raise NotFoundError(f"tile {zoom}/{row}/{col} is outside the tileset's limits (see its tileMatrixSetLimits)")
         state = request.state.catalog
         if state is None:
             raise Unavailable("the database is not available")
-        key = self.key(request.state.snapshot, state, request.state.view.grade, dataset, shown, grid, zoom, row, col)
+        key = self.key(request.state.snapshot, state, request.state.view.grade, dataset, shown, grid, zoom, row, col,
+                       system)
         tags = (self.cache.etag(key), None)
         cached = not_modified(request, tags)
         if cached is not None:
             return cached
         data = self.cache.get(key)
         if data is None:
-            data = await run_in_threadpool(self.build, request.state.view, key, shown)
+            data = await run_in_threadpool(self.build, request.state.view, key, grid, shown, system)
         response = with_validators(Response(data, media_type=MVT), tags)
         response.headers["Cache-Control"] = "no-cache"  # revalidate: a new version or run is served at once
         return response
 
-    def shown(self, collections: list[Collection], grid: Grid, zoom: int, row: int, col: int) -> list[Collection]:
+    def shown(self, collections: list[Collection], grid: Grid, zoom: int, row: int, col: int,
+              system: str | None = None) -> list[Collection]:
         """The collections a tile carries: those whose zoom range holds `zoom`; none when the tile is outside the
         tileset's limits."""
         shown = [c for c in collections if zoom in self._zooms(c, grid)]
-        limits = grid.limits(union_extent(collections), range(zoom, zoom + 1))
+        limits = grid.limits(_extent(collections, system), range(zoom, zoom + 1))
         if not shown or not limits or not (limits[0]["minTileRow"] <= row <= limits[0]["maxTileRow"]
                                            and limits[0]["minTileCol"] <= col <= limits[0]["maxTileCol"]):
             return []
         return shown
 
     def key(self, snapshot: Snapshot, state: CatalogState, grade: str, dataset: bool, shown: list[Collection],
-            grid: Grid, zoom: int, row: int, col: int) -> TileKey:
+            grid: Grid, zoom: int, row: int, col: int, system: str | None = None) -> TileKey:
         """The tile's cache key (entries of sources the snapshot no longer serves are dropped first)."""
         self.cache.retain(frozenset(source_of(c, state.review) for c in snapshot.collections))
-        return TileKey(dataset, tuple(source_of(c, state.review) for c in shown), grade, grid.id, zoom, row, col)
+        return TileKey(dataset, tuple(source_of(c, state.review) for c in shown), grade,
+                       grid.id if system is None else f"{grid.id}+{system}", zoom, row, col)
 
-    def build(self, view: GradeView, key: TileKey, collections: list[Collection]) -> bytes:
+    def build(self, view: GradeView, key: TileKey, grid: Grid, collections: list[Collection],
+              system: str | None = None) -> bytes:
         """Build a tile and keep it in the cache."""
-        data = self._build(view, GRIDS[key.grid], key.zoom, key.row, key.col, collections)
+        data = self._build(view, grid, key.zoom, key.row, key.col, collections, system)
         self.cache.put(key, data)
         return data
 
-    def _build(self, view: GradeView, grid: Grid, zoom: int, row: int, col: int, collections: list[Collection]) -> bytes:
-        layers = [layer for layer in (tile_layer(c, grid, zoom, row, col, self.working_srid, self.tiles)
+    def _build(self, view: GradeView, grid: Grid, zoom: int, row: int, col: int, collections: list[Collection],
+               system: str | None = None) -> bytes:
+        layers = [layer for layer in (tile_layer(c, grid, zoom, row, col, self.working_srid, self.tiles, system)
                                       for c in collections) if layer is not None]
         if not layers:
             return b""

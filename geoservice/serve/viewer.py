@@ -1,10 +1,14 @@
-"""The map application at /map: one page (templates/map.html, static/map/map.js and map.css) on MapLibre GL JS
+"""The map application at /map: one page (templates/map.html, static/map/*.js and map.css) on MapLibre GL JS
 (static/vendor/maplibre-gl), drawing the dataset's vector tiles.
 
 The page carries what the script needs as JSON: the layer tree of the caller's view (the collections the caller's
 grade reads, as /collections lists them, grouped by what they are), the 用地用海 class colours
-(config/classification/colours_2023.csv), the rules' titles, the background tile URL (`server.map_tiles`) and who is
-signed in. Everything the page loads comes from this server.
+(config/classification/colours_2023.csv), the rules' titles, the background tile URL (`server.map_tiles`) and its CRS
+(`server.map_tiles_crs`: a GCJ-02 background has the tiles, lookups and items asked for in GCJ-02), who is signed in,
+the processes the caller may run (the project check) and the upload limit. Everything the page loads comes from this
+server. The script is split by what it does: map.js (the map, tree, legend, lookup and conflicts panel), common.js
+(styles and helpers), check.js (the project check: draw or drop a file) and compare.js (对比分析: the swipe between two
+layers, and a layer's two versions with their change report).
 """
 
 from __future__ import annotations
@@ -85,6 +89,8 @@ class MapViewer:
         self.rules = {rule.id: {"zh": rule.title_zh, "en": rule.title_en}
                       for rule in load_rules(settings.path(settings.paths.rules)).rules}
         self.background = settings.server.map_tiles
+        self.background_crs = "GCJ02" if settings.server.map_tiles_crs == "GCJ02" else None
+        self.max_upload_mb = settings.server.max_upload_mb
         environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
         self.template = environment.get_template("map.html")
 
@@ -93,8 +99,10 @@ class MapViewer:
 
     async def page(self, request: Request) -> HTMLResponse:
         caller: Caller = request.state.caller
-        config = {"tree": layer_tree(request.state.view), "colours": self.colours, "rules": self.rules,
-                  "background": self.background,
+        view: GradeView = request.state.view
+        config = {"tree": layer_tree(view), "colours": self.colours, "rules": self.rules,
+                  "background": self.background, "background_crs": self.background_crs,
+                  "processes": sorted(view.api.manager.processes), "max_upload_mb": self.max_upload_mb,
                   "caller": {"name": None if caller.name == ANONYMOUS_NAME else caller.name,
                              "review": "review" in caller.scopes}}
         # </ cannot end the script element the JSON sits in

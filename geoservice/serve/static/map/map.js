@@ -1,93 +1,34 @@
 // The /map viewer: the dataset's vector tiles on MapLibre GL JS, a layer tree with a legend in the 用地用海 class
-// colours, the point lookup on click, and the conflicts panel with review. Everything comes from this server.
+// colours, the point lookup on click, and the conflicts panel with review; the project check (check.js) and 对比分析
+// (compare.js) in tabs beside them. Everything comes from this server.
 /* global maplibregl */
 
-const config = JSON.parse(document.getElementById("map-config").textContent);
+import {$, baseStyle, bbox, config, el, hatch, json, layers, LINES, PROJECT, SEVERITY, styleLayers, TILES, tileUrl, withCrs} from "./common.js";
+import {projectCheck} from "./check.js";
+import {comparison} from "./compare.js";
+
 const STATUSES = {open: "待处理 open", confirmed: "已确认 confirmed", resolved: "已处理 resolved", waived: "已豁免 waived"};
-const SEVERITY = {high: "#c00000", medium: "#ff6a00", low: "#e0a800"};
-const LINES = {red_line: "#00994d", basic_farmland: "#b8860b", dev_boundary: "#8a3ab9", district: "#333333"};
-const PROJECT = "#1f4e9c";
-const TILES = "/tiles/WebMercatorQuad";
-const $ = (id) => document.getElementById(id);
-
-/** An element with attributes and children (strings become text: nothing is parsed as HTML). */
-function el(tag, {dataset = {}, ...attributes} = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), attributes);
-  Object.assign(node.dataset, dataset);
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
-}
-
-/** A JSON answer of this server (`url` is a path: a page reached with credentials in its URL may not fetch it). */
-async function json(url, options) {
-  const response = await fetch(new URL(url, location.origin), {credentials: "same-origin", ...options});
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.description || response.statusText);
-  return body;
-}
-
-// -- styling ---------------------------------------------------------------------------------------------------
-
-/** The fill colour of a class-code property: its level-2 class's colour, else its level-1 class's, else grey. */
-function classColour(property) {
-  const level1 = [], level2 = [];
-  for (const [code, {rgb}] of Object.entries(config.colours)) (code.length === 2 ? level1 : level2).push(code, `rgb(${rgb})`);
-  const code = ["to-string", ["get", property]];
-  return ["match", ["slice", code, 0, 4], ...level2, ["match", ["slice", code, 0, 2], ...level1, "#cccccc"]];
-}
-
-/** The MapLibre layers drawing one collection (by its kind), with the paint properties its opacity slider sets. */
-function styleLayers(layer) {
-  const base = {source: "data", "source-layer": layer.id};
-  const fill = (id, color, extra = {}) => ({...base, id, type: "fill", paint: {"fill-color": color, ...extra}});
-  const line = (id, color, width, extra = {}) => ({...base, id, type: "line", paint: {"line-color": color, "line-width": width, ...extra}});
-  switch (layer.kind) {
-    case "basemap": return [fill(layer.id, classColour($("colour-by").value))];
-    case "land_use": case "urban_plan": return [fill(layer.id, classColour("class_code"))];
-    case "construction": return [fill(layer.id, PROJECT, {"fill-opacity": 0.25}), line(`${layer.id}-outline`, PROJECT, 1.5)];
-    case "conflicts": return [
-      fill(layer.id, "#c00000", {"fill-pattern": "hatch"}),
-      line(`${layer.id}-outline`, ["match", ["get", "severity"], "high", SEVERITY.high, "medium", SEVERITY.medium, SEVERITY.low],
-           ["match", ["get", "severity"], "high", 2, 1.2])];
-    default: return [line(layer.id, LINES[layer.kind] || "#555555", 2, layer.kind === "district" ? {"line-dasharray": [3, 2]} : {})];
-  }
-}
-
-/** Red diagonal hatching for the conflicts (drawn here: no sprite is loaded). */
-function hatch(size = 8) {
-  const data = new Uint8Array(size * size * 4);
-  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) {
-    if ((x + y) % size > 1) continue;
-    data.set([200, 0, 0, 255], (y * size + x) * 4);
-  }
-  return {width: size, height: size, data};
-}
 
 // -- the map and its tree --------------------------------------------------------------------------------------
 
-const layers = config.tree.flatMap((group) => group.layers);
 const shown = new Set(layers.filter((l) => l.on).map((l) => l.id));
-const style = {version: 8, sources: {}, layers: [{id: "background", type: "background", paint: {"background-color": "#f4f3ef"}}]};
-if (config.background) {
-  style.sources.background = {type: "raster", tiles: [config.background], tileSize: 256};
-  style.layers.push({id: "background-tiles", type: "raster", source: "background"});
-}
-const tileset = await json(`${TILES}?f=tilejson`);
-const map = new maplibregl.Map({container: "map", style, bounds: tileset.bounds, fitBoundsOptions: {padding: 20},
+const tileset = await json(withCrs(`${TILES}?f=tilejson`));
+const map = new maplibregl.Map({container: "map", style: baseStyle(), bounds: tileset.bounds, fitBoundsOptions: {padding: 20},
                                 attributionControl: false});
 window.viewer = {map};
 map.addControl(new maplibregl.NavigationControl(), "top-right");
 map.addControl(new maplibregl.ScaleControl(), "bottom-left");
+const colourBy = () => $("colour-by").value;
 
-/** The dataset's tile URL carrying the collections switched on (one request per tile). */
-function tileUrl() {
+/** The tile URL carrying the collections switched on (one request per tile). */
+function shownTiles() {
   const on = layers.filter((l) => shown.has(l.id)).map((l) => l.id);
-  return `${location.origin}${TILES}/{z}/{y}/{x}?collections=${on.join(",") || layers[0].id}`;
+  return tileUrl(on.length ? on : [layers[0].id]);
 }
 
 function setVisible(layer, visible) {
   visible ? shown.add(layer.id) : shown.delete(layer.id);
-  map.getSource("data").setTiles([tileUrl()]);
+  map.getSource("data").setTiles([shownTiles()]);
   for (const drawn of styleLayers(layer)) map.setLayoutProperty(drawn.id, "visibility", visible ? "visible" : "none");
 }
 
@@ -126,19 +67,36 @@ function buildLegend() {
 
 map.on("load", () => {
   map.addImage("hatch", hatch());
-  map.addSource("data", {type: "vector", tiles: [tileUrl()], bounds: tileset.bounds, minzoom: tileset.minzoom,
+  map.addSource("data", {type: "vector", tiles: [shownTiles()], bounds: tileset.bounds, minzoom: tileset.minzoom,
                          maxzoom: Math.min(tileset.maxzoom, 16)});
-  for (const layer of layers) for (const drawn of styleLayers(layer)) {
+  for (const layer of layers) for (const drawn of styleLayers(layer, {colourBy: colourBy()})) {
     map.addLayer({...drawn, layout: {visibility: shown.has(layer.id) ? "visible" : "none"}});
   }
   $("colour-by").addEventListener("change", () => {
-    for (const layer of layers.filter((l) => l.kind === "basemap")) map.setPaintProperty(layer.id, "fill-color", classColour($("colour-by").value));
+    for (const layer of layers.filter((l) => l.kind === "basemap")) {
+      map.setPaintProperty(layer.id, "fill-color", styleLayers(layer, {colourBy: colourBy()})[0].paint["fill-color"]);
+    }
   });
-  map.on("click", (event) => lookup(event.lngLat));
+  const check = projectCheck(map);
+  window.viewer.check = check;
+  window.viewer.compare = comparison(map, tileset);
+  map.on("click", (event) => check.click(event) || lookup(event.lngLat));
   buildTree();
   buildLegend();
+  buildTabs();
   if (layers.some((l) => l.kind === "conflicts")) loadConflicts();
 });
+
+/** The tabs of the right-hand panel: place and conflicts, project check, comparison. */
+function buildTabs() {
+  const buttons = [...document.querySelectorAll("#tabs button")];
+  for (const button of buttons) button.addEventListener("click", () => showTab(button.dataset.tab));
+}
+
+function showTab(id) {
+  for (const button of document.querySelectorAll("#tabs button")) button.classList.toggle("active", button.dataset.tab === id);
+  for (const tab of document.querySelectorAll("#panels .tab")) tab.hidden = tab.id !== id;
+}
 
 // -- click a place: what every plan says there -----------------------------------------------------------------
 
@@ -146,11 +104,12 @@ const place = (label, ...value) => el("div", {className: "row"}, el("span", {cla
 const planClass = (c) => (c ? `${c.code} ${c.name_zh} ${c.name_en}` : "—");
 
 async function lookup(lngLat) {
+  showTab("place-tab");
   $("place").hidden = false;
   const body = $("place-body");
   body.replaceChildren("…");
   try {
-    const found = await json(`/lookup?x=${lngLat.lng.toFixed(7)}&y=${lngLat.lat.toFixed(7)}`);
+    const found = await json(withCrs(`/lookup?x=${lngLat.lng.toFixed(7)}&y=${lngLat.lat.toFixed(7)}`));
     const patch = found.patch || {};
     body.replaceChildren(
       place("位置 Point", `${lngLat.lng.toFixed(5)}, ${lngLat.lat.toFixed(5)}`),
@@ -212,16 +171,9 @@ function showConflicts() {
     matching.length > LIST_LIMIT ? el("li", {className: "more"}, `… ${matching.length - LIST_LIMIT} more: filter to narrow`) : null);
 }
 
-function bbox(geometry) {
-  const bounds = new maplibregl.LngLatBounds();
-  const walk = (c) => (typeof c[0] === "number" ? bounds.extend(c) : c.forEach(walk));
-  walk(geometry.coordinates);
-  return bounds;
-}
-
 /** Zoom to conflict `id` and show its review case: status, opinion, history; a reviewer changes the status here. */
 async function openCase(id) {
-  const [item, document] = await Promise.all([json(`/collections/conflicts/items/${id}?f=json`),
+  const [item, document] = await Promise.all([json(withCrs(`/collections/conflicts/items/${id}?f=json`)),
                                               json(`/collections/conflicts/items/${id}/review`)]);
   map.fitBounds(bbox(item.geometry), {padding: 60, maxZoom: 17, duration: 0});
   const {case: c, history, allowed} = document;
