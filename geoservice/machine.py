@@ -144,8 +144,9 @@ CHECK_COLUMNS = ("rule_id", "title_zh", "title_en", "severity", "area_m2", "code
 
 def check_output(found: list[dict[str, Any]]) -> Output:
     """The conflicts, geometry as GeoJSON in the document and as WKT in the CSV (both in the CRS named by `crs`)."""
-    return Output([{**c, "geometry": shapely.geometry.mapping(c["geometry"])} for c in found],
-                  {"conflicts": [{**c, "geometry": shapely.to_wkt(c["geometry"])} for c in found]}, CHECK_COLUMNS)
+    as_wkt = [{**c, "geometry": shapely.to_wkt(c["geometry"], rounding_precision=-1)} for c in found]  # full precision
+    return Output([{**c, "geometry": shapely.geometry.mapping(c["geometry"])} for c in found], {"conflicts": as_wkt},
+                  CHECK_COLUMNS)
 
 
 EXPOSURE_TABLES = ("by_district", "by_urban_plan_class", "by_land_use_class", "exposed_construction_patches")
