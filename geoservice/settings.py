@@ -106,7 +106,7 @@ class TileSettings(_Strict):
     min_zoom: dict[str, int] = Field(default_factory=dict)   # per collection; a collection not named starts at 0
     max_zoom: int = Field(22, ge=0, le=22)
     min_area_px: float = Field(0.25, ge=0)            # features smaller than this share of a pixel² are left out
-    cell_px: int = Field(2, ge=0, le=64)              # a coverage denser than this cell (pixels a side) is drawn as cells
+    cell_px: int = Field(2, ge=0, le=64)              # a filled collection denser than these cells (pixels a side): cells
 
     @field_validator("min_zoom")
     @classmethod

@@ -11,10 +11,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -135,3 +136,22 @@ def running_server(settings: Settings, log: Path, collections: dict[str, Collect
         yield Server(url, settings, collections, process, output, catalog_structure(settings))
     finally:
         stop(process)
+
+
+@contextmanager
+def reconfigured_server(served: Server, folder: Path, edit: Callable[[dict[str, Any]], None]) -> Iterator[Server]:
+    """Another server over the same database, its configuration the served one's (paths made absolute, its own output
+    folder) changed by `edit` on the YAML data."""
+    import yaml
+
+    settings = served.settings
+    data = settings.model_dump(mode="json", exclude={"root", "config_file"})
+    data["paths"] = {key: str(settings.path(Path(value))) for key, value in data["paths"].items()}
+    data["paths"]["output"] = str(folder / "output")
+    data["rasters"] = {name: {**raster, "path": str(settings.path(Path(raster["path"])))}
+                       for name, raster in data["rasters"].items()}
+    edit(data)
+    config = folder / "geoservice.yaml"
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with running_server(settings, folder / "serve.log", served.collections, {"GEOSERVICE_CONFIG": str(config)}) as server:
+        yield server

@@ -16,7 +16,7 @@ from pyproj import Transformer
 from geoservice import gcj02
 from geoservice.gcj02 import BD09, GCJ02, URIS, OutsideChinaError
 from geoservice.serve.crs import CRS84, canonical_uri, serving_crs
-from servers import Server
+from servers import Server, reconfigured_server
 from sql_helpers import active, query
 
 TO_CRS84 = Transformer.from_crs("EPSG:4548", "OGC:CRS84", always_xy=True)
@@ -275,21 +275,8 @@ def test_tiles_in_gcj02_put_a_patch_where_a_gcj02_map_has_it(served: Server) -> 
 def gcj02_viewer(served: Server, tmp_path_factory: pytest.TempPathFactory):
     """A server over the demo database whose map background is a GCJ-02 map (server.map_tiles_crs: GCJ02; no tile URL,
     so nothing is fetched from another host)."""
-    import yaml
-    from pathlib import Path
-    from servers import running_server
-
-    folder = tmp_path_factory.mktemp("gcj02-viewer")
-    settings = served.settings
-    data = settings.model_dump(mode="json", exclude={"root", "config_file"})
-    data["paths"] = {key: str(settings.path(Path(value))) for key, value in data["paths"].items()}
-    data["paths"]["output"] = str(folder / "output")
-    data["rasters"] = {name: {**raster, "path": str(settings.path(Path(raster["path"])))}
-                       for name, raster in data["rasters"].items()}
-    data["server"]["map_tiles_crs"] = "GCJ02"
-    config = folder / "geoservice.yaml"
-    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    with running_server(settings, folder / "serve.log", served.collections, {"GEOSERVICE_CONFIG": str(config)}) as server:
+    with reconfigured_server(served, tmp_path_factory.mktemp("gcj02-viewer"),
+                             lambda data: data["server"].update(map_tiles_crs="GCJ02")) as server:
         yield server
 
 

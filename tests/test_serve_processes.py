@@ -16,7 +16,6 @@ import pytest
 import requests
 import shapely
 import shapely.geometry
-import yaml
 from owslib.ogcapi.processes import Processes
 from pyproj import Transformer
 
@@ -24,7 +23,7 @@ from geoservice.conflicts import load_rules
 from geoservice.db.connection import connect_url
 from geoservice.queries import check_project, hazard_exposure, lookup_point
 from geoservice.serve.process_routes import MAX_BODY_DEPTH
-from servers import MAX_UPLOAD_MB, Server, bearer, running_server
+from servers import MAX_UPLOAD_MB, Server, bearer, reconfigured_server
 from sql_helpers import active, query
 from test_raster import Listener, vrt
 from test_serve_robustness import assert_problem
@@ -250,18 +249,12 @@ def test_anonymous_callers_run_exposure_on_registered_rasters_but_upload_only_wi
 def limited(served: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A second server over the same database with one process worker, a queue of one, point lookup for internal
     callers and above, and anonymous uploads allowed."""
-    folder = tmp_path_factory.mktemp("limited")
-    settings = served.settings
-    data = settings.model_dump(mode="json", exclude={"root", "config_file"})
-    data["paths"] = {key: str(settings.path(Path(value))) for key, value in data["paths"].items()}
-    data["paths"]["output"] = str(folder / "output")
-    data["rasters"] = {name: {**raster, "path": str(settings.path(Path(raster["path"])))}
-                       for name, raster in data["rasters"].items()}
-    data["server"].update(process_workers=1, process_queue=1)
-    data["access"]["processes"] = {"point-lookup": {"grade": "internal"}, "hazard-exposure": {"anonymous_uploads": True}}
-    config = folder / "geoservice.yaml"
-    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    with running_server(settings, folder / "serve.log", served.collections, {"GEOSERVICE_CONFIG": str(config)}) as server:
+    def edit(data: dict) -> None:
+        data["server"].update(process_workers=1, process_queue=1)
+        data["access"]["processes"] = {"point-lookup": {"grade": "internal"},
+                                       "hazard-exposure": {"anonymous_uploads": True}}
+
+    with reconfigured_server(served, tmp_path_factory.mktemp("limited"), edit) as server:
         yield server
 
 

@@ -15,7 +15,7 @@ import shapely
 from pyproj import CRS
 
 from geoservice.conflicts import RuleSet, check
-from geoservice.queries.points import QueryError, input_crs, to_working
+from geoservice.queries.points import InputCrs, QueryError, input_crs, to_working
 from geoservice.settings import Settings
 
 MAX_VERTICES = 100_000
@@ -33,7 +33,7 @@ def project_geometry(settings: Settings, geometry: shapely.Geometry, crs: str | 
         raise QueryError(f"the project has more than {MAX_VERTICES} vertices")
     if not geometry.is_valid:
         raise QueryError(f"the project geometry is invalid: {shapely.is_valid_reason(geometry)}")
-    source = crs if isinstance(crs, CRS) else input_crs(settings, crs)
+    source = InputCrs(crs) if isinstance(crs, CRS) else input_crs(settings, crs)
     moved = to_working(settings, np.array([shapely.force_2d(geometry)]), source, "the project")[0]
     if not moved.is_valid or moved.area <= 0:
         raise QueryError("the project geometry has no area in the working CRS")

@@ -23,7 +23,8 @@ FILTER_LANGUAGES = ("cql2-text", "cql2-json")
 MAX_SORT_KEYS = 10
 
 
-def _integer(params: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+def integer_param(params: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    """A whole-number query parameter (`default` when absent); RequestError below `minimum` or not a number."""
     text = params.get(name)
     if text is None:
         return default
@@ -125,9 +126,9 @@ def selection_of(provider: GeoserviceProvider, params: Mapping[str, str]) -> Sel
 
 def page_request(provider: GeoserviceProvider, params: Mapping[str, str], default_limit: int, max_limit: int) -> PageRequest:
     """The whole items request; a limit above the maximum is lowered to it (Part 1 allows no error there)."""
-    limit = min(_integer(params, "limit", default_limit, 1), max_limit)
+    limit = min(integer_param(params, "limit", default_limit, 1), max_limit)
     return PageRequest(
         selection=selection_of(provider, params), crs=_crs(provider, params, "crs"), limit=limit,
-        offset=_integer(params, "offset", 0, 0), sort=_sortby(provider, params.get("sortby")),
+        offset=integer_param(params, "offset", 0, 0), sort=_sortby(provider, params.get("sortby")),
         properties=_properties(provider, params.get("properties")), skip_geometry=_skip_geometry(params.get("skipGeometry")),
     )

@@ -35,6 +35,7 @@ from geoservice.db.read import LayerVersion, layer_versions
 from geoservice.serve.caching import not_modified, validators, with_validators
 from geoservice.serve.catalog import BASEMAP, CATALOG, CONFLICTS, Collection
 from geoservice.serve.problems import ClientError, NotFoundError, problem
+from geoservice.serve.params import integer_param
 from geoservice.serve.provider import parse_interval
 from geoservice.serve.tile_links import REL_TILESETS
 from geoservice.settings import GRADES, Contact, Licence, Settings
@@ -294,19 +295,6 @@ def _in_interval(record: Record, interval: tuple[datetime | None, datetime | Non
     start, end = interval
     begin, finish = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in record.time)
     return (end is None or begin <= end) and (start is None or finish >= start)
-
-
-def _integer(params: dict[str, str], name: str, default: int, minimum: int) -> int:
-    text = params.get(name)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise ClientError(f"{name} must be an integer, not {text!r}") from exc
-    if value < minimum:
-        raise ClientError(f"{name} must be at least {minimum}")
-    return value
 
 
 def search(records: tuple[Record, ...], params: dict[str, str]) -> list[Record]:
@@ -647,8 +635,8 @@ class RecordEndpoints:
         async def build() -> Response:
             api_request, fmt = await self._asked(request, ("json", "html", "jsonld"))
             params = dict(request.query_params)
-            limit = min(_integer(params, "limit", self.default_limit, 1), self.max_limit)
-            offset = _integer(params, "offset", 0, 0)
+            limit = min(integer_param(params, "limit", self.default_limit, 1), self.max_limit)
+            offset = integer_param(params, "offset", 0, 0)
             found = search(request.state.view.records, params)
             if fmt == "jsonld":  # the whole (searched) catalogue: a portal harvests it in one document
                 return Response(orjson.dumps(self.writer.dcat_catalog(found)), media_type=JSONLD)

@@ -16,10 +16,11 @@ zoom, so neighbours' shared vertices land on the same grid point and keep their 
 per-feature simplification), repeated points go, and ST_AsMVTGeom quantises to the tile's 4096 grid. Features smaller
 than `server.tiles.min_area_px` of a rendered pixel (1/256 of the tile, squared) at that zoom are left out.
 
-Cells: where a coverage (the base map, a land-use or urban plan) has features smaller on average than a cell of
+Cells: where a filled collection (the base map, a plan, the projects, the conflicts) has more features than cells of
 `server.tiles.cell_px` pixels at a zoom, dropping the small ones would leave the map full of holes and keeping them
-makes tiles of megabytes. There the tile is a grid of cells instead: each cell takes the class codes of the feature
-under its centre (one GiST probe per cell), and the cells of a row with the same codes are one rectangle:
+makes tiles of megabytes. There the tile is a grid of cells instead: each cell takes the class codes (a conflict: its
+rule, severity and status) of a feature under its centre (one GiST probe per cell), and the cells of a row with the
+same properties are one rectangle:
 
     SELECT <codes>, ST_AsMVTGeom(<the run's rectangle>, <tile>, 4096, 0, false)
     FROM <runs of equal codes in a row of> <cell centres in the working CRS>, LATERAL (SELECT <codes> FROM …
@@ -69,9 +70,19 @@ class TileLayer:
     shift: tuple[float, float] = (0.0, 0.0)   # degrees from a GCJ-02 cell centre to WGS84 (the shift at the tile)
 
 
-def is_coverage(collection: Collection) -> bool:
-    """Whether the collection's features tile the ground without overlaps (the base map, a plan)."""
-    return collection.table == "basemap_patch" or collection.kind in ("land_use", "urban_plan")
+#: the properties a cell carries, by what the viewer draws a collection with: the class codes of the base map, the
+#: plans and the projects (filled by class), a conflict's rule, severity and review status (hatched, outlined by
+#: severity). The protection lines and districts are drawn as outlines, which cells would turn into a mesh: never cells.
+CONFLICT_CELL_FIELDS = ("rule_id", "severity", "status", "district_code")
+
+
+def cell_fields(collection: Collection) -> tuple[Field, ...]:
+    """The properties the collection's cells carry; none when it is never drawn as cells."""
+    if collection.table == "conflict":
+        return tuple(f for f in collection.fields if f.name in CONFLICT_CELL_FIELDS)
+    if collection.table == "basemap_patch" or collection.kind in ("land_use", "urban_plan", "construction"):
+        return tuple(f for f in collection.fields if f.name.endswith("code") and f.type == "string")
+    return ()
 
 
 def _cell_range(collection: Collection, grid: Grid, zoom: int, row: int, col: int, working_srid: int,
@@ -125,7 +136,7 @@ def tile_layer(collection: Collection, grid: Grid, zoom: int, row: int, col: int
     metres = grid.pixel_size(zoom) * _metres_per_unit(grid.srid, collection.extent, working_srid, grid.pixel_size(16))
     width = grid.tms.matrix(zoom).tileWidth
     cells = None
-    if tiles.cell_px and is_coverage(collection) and collection.feature_count:
+    if tiles.cell_px and cell_fields(collection) and collection.feature_count:
         ex0, ey0, ex1, ey1 = collection.extent
         if (ex1 - ex0) * (ey1 - ey0) / collection.feature_count < (tiles.cell_px * metres) ** 2:
             shift = _shift_at(collection, grid, zoom, row, col, working_srid, system) if system else (0.0, 0.0)
@@ -175,7 +186,7 @@ def _cells_sql(layer: TileLayer, srid: int, working_srid: int) -> sql.Composable
     """The layer as cells merged by class codes (see the module's docstring)."""
     collection = layer.collection
     side, first, last, top, bottom = layer.cells
-    codes = [f for f in collection.fields if f.name.endswith("code") and f.type == "string"]
+    codes = cell_fields(collection)
     named = sql.SQL(", ").join(sql.SQL("{} AS {}").format(f.value_sql(), sql.Identifier(f.name)) for f in codes)
     grouped = sql.SQL(", ").join(sql.Identifier(f.name) for f in codes)
     centre = sql.SQL("ST_SetSRID(ST_MakePoint(x0 + (i + 0.5) * step, y1 - (j + 0.5) * step), {})").format(
