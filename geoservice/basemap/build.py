@@ -87,6 +87,15 @@ def build_basemap(land: np.ndarray, plan: np.ndarray, districts: np.ndarray, lin
     """
     step("plan union")
     land_index, plan_index, pieces = overlay(land, plan, how="union", threads=threads)
+    return split_pieces(land_index, plan_index, pieces, districts, lines, sliver_area_m2, threads, step, max_vertices)
+
+
+def split_pieces(land_index: np.ndarray, plan_index: np.ndarray, pieces: np.ndarray, districts: np.ndarray,
+                 lines: dict[str, np.ndarray], sliver_area_m2: float, threads: int | None = None,
+                 step: Callable[[str], None] = lambda name: None, max_vertices: int | None = MAX_VERTICES) -> BaseMap:
+    """The base map's patches from plan-union pieces: split by district, slivers dropped, line overlaps measured. Each
+    piece's patches depend on that piece, the districts and the lines alone (a spatial tile runs this on the pieces it
+    owns)."""
     step("district split")
     piece_m2 = shapely.area(pieces)
     piece_index, district_index, pieces = split_by_zones(pieces, subdivide(districts, max_vertices, threads), threads)
