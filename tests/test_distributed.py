@@ -260,3 +260,90 @@ def test_a_tile_failing_for_good_fails_the_run_and_keeps_the_previous_one(city, 
 def test_a_scheduler_nobody_listens_on_is_a_clear_error(city) -> None:
     with pytest.raises(GeoserviceError, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         integrate(city, scheduler="tcp://127.0.0.1:9")
+
+
+# --- detection ------------------------------------------------------------------------------------------------------
+
+
+def conflicts(settings, run_id: int) -> dict[tuple, tuple]:
+    """(rule, feature A, feature B, district, difference) -> area, case, status, codes and geometry's WKB digest."""
+    rows = query(settings, "SELECT rule_id, feature_a, feature_b, district_code, details->>'difference', area_m2, "
+                           "case_id, status, code_a, code_b, district_name, details::text, md5(ST_AsBinary(geom)) "
+                           "FROM geoservice.conflict WHERE run_id = %s", run_id)
+    out = {tuple(row[:5]): tuple(row[5:]) for row in rows}
+    assert len(out) == len(rows)
+    return out
+
+
+def assert_same_conflicts(settings, want, got, linked: bool = True) -> dict[tuple, tuple]:
+    expected, found = conflicts(settings, want.run_id), conflicts(settings, got.run_id)
+    assert found.keys() == expected.keys()
+    for key, (area, *rest, digest) in expected.items():
+        got_area, *got_rest, got_digest = found[key]
+        assert got_area == pytest.approx(area, rel=RTOL), key
+        assert (got_rest if linked else got_rest[2:]) == (rest if linked else rest[2:]), key
+        assert got_digest == digest, key
+    assert {k: v["count"] for k, v in got.by_rule.items()} == {k: v["count"] for k, v in want.by_rule.items()}
+    for a, b in zip(got.by_rule_district, want.by_rule_district, strict=True):
+        assert (a["rule"], a["district"], a["count"]) == (b["rule"], b["district"], b["count"])
+        assert a["ha"] == pytest.approx(b["ha"], abs=1e-4)
+    assert got.layer_versions == want.layer_versions and got.plan_differences_from == want.plan_differences_from
+    return expected
+
+
+def test_demo_conflicts_on_dask_equal_in_process(demo, scheduler) -> None:
+    from geoservice.review import detect
+
+    want = detect(demo)
+    got = detect(demo, scheduler=scheduler)
+    assert current_run(demo, "detection") == got.run_id and got.distributed["worker_threads"] == 2
+    expected = assert_same_conflicts(demo, want, got)
+    assert len({key[0] for key in expected}) >= 8 and len(expected) > 2000  # (nearly) every rule found conflicts
+
+
+@pytest.mark.parametrize("basemap", [True, False], ids=["plan differences from the base map", "plans overlaid"])
+def test_city_conflicts_on_tiny_tiles_equal_in_process(city, scheduler, basemap) -> None:
+    from geoservice.conflicts import detect
+    from geoservice.conflicts.tiled import detect_tiled
+    from geoservice.review.cases import link_run
+
+    want = detect(city, link=link_run, basemap=basemap)
+    tiles = _tiles_of(city, target=12)
+    got = detect_tiled(city, scheduler, link=link_run, basemap=basemap, tiles=tiles)
+    assert (got.plan_differences_from is not None) == basemap
+    expected = assert_same_conflicts(city, want, got)
+    assert len(expected) > 500
+    boxes = np.array(query(city, "SELECT ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom) "
+                                 "FROM geoservice.conflict WHERE run_id = %s", got.run_id))
+    assert (_tiles_met(tiles, boxes) > 1).mean() > 0.3  # many conflicts cross a tile edge
+
+
+def test_a_detection_tile_failing_for_good_keeps_the_previous_run(city, scheduler) -> None:
+    from distributed import Client
+
+    from geoservice.review import detect
+
+    want = current_run(city, "detection")
+
+    def sabotage() -> None:
+        from geoservice.conflicts import tiled
+
+        work = tiled.detect_tile
+
+        def detect_tile(cur, settings, run_id, tile, *args):
+            result = work(cur, settings, run_id, tile, *args)  # its rows are sent, then it fails: they are rolled back
+            if tile.index == 0:
+                raise RuntimeError("network cable cut")
+            return result
+
+        tiled.detect_tile = detect_tile
+
+    with Client(scheduler) as client:
+        client.run(sabotage)
+        try:
+            with pytest.raises(GeoserviceError, match=r"detect: tile 0 .*failed after 3 attempts"):
+                detect(city, scheduler=scheduler)
+        finally:
+            client.restart()
+    assert current_run(city, "detection") == want
+    assert query(city, "SELECT count(*) FROM geoservice.detection_run WHERE finished_at IS NULL")[0][0] == 0

@@ -19,7 +19,6 @@ from functools import partial
 import numpy as np
 import psycopg2.extensions
 import shapely
-from psycopg2 import sql
 
 from geoservice.basemap.build import DIFFERENCE_CLASSES, difference_classes, split_pieces
 from geoservice.basemap.store import (
@@ -29,8 +28,8 @@ from geoservice.compute import dask_run
 from geoservice.compute.tiles import Tile, kd_tiles, owned
 from geoservice.db import bulk, partitions, transaction
 from geoservice.db.layers import feature_envelopes, read_tile_features
-from geoservice.db.read import LayerVersion, active_versions, qualified
-from geoservice.db.tiles import forget_tiles, recorded_tiles
+from geoservice.db.read import LayerVersion, active_versions
+from geoservice.db.tiles import discard_run, forget_tiles, recorded_tiles
 from geoservice.errors import GeoserviceError
 from geoservice.overlay import overlay
 from geoservice.progress import Reporter, SilentReporter
@@ -131,18 +130,10 @@ def integrate_tiled(settings: Settings, scheduler: str, reporter: Reporter | Non
                 cur.execute("UPDATE geoservice.integration_run SET is_current = true, finished_at = now(), summary = %s "
                             "WHERE id = %s", (json.dumps(summary.as_dict()), run_id))
         except BaseException:
-            discard_run(settings, "integration_run", PARENT, STAGE, run_id)
+            with transaction(settings) as conn, conn.cursor() as cur:
+                discard_run(cur, "integration_run", partitions.partition_table(PARENT, run_id), STAGE, run_id)
             raise
     return summary
-
-
-def discard_run(settings: Settings, run_table: str, parent: str, stage: str, run_id: int) -> None:
-    """Remove what a failed distributed run left: its unattached table, its tiles' records and its run row."""
-    with transaction(settings) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(partitions.partition_table(parent, run_id)))
-        forget_tiles(cur, stage, run_id)
-        cur.execute(sql.SQL("DELETE FROM {} WHERE id = %s AND NOT is_current").format(qualified(run_table)),
-                    (run_id,))
 
 
 def _summary(run_id: int, versions: dict, results: list[dict], started: float, timings: dict[str, float],

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 
 import psycopg2.extensions
+from psycopg2 import sql
+
+from geoservice.db.read import qualified
 
 #: advisory lock namespace of the tiles (two attempts at one tile never write at once)
 LOCK_CLASS = 0x7417
@@ -35,3 +38,11 @@ def recorded_tiles(cur: psycopg2.extensions.cursor, stage: str, run_id: int) -> 
 
 def forget_tiles(cur: psycopg2.extensions.cursor, stage: str, run_id: int) -> None:
     cur.execute("DELETE FROM geoservice.run_tile WHERE stage = %s AND run_id = %s", (stage, run_id))
+
+
+def discard_run(cur: psycopg2.extensions.cursor, run_table: str, partition: sql.Composable, stage: str,
+                run_id: int) -> None:
+    """Remove what a failed distributed run left: its unattached table, its tiles' records and its run row."""
+    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(partition))
+    forget_tiles(cur, stage, run_id)
+    cur.execute(sql.SQL("DELETE FROM {} WHERE id = %s AND NOT is_current").format(qualified(run_table)), (run_id,))
