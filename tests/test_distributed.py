@@ -347,3 +347,30 @@ def test_a_detection_tile_failing_for_good_keeps_the_previous_run(city, schedule
             client.restart()
     assert current_run(city, "detection") == want
     assert query(city, "SELECT count(*) FROM geoservice.detection_run WHERE finished_at IS NULL")[0][0] == 0
+
+
+# --- the command line -----------------------------------------------------------------------------------------------
+
+
+def test_the_command_line_runs_on_a_local_cluster_with_progress(demo) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GEOSERVICE_DATABASE_URL": demo.database.url, "COLUMNS": "200"}
+    env.pop("GEOSERVICE_SCHEDULER", None)
+    before = current_run(demo)
+    result = subprocess.run([sys.executable, "-m", "geoservice", "integrate", "--scheduler", "local:2"], env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert current_run(demo) != before
+    assert "Dask dashboard: http://" in result.stderr and "slowest tiles: tile " in result.stderr, result.stderr
+    assert "on Dask (local:2): " in result.stdout and "tiles on 2 worker threads" in result.stdout, result.stdout
+    result = subprocess.run([sys.executable, "-m", "geoservice", "detect", "--scheduler", "local:0"], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0 and "local:N needs a number of worker processes N ≥ 1" in result.stderr, result.stderr
+    env["GEOSERVICE_SCHEDULER"] = "nonsense"
+    result = subprocess.run([sys.executable, "-m", "geoservice", "detect"], env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode != 0, result.stderr
+    assert "environment variable GEOSERVICE_SCHEDULER: compute.scheduler: 'nonsense' is neither local:N nor a " \
+           "scheduler address" in result.stderr, result.stderr
