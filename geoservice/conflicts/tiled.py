@@ -195,6 +195,7 @@ def detect_tiled(settings: Settings, scheduler: str, rule_ids: list[str] | None 
                            (list(catalog.layers), selected, halos, district, from_basemap))
             results = dask_run.run_tiles(cluster, task, tiles, settings.compute.retries, reporter, "detect")
             timings["tiles"] = round(time.perf_counter() - clock, 3)
+            timings["tile seconds (sum)"] = round(sum(r["seconds"] for r in results), 3)
             with transaction(settings) as conn, conn.cursor() as cur:
                 done = recorded_tiles(cur, STAGE, run_id)
                 if done != [tile.index for tile in tiles]:
