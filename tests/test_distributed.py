@@ -59,6 +59,40 @@ def test_a_piece_is_owned_by_the_tile_of_its_lower_left_corner() -> None:
         check_cover(tiles[:-1] + [Tile(5, 0, 0, 10, 10)])
 
 
+class FakeClient:
+    """What check_workers asks of a Dask client, with workers answering `identities`."""
+
+    def __init__(self, identities):
+        self.identities = identities
+
+    def wait_for_workers(self, n, timeout):
+        if not self.identities:
+            raise TimeoutError
+
+    def run(self, fn):
+        if isinstance(self.identities, Exception):
+            raise self.identities
+        return self.identities
+
+    def nthreads(self):
+        return {worker: 2 for worker in self.identities}
+
+
+def test_workers_must_run_this_geoservice_on_this_geos() -> None:
+    from geoservice.compute.dask_run import check_workers, identity
+
+    mine = identity()
+    assert check_workers(FakeClient({"tcp://a:1": mine, "tcp://b:1": mine}), "tcp://s:8786") == 4
+    other = {**mine, "code": "0123456789abcdef"}
+    with pytest.raises(GeoserviceError, match=r"Dask worker tcp://b:1 runs another geoservice: code 0123456789abcdef "
+                                              rf"\(here {mine['code']}\)"):
+        check_workers(FakeClient({"tcp://a:1": mine, "tcp://b:1": other}), "tcp://s:8786")
+    with pytest.raises(GeoserviceError, match=r"cannot run geoservice \(ModuleNotFoundError"):
+        check_workers(FakeClient(ModuleNotFoundError("No module named 'geoservice'")), "tcp://s:8786")
+    with pytest.raises(GeoserviceError, match=r"no Dask worker joined the scheduler at tcp://s:8786 within 1 s"):
+        check_workers(FakeClient({}), "tcp://s:8786", wait_seconds=1)
+
+
 # --- against the in-process runs ----------------------------------------------------------------------------------
 
 
