@@ -235,6 +235,12 @@ def test_a_worker_killed_mid_run_leaves_the_same_base_map(city, scheduler, tmp_p
         def integrate_tile(cur, settings, run_id, tile, *args):
             result = work(cur, settings, run_id, tile, *args)
             if tile.index == 3 and once(marks[0]):
+                from geoservice.db import transaction
+
+                with transaction(settings) as conn, conn.cursor() as other:  # what readers see mid-run
+                    other.execute("SELECT id FROM geoservice.integration_run WHERE is_current")
+                    with open(marks[0], "w") as mark:
+                        mark.write(str(other.fetchone()[0]))
                 os.kill(os.getpid(), signal.SIGKILL)
             return result
 
@@ -253,6 +259,8 @@ def test_a_worker_killed_mid_run_leaves_the_same_base_map(city, scheduler, tmp_p
         finally:
             client.restart()
     assert all(os.path.exists(mark) for mark in marks)
+    with open(marks[0]) as mark:
+        assert int(mark.read()) == want_run  # mid-run, readers were served the previous run
     assert_same_patches(city, want_run, summary.run_id)
 
 
