@@ -4,8 +4,9 @@ The client picks the layer versions, cuts the extent into KD tiles balanced by f
 run's table and submits one task per tile; it never reads a geometry. A task (`integrate_tile`) reads from PostGIS the
 plan features whose box meets its tile and, for their differences, every feature of the other plan meeting one of
 those — whole, not clipped —, overlays them with the in-process code, keeps the plan-union pieces whose reference
-point (`compute.tiles`) it owns, splits those by district, measures the lines (districts and lines read around the
-pieces it keeps) and COPYs the patches into the run's table. When every tile has committed, the client attaches the
+point (`compute.tiles`) it owns, splits those by district, measures the lines (the districts cut into parts and each
+line kind dissolved and cut as in process, once per worker process: `worker_cache`) and COPYs the patches into the
+run's table. When every tile has committed, the client attaches the
 table and makes the run current in one transaction, as the in-process path does.
 """
 
@@ -18,16 +19,15 @@ from functools import partial
 
 import numpy as np
 import psycopg2.extensions
-import shapely
 
-from geoservice.basemap.build import DIFFERENCE_CLASSES, difference_classes, split_pieces
+from geoservice.basemap.build import DIFFERENCE_CLASSES, difference_classes, dissolved_parts, split_pieces
 from geoservice.basemap.store import (
-    COPY_BATCH, COPY_COLUMNS, LINE_COLUMNS, PARENT, Inputs, IntegrationSummary, _pick_inputs, copy_rows,
+    COPY_BATCH, COPY_COLUMNS, PARENT, Inputs, IntegrationSummary, _pick_inputs, copy_rows,
 )
 from geoservice.compute import dask_run
 from geoservice.compute.tiles import Tile, kd_tiles, owned
 from geoservice.db import bulk, partitions, transaction
-from geoservice.db.layers import feature_envelopes, read_tile_features
+from geoservice.db.layers import feature_envelopes, read_features, read_tile_features
 from geoservice.db.read import LayerVersion, active_versions
 from geoservice.db.tiles import discard_run, forget_tiles, recorded_tiles
 from geoservice.errors import GeoserviceError
@@ -53,15 +53,17 @@ def integrate_tile(cur: psycopg2.extensions.cursor, settings: Settings, run_id: 
                "by_difference": {}}
     if len(pieces) == 0:
         return summary
-    reach = tuple(float(v) for v in shapely.total_bounds(pieces))
-    districts = read_tile_features(cur, district_layer, reach, srid) if district_layer else None
-    lines = {kind: [read_tile_features(cur, layer, reach, srid) for layer in found]
-             for kind, found in line_layers.items() if found}
-    base = split_pieces(land_index, plan_index, pieces,
-                        districts.geometries if districts is not None else np.empty(0, dtype=object),
-                        {kind: np.concatenate([f.geometries for f in found]) for kind, found in lines.items()},
-                        settings.integration.sliver_area_m2, threads, max_vertices=settings.integration.subdivide_vertices)
-    inputs = Inputs(land, plan, districts, lines, {})
+    cut = settings.integration.subdivide_vertices
+    where = settings.database.url  # version ids are a database's own
+    districts, zones = dask_run.whole_districts(cur, where, district_layer, cut, threads)
+    lines = {kind: dask_run.worker_cache(
+        (where, "dissolved", tuple(layer.version_id for layer in found), cut),
+        lambda found=found: dissolved_parts(np.concatenate([read_features(cur, layer).geometries for layer in found]),
+                                            cut, threads))
+        for kind, found in line_layers.items() if found}
+    base = split_pieces(land_index, plan_index, pieces, zones, lines, settings.integration.sliver_area_m2, threads,
+                        max_vertices=cut)
+    inputs = Inputs(land, plan, districts, {}, {})
     differences = difference_classes(land.codes, base.land_index, plan.codes, base.plan_index,
                                      settings.construction_codes)
     table = partitions.partition_table(PARENT, run_id)

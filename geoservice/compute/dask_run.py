@@ -12,26 +12,35 @@ import hashlib
 import os
 import platform
 import socket
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
+import numpy as np
+import psycopg2.extensions
 import shapely
 
 import geoservice
 from geoservice.compute.tiles import Tile
 from geoservice.db import transaction
 from geoservice.db.connection import database_url, redact
+from geoservice.db.layers import FeatureArrays, read_features
+from geoservice.db.read import LayerVersion
 from geoservice.db.tiles import lock_tile, record_tile, tile_record
 from geoservice.errors import GeoserviceError
+from geoservice.overlay import Parts, subdivide
 from geoservice.progress import Reporter
 from geoservice.settings import Settings
 
 #: slowest tiles named at the end of a run
 SLOWEST = 3
+T = TypeVar("T")
 
 
 @cache
@@ -56,6 +65,39 @@ def worker_settings(settings: Settings) -> Settings:
     database = settings.database.model_copy(update={"url": database_url(settings)})
     integration = settings.integration.model_copy(update={"threads": settings.compute.task_threads})
     return settings.model_copy(update={"database": database, "integration": integration})
+
+
+#: what a worker process keeps between its tasks (`worker_cache`): at most this many values
+CACHE_ENTRIES = 8
+_cache: OrderedDict[Hashable, object] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def worker_cache(key: Hashable, make: Callable[[], T]) -> T:
+    """`make()`, kept in this process under `key` for the next tasks (the few least recently used dropped): for what
+    every tile of a run needs whole and the same — the districts cut into parts, the dissolved protection lines —, read
+    and cut once per worker instead of once per tile. Keys must name immutable data: the database and layer version ids (ids are a database's own), parameters."""
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]  # type: ignore[return-value]
+        value = make()
+        _cache[key] = value
+        while len(_cache) > CACHE_ENTRIES:
+            _cache.popitem(last=False)
+        return value
+
+
+def whole_districts(cur: psycopg2.extensions.cursor, database: str, layer: LayerVersion | None, cut: int | None,
+                    threads: int | None) -> tuple[FeatureArrays | None, Parts | np.ndarray]:
+    """The district layer's features and their parts (none without a district layer): read and cut once per worker
+    process, as the in-process run cuts them once — the same parts, so the same patches."""
+    if layer is None:
+        return None, np.empty(0, dtype=object)
+    districts = worker_cache((database, "features", layer.version_id), lambda: read_features(cur, layer))
+    zones = worker_cache((database, "parts", layer.version_id, cut),
+                       lambda: subdivide(districts.geometries, cut, threads))
+    return districts, zones
 
 
 @dataclass

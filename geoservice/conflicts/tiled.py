@@ -4,8 +4,8 @@ The client resolves the layer versions and rules, cuts the extent into KD tiles 
 the run's table and submits one task per tile. A task (`detect_tile`) reads the features whose box meets its tile —
 whole, not clipped — and, for a container of `must_be_within` (whose differences need every container feature
 meeting a subject feature), the container's features meeting the tile's subject features; it runs the in-process
-rule code (`evaluate_rule`), keeps the raw conflict pieces whose reference point it owns (`compute.tiles`), reads the
-districts around them and finishes them as in process (minimum area, district split, slivers); plan differences taken
+rule code (`evaluate_rule`), keeps the raw conflict pieces whose reference point it owns (`compute.tiles`) and
+finishes them as in process with the districts (read and cut once per worker process) (minimum area, district split, slivers); plan differences taken
 from the base map are its patches owned by the tile. It COPYs the conflicts into the run's table. When every tile has
 committed, the client links the conflicts to their review cases (from the rows' identities, no geometry), writes the
 case ids onto the rows, attaches the table and makes the run current, in one transaction.
@@ -20,7 +20,6 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import psycopg2.extensions
-import shapely
 from psycopg2 import sql
 
 from geoservice.compute import dask_run
@@ -119,12 +118,10 @@ def detect_tile(cur: psycopg2.extensions.cursor, settings: Settings, run_id: int
         seconds[rule.id] = seconds.get(rule.id, 0.0) + time.perf_counter() - started
     pieces = [found.pieces for _, found in raw] + [p[4].geometries for p in from_patches]
     everything = np.concatenate(pieces) if pieces else np.empty(0, dtype=object)
-    districts = None
-    if district_layer is not None and len(everything):
-        reach = tuple(float(v) for v in shapely.total_bounds(everything))
-        districts = read_tile_features(cur, district_layer, reach, srid)
-    zones = (catalog.subdivided.parts(districts, np.arange(len(districts))) if districts is not None
-             else np.empty(0, dtype=object))
+    districts, zones = None, np.empty(0, dtype=object)
+    if district_layer is not None and len(everything):  # read and cut once per worker process, as in process
+        cut = settings.integration.subdivide_vertices
+        districts, zones = dask_run.whole_districts(cur, settings.database.url, district_layer, cut, settings.integration.threads)
     results = []
     for rule, found in raw:
         started = time.perf_counter()
