@@ -207,12 +207,27 @@ def test_a_grid_with_an_empty_tile_and_features_across_many_tiles(city, schedule
     assert rows == []  # the tiles' records are gone once the run is attached
 
 
+def sabotaged(scheduler: str, sabotage) -> None:
+    """Run `sabotage` in every worker process (it replaces some of geoservice's functions there). The client is closed
+    before the run: two clients in one process can trip over each other's event loops when a worker dies."""
+    from distributed import Client
+
+    with Client(scheduler) as client:
+        client.run(sabotage)
+
+
+def restart(scheduler: str) -> None:
+    """Fresh worker processes (the sabotage gone)."""
+    from distributed import Client
+
+    with Client(scheduler) as client:
+        client.restart()
+
+
 def test_a_worker_killed_mid_run_leaves_the_same_base_map(city, scheduler, tmp_path) -> None:
     """One worker dies after sending a tile's rows, before their commit; another after committing a tile, before
     reporting it: the tiles are run again (the first from scratch, the second finding its committed rows), and the base
     map is the in-process one, no patch missing or doubled."""
-    from distributed import Client
-
     want_run = current_run(city)
     tiles = _tiles_of(city, target=200)
     marks = [str(tmp_path / "killed-before-commit"), str(tmp_path / "killed-after-commit")]
@@ -252,12 +267,11 @@ def test_a_worker_killed_mid_run_leaves_the_same_base_map(city, scheduler, tmp_p
 
         tiled.integrate_tile, dask_run.tile_task = integrate_tile, tile_task
 
-    with Client(scheduler) as client:
-        client.run(sabotage)
-        try:
-            summary = integrate_tiled(city, scheduler, tiles=tiles)
-        finally:
-            client.restart()
+    sabotaged(scheduler, sabotage)
+    try:
+        summary = integrate_tiled(city, scheduler, tiles=tiles)
+    finally:
+        restart(scheduler)
     assert all(os.path.exists(mark) for mark in marks)
     with open(marks[0]) as mark:
         assert int(mark.read()) == want_run  # mid-run, readers were served the previous run
@@ -265,8 +279,6 @@ def test_a_worker_killed_mid_run_leaves_the_same_base_map(city, scheduler, tmp_p
 
 
 def test_a_tile_failing_for_good_fails_the_run_and_keeps_the_previous_one(city, scheduler) -> None:
-    from distributed import Client
-
     want_run = current_run(city)
     runs_before = query(city, "SELECT count(*) FROM geoservice.integration_run")[0][0]
 
@@ -282,14 +294,13 @@ def test_a_tile_failing_for_good_fails_the_run_and_keeps_the_previous_one(city, 
 
         tiled.integrate_tile = integrate_tile
 
-    with Client(scheduler) as client:
-        client.run(sabotage)
-        try:
-            with pytest.raises(GeoserviceError, match=r"integrate: tile 1 \[.*failed after 3 attempts "
-                                                      r"\(RuntimeError: disk on fire\)"):
-                integrate_tiled(city, scheduler, tiles=_tiles_of(city, target=400))
-        finally:
-            client.restart()
+    sabotaged(scheduler, sabotage)
+    try:
+        with pytest.raises(GeoserviceError, match=r"integrate: tile 1 \[.*failed after 3 attempts "
+                                                  r"\(RuntimeError: disk on fire\)"):
+            integrate_tiled(city, scheduler, tiles=_tiles_of(city, target=400))
+    finally:
+        restart(scheduler)
     assert current_run(city) == want_run
     assert query(city, "SELECT count(*) FROM geoservice.integration_run")[0][0] == runs_before
     assert query(city, "SELECT count(*) FROM geoservice.run_tile")[0][0] == 0
@@ -361,11 +372,9 @@ def test_city_conflicts_on_tiny_tiles_equal_in_process(city, scheduler, basemap)
 
 
 def test_a_detection_tile_failing_for_good_keeps_the_previous_run(city, scheduler) -> None:
-    from distributed import Client
-
     from geoservice.review import detect
 
-    want = current_run(city, "detection")
+    want = detect(city).run_id  # in process
 
     def sabotage() -> None:
         from geoservice.conflicts import tiled
@@ -380,13 +389,12 @@ def test_a_detection_tile_failing_for_good_keeps_the_previous_run(city, schedule
 
         tiled.detect_tile = detect_tile
 
-    with Client(scheduler) as client:
-        client.run(sabotage)
-        try:
-            with pytest.raises(GeoserviceError, match=r"detect: tile 0 .*failed after 3 attempts"):
-                detect(city, scheduler=scheduler)
-        finally:
-            client.restart()
+    sabotaged(scheduler, sabotage)
+    try:
+        with pytest.raises(GeoserviceError, match=r"detect: tile 0 .*failed after 3 attempts"):
+            detect(city, scheduler=scheduler)
+    finally:
+        restart(scheduler)
     assert current_run(city, "detection") == want
     assert query(city, "SELECT count(*) FROM geoservice.detection_run WHERE finished_at IS NULL")[0][0] == 0
 
