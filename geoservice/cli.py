@@ -189,27 +189,48 @@ def layers_activate(ctx: click.Context, name: str, version: int) -> None:
     click.echo(f"{name}: version {version} is active")
 
 
+SCHEDULER_HELP = ("Run as spatial tiles on this Dask scheduler (tcp://host:8786), or local:N for N worker processes "
+                  "here (default: compute.scheduler, GEOSERVICE_SCHEDULER; none: in this process).")
+
+
+def _scheduler(settings: Settings, value: str | None) -> str | None:
+    """The --scheduler option, checked as the setting is."""
+    if value is None:
+        return None
+    from pydantic import ValidationError
+
+    from geoservice.settings import ComputeSettings
+    try:
+        return ComputeSettings(scheduler=value).scheduler
+    except ValidationError as exc:
+        raise click.BadParameter(exc.errors()[0]["msg"].removeprefix("Value error, "), param_hint="--scheduler") from None
+
+
 @cli.command("integrate")
+@click.option("--scheduler", help=SCHEDULER_HELP)
 @output_format()
 @click.pass_context
-def integrate_command(ctx: click.Context, output_format: str) -> None:
+def integrate_command(ctx: click.Context, scheduler: str | None, output_format: str) -> None:
     """Build the base map (一张图) from the active plan layers."""
     from geoservice import basemap
     settings = settings_of(ctx)
+    scheduler = _scheduler(settings, scheduler)
     db.up(settings, _echo)
-    summary = basemap.integrate(settings, RichReporter())
+    summary = basemap.integrate(settings, RichReporter(), scheduler)
     emit(output_format, machine.integration_output, show_integration, summary)
 
 
 @cli.command("detect")
 @click.option("--rule", "rule_ids", multiple=True, help="Only this rule (repeatable); default: every enabled rule.")
+@click.option("--scheduler", help=SCHEDULER_HELP)
 @output_format()
 @click.pass_context
-def detect_command(ctx: click.Context, rule_ids: tuple[str, ...], output_format: str) -> None:
+def detect_command(ctx: click.Context, rule_ids: tuple[str, ...], scheduler: str | None, output_format: str) -> None:
     """Detect conflicts with the rules in config/rules.yaml; store a new detection run."""
     settings = settings_of(ctx)
+    scheduler = _scheduler(settings, scheduler)
     db.up(settings, _echo)
-    summary = review.detect(settings, list(rule_ids) or None, RichReporter())
+    summary = review.detect(settings, list(rule_ids) or None, RichReporter(), scheduler=scheduler)
     emit(output_format, machine.detection_output, show_detection, summary)
 
 

@@ -15,6 +15,8 @@ true areas in the working CRS (a lon/lat raster's cells shrink northwards), from
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -150,7 +152,7 @@ def zonal_sums(path: Path, geometries: np.ndarray, working_crs: str, band: int =
         tree = shapely.STRtree(shapes)
         full = rasterio.windows.Window(0, 0, dataset.width, dataset.height)
         bounds = shapely.total_bounds(shapes)
-        area = rasterio.windows.from_bounds(*bounds, transform=dataset.transform).round_offsets().round_lengths()
+        area = covering_window(rasterio.windows.from_bounds(*bounds, transform=dataset.transform))
         try:
             area = area.intersection(full)
         except rasterio.errors.WindowError:
@@ -162,6 +164,15 @@ def zonal_sums(path: Path, geometries: np.ndarray, working_crs: str, band: int =
                 _accumulate(dataset, band, window, tree, above, sums, to_working)
         _fill_small(dataset, band, shapes, above, sums, to_working)
     return sums
+
+
+def covering_window(window: rasterio.windows.Window) -> rasterio.windows.Window:
+    """The whole cells a fractional window touches (offsets floored, ends ceiled): rounding offsets and lengths to the
+    nearest cell can drop the last row or column, whose cell centres may lie in a polygon at the edge of the box —
+    so a polygon's statistic would depend on which other polygons were measured with it."""
+    col0, row0 = math.floor(window.col_off), math.floor(window.row_off)
+    col1, row1 = math.ceil(window.col_off + window.width), math.ceil(window.row_off + window.height)
+    return rasterio.windows.Window(col0, row0, col1 - col0, row1 - row0)
 
 
 def _to_working(raster_crs: CRS | None, working_crs: str) -> Transformer | None:

@@ -30,6 +30,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "GEOSERVICE_HOST": "server.host",
     "GEOSERVICE_PORT": "server.port",
     "GEOSERVICE_MAX_UPLOAD_MB": "server.max_upload_mb",
+    "GEOSERVICE_SCHEDULER": "compute.scheduler",
 }
 
 
@@ -75,6 +76,30 @@ class IntegrationSettings(_Strict):
     inside_share: float = Field(0.5, gt=0, le=1)
     threads: int | None = Field(None, ge=1)
     subdivide_vertices: int | None = Field(256, ge=8)
+
+
+class ComputeSettings(_Strict):
+    """Where `integrate` and `detect` run their geometry work: in this process (no scheduler), or as spatial tiles on
+    Dask distributed (a scheduler's address, or `local:N` for a LocalCluster of N worker processes here)."""
+
+    scheduler: str | None = None
+    tile_features: int = Field(20_000, ge=1)   # features per tile (weighted by vertices) the KD split aims at
+    min_tiles_per_worker: int = Field(2, ge=1)  # at least this many tiles per worker thread
+    task_threads: int = Field(1, ge=1)          # overlay threads inside one tile task
+    retries: int = Field(2, ge=0)               # a failed tile task is tried again this many times
+
+    @field_validator("scheduler")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if value.startswith("local:"):
+            count = value.removeprefix("local:")
+            if not count.isdigit() or int(count) < 1:
+                raise ValueError(f"{value!r}: local:N needs a number of worker processes N ≥ 1")
+        elif "://" not in value and ":" not in value:
+            raise ValueError(f"{value!r} is neither local:N nor a scheduler address (tcp://host:8786 or host:8786)")
+        return value
 
 
 class RasterSettings(_Strict):
@@ -256,6 +281,7 @@ class Settings(_Strict):
     database: DatabaseSettings = DatabaseSettings()
     paths: PathSettings = PathSettings()
     integration: IntegrationSettings = IntegrationSettings()
+    compute: ComputeSettings = ComputeSettings()
     rasters: dict[str, RasterSettings] = Field(default_factory=dict)
     server: ServerSettings = ServerSettings()
     access: AccessSettings = AccessSettings()

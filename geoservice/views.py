@@ -81,6 +81,14 @@ def show_integration(summary: IntegrationSummary) -> None:
     console.print(f"slivers dropped: {summary.slivers_dropped} ({summary.slivers_area_m2:,.1f} m²); "
                   f"{summary.seconds:.1f} s ({', '.join(f'{k} {v:.2f}s' for k, v in summary.timings.items())})",
                   markup=False, highlight=False)
+    _show_distributed(console, summary.distributed)
+
+
+def _show_distributed(console: Console, distributed: dict | None) -> None:
+    if distributed:
+        console.print(f"on Dask ({distributed['scheduler']}): {distributed['tiles']} tiles on "
+                      f"{distributed['worker_threads']} worker threads, {distributed['features_read']:,} features read",
+                      markup=False, highlight=False)
 
 
 def show_detection(summary: DetectionSummary) -> None:
@@ -100,6 +108,7 @@ def show_detection(summary: DetectionSummary) -> None:
         by_district.add_row(str(row["rule"]), str(row["district"]), str(row["count"]), f"{row['ha']:,.2f}")
     console.print(by_district)
     console.print(f"{summary.seconds:.1f} s", markup=False, highlight=False)
+    _show_distributed(console, summary.distributed)
 
 
 NUMERIC_COLUMNS = {"count", "patches", "ha", "district ha", "planned ha", "sum ha", "union ha", "% of district"}

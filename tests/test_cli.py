@@ -80,8 +80,10 @@ README_COMMANDS: list[tuple[str, list[tuple[list[str], str]]]] = [
     ("`geoservice layers activate NAME VERSION`", [(["layers", "activate", "landuse", "1"], "landuse: version 1 is active")]),
     ("`geoservice diff LAYER V1 V2 [--export PATH.gpkg]`", [
         (["diff", "landuse", "1", "2", "--format", "json", "--export", "{tmp}/changes.gpkg"], "changed features written to")]),
-    ("`geoservice integrate`", [(["integrate"], "patches")]),
-    ("`geoservice detect [--rule ID …]`", [
+    ("`geoservice integrate [--scheduler ADDRESS\\|local:N]`", [
+        (["integrate", "--scheduler", "local:1"], "on Dask (local:1): "), (["integrate"], "patches")]),
+    ("`geoservice detect [--rule ID …] [--scheduler ADDRESS\\|local:N]`", [
+        (["detect", "--rule", "projects_in_red_line", "--scheduler", "local:1"], "on Dask (local:1): "),
         (["detect", "--rule", "projects_in_red_line", "--rule", "planned_construction_in_red_line"], "projects_in_red_line")]),
     ("`geoservice lookup X Y [--crs CRS]`", [(["lookup", "118.09", "24.47", "--crs", "EPSG:4490"], "思明区")]),
     ("`geoservice check FILE [--crs CRS] [--code 0701]`", [

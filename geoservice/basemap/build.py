@@ -54,9 +54,14 @@ def overlap_area(pieces: np.ndarray | Parts, zones: np.ndarray, threads: int | N
     """
     if feature_count(pieces) == 0 or len(zones) == 0:
         return np.zeros(feature_count(pieces))
+    return intersection_areas(pieces, dissolved_parts(zones, max_vertices, threads), threads)
+
+
+def dissolved_parts(zones: np.ndarray, max_vertices: int | None = MAX_VERTICES, threads: int | None = None) -> Parts:
+    """The union of `zones` as polygons subdivided into parts of at most `max_vertices` vertices."""
     dissolved = shapely.get_parts(shapely.union_all(zones))
     dissolved = dissolved[shapely.area(dissolved) > 0]
-    return intersection_areas(pieces, subdivide(dissolved, max_vertices, threads), threads)
+    return subdivide(dissolved, max_vertices, threads)
 
 
 @dataclass
@@ -87,9 +92,20 @@ def build_basemap(land: np.ndarray, plan: np.ndarray, districts: np.ndarray, lin
     """
     step("plan union")
     land_index, plan_index, pieces = overlay(land, plan, how="union", threads=threads)
+    return split_pieces(land_index, plan_index, pieces, districts, lines, sliver_area_m2, threads, step, max_vertices)
+
+
+def split_pieces(land_index: np.ndarray, plan_index: np.ndarray, pieces: np.ndarray, districts: np.ndarray | Parts,
+                 lines: dict[str, np.ndarray | Parts], sliver_area_m2: float, threads: int | None = None,
+                 step: Callable[[str], None] = lambda name: None, max_vertices: int | None = MAX_VERTICES) -> BaseMap:
+    """The base map's patches from plan-union pieces: split by district, slivers dropped, line overlaps measured. Each
+    piece's patches depend on that piece, the districts and the lines alone (a spatial tile runs this on the pieces it
+    owns). `districts` may come subdivided and each line dissolved and subdivided (`Parts`, `dissolved_parts`: cut
+    once for many tiles)."""
     step("district split")
     piece_m2 = shapely.area(pieces)
-    piece_index, district_index, pieces = split_by_zones(pieces, subdivide(districts, max_vertices, threads), threads)
+    zones = districts if isinstance(districts, Parts) else subdivide(districts, max_vertices, threads)
+    piece_index, district_index, pieces = split_by_zones(pieces, zones, threads)
     land_index, plan_index, piece_m2 = land_index[piece_index], plan_index[piece_index], piece_m2[piece_index]
     areas = shapely.area(pieces)
     sliver = areas < sliver_area_m2
@@ -101,6 +117,8 @@ def build_basemap(land: np.ndarray, plan: np.ndarray, districts: np.ndarray, lin
     line_m2 = {}
     for name, line in lines.items():
         step(f"overlap with {name}")
-        line_m2[name] = np.minimum(overlap_area(patches, line, threads, max_vertices), areas)
+        measured = (intersection_areas(patches, line, threads) if isinstance(line, Parts)
+                    else overlap_area(patches, line, threads, max_vertices))
+        line_m2[name] = np.minimum(measured, areas)
     return BaseMap(land_index, plan_index, district_index, pieces, areas, piece_m2, line_m2, int(sliver.sum()),
                    sliver_total)

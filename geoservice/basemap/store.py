@@ -40,9 +40,10 @@ class IntegrationSummary:
     by_difference: dict[str, dict[str, float]]
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    distributed: dict[str, object] | None = None  # where a distributed run ran: scheduler, worker threads, tiles
 
     def as_dict(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items() if k != "run_id"}
+        return {k: v for k, v in self.__dict__.items() if k != "run_id" and (k != "distributed" or v is not None)}
 
 
 @dataclass
@@ -103,8 +104,16 @@ def copy_rows(run_id: int, inputs: Inputs, base: BaseMap, differences: np.ndarra
     ], count)
 
 
-def integrate(settings: Settings, reporter: Reporter | None = None) -> IntegrationSummary:
-    """Build and store a new base map; readers see the previous one until this one is committed."""
+def integrate(settings: Settings, reporter: Reporter | None = None, scheduler: str | None = None) -> IntegrationSummary:
+    """Build and store a new base map; readers see the previous one until this one is committed.
+
+    With a Dask scheduler (`scheduler`, else `compute.scheduler`: an address, or `local:N`) the work runs as spatial
+    tiles on its workers (`basemap.tiled`); without one, here.
+    """
+    scheduler = scheduler or settings.compute.scheduler
+    if scheduler:
+        from geoservice.basemap.tiled import integrate_tiled
+        return integrate_tiled(settings, scheduler, reporter)
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
     timings: dict[str, float] = {}

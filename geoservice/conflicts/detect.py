@@ -65,9 +65,10 @@ class DetectionSummary:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     plan_differences_from: int | None = None  # the integration run whose patches gave the plan differences
+    distributed: dict[str, object] | None = None  # where a distributed run ran: scheduler, worker threads, tiles
 
     def as_dict(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items() if k != "run_id"}
+        return {k: v for k, v in self.__dict__.items() if k != "run_id" and (k != "distributed" or v is not None)}
 
 
 class LayerCatalog:
@@ -294,10 +295,19 @@ Link = Callable[[psycopg2.extensions.cursor, int, list[str], pd.DataFrame], tupl
 
 
 def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Reporter | None = None,
-           rules: RuleSet | None = None, link: Link | None = None, basemap: bool = True) -> DetectionSummary:
+           rules: RuleSet | None = None, link: Link | None = None, basemap: bool = True,
+           scheduler: str | None = None) -> DetectionSummary:
     """Run the rules against the active layers; store a new current detection run with its conflicts, each with its
     review case and status when `link` (review's case linking: `review.detect`) is given; `basemap=False` overlays the
-    plans for the plan differences even when the current base map has them."""
+    plans for the plan differences even when the current base map has them.
+
+    With a Dask scheduler (`scheduler`, else `compute.scheduler`) the rules run as spatial tiles on its workers
+    (`conflicts.tiled`); without one, here.
+    """
+    scheduler = scheduler or settings.compute.scheduler
+    if scheduler:
+        from geoservice.conflicts.tiled import detect_tiled
+        return detect_tiled(settings, scheduler, rule_ids, reporter, rules, link, basemap)
     reporter = reporter or SilentReporter()
     started = time.perf_counter()
     rules = rules or load_rules(settings.path(settings.paths.rules))

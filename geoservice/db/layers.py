@@ -111,3 +111,44 @@ def read_features(cur: psycopg2.extensions.cursor, layer: LayerVersion,
         (layer.version_id, *(envelope or ())))
     return FeatureArrays(layer.name, table["id"].to_numpy().astype(np.int64), texts(table, "class_code"),
                          texts(table, "name"), texts(table, "source_id"), geometries)
+
+
+def feature_envelopes(cur: psycopg2.extensions.cursor, layers: list[LayerVersion]) -> tuple[np.ndarray, np.ndarray]:
+    """(bounds (n, 4), vertex counts) of the features of `layers`: what a spatial partition balances, no geometry."""
+    if cur.connection.encoding != "UTF8":
+        cur.connection.set_client_encoding("UTF8")
+    out = io.BytesIO()
+    cur.copy_expert(cur.mogrify(
+        "COPY (SELECT ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b), ST_NPoints(geom) "
+        "FROM (SELECT geom, geom::box2d AS b FROM geoservice.feature WHERE version_id = ANY(%s)) f) TO STDOUT (FORMAT csv)",
+        ([layer.version_id for layer in layers],)).decode(), out)
+    out.seek(0)
+    if not out.getbuffer().nbytes:
+        return np.empty((0, 4)), np.empty(0)
+    table = pa_csv.read_csv(out, read_options=pa_csv.ReadOptions(column_names=["x0", "y0", "x1", "y1", "n"]))
+    bounds = np.column_stack([table[c].to_numpy().astype(np.float64) for c in ("x0", "y0", "x1", "y1")])
+    return bounds, table["n"].to_numpy().astype(np.float64)
+
+
+def read_tile_features(cur: psycopg2.extensions.cursor, layer: LayerVersion, box: tuple[float, float, float, float],
+                       srid: int, halo_of: list[LayerVersion] = ()) -> FeatureArrays:
+    """The features of a layer version whose box meets `box`, and those whose box meets the box of a feature of one of
+    `halo_of` that meets `box` (the partners a feature of the tile needs for its differences), by id.
+
+    Box tests are PostGIS's `&&` (boxes rounded outwards: a few more features, never fewer).
+    """
+    envelope = (*box, srid)
+    query = ["SELECT id FROM geoservice.feature WHERE version_id = %s AND geom && ST_MakeEnvelope(%s, %s, %s, %s, %s)"]
+    params: list[object] = [layer.version_id, *envelope]
+    for other in halo_of:
+        query.append("SELECT f.id FROM geoservice.feature o JOIN geoservice.feature f ON f.geom && o.geom "
+                     "WHERE o.version_id = %s AND o.geom && ST_MakeEnvelope(%s, %s, %s, %s, %s) AND f.version_id = %s")
+        params += [other.version_id, *envelope, layer.version_id]
+    cur.execute(" UNION ".join(query), params)
+    ids = sorted(row[0] for row in cur.fetchall())
+    table, geometries = read_with_geometry(
+        cur, {"id": pa.int64(), "class_code": pa.string(), "name": pa.string(), "source_id": pa.string()},
+        sql.SQL("FROM {} WHERE version_id = %s AND id = ANY(%s) ORDER BY id").format(qualified("feature")),
+        (layer.version_id, ids))
+    return FeatureArrays(layer.name, table["id"].to_numpy().astype(np.int64), texts(table, "class_code"),
+                         texts(table, "name"), texts(table, "source_id"), geometries)

@@ -26,6 +26,9 @@ class PatchArrays:
     def __len__(self) -> int:
         return len(self.geometries)
 
+    def take(self, index: np.ndarray) -> PatchArrays:
+        return PatchArrays(self.land_ids[index], self.plan_ids[index], self.district_codes[index], self.geometries[index])
+
 
 def usable_run(cur: psycopg2.extensions.cursor, versions: dict[str, int], sliver_area_m2: float) -> int | None:
     """The current integration run when it was built from exactly these layer versions (name -> version id; others it
@@ -43,13 +46,14 @@ def usable_run(cur: psycopg2.extensions.cursor, versions: dict[str, int], sliver
 
 
 def read_plan_patches(cur: psycopg2.extensions.cursor, run_id: int, land_codes: list[str], plan_codes: list[str],
-                      min_piece_m2: float) -> PatchArrays:
+                      min_piece_m2: float, envelope: tuple[float, float, float, float, int] | None = None) -> PatchArrays:
     """The patches of run `run_id` with one of `land_codes` and one of `plan_codes`, cut from a land-use × urban-plan
-    piece of at least `min_piece_m2`, by id."""
+    piece of at least `min_piece_m2` (and whose box meets `envelope` (xmin, ymin, xmax, ymax, srid)), by id."""
+    box = " AND geom && ST_MakeEnvelope(%s, %s, %s, %s, %s)" if envelope else ""
     table, geometries = read_with_geometry(
         cur, {"land_feature_id": pa.int64(), "plan_feature_id": pa.int64(), "district_code": pa.string()},
-        sql.SQL("FROM {} WHERE run_id = %s AND land_code = ANY(%s) AND plan_code = ANY(%s) AND piece_m2 >= %s "
-                "ORDER BY id").format(qualified("basemap_patch")),
-        (run_id, land_codes, plan_codes, min_piece_m2))
+        sql.SQL("FROM {} WHERE run_id = %s AND land_code = ANY(%s) AND plan_code = ANY(%s) AND piece_m2 >= %s"
+                + box + " ORDER BY id").format(qualified("basemap_patch")),
+        (run_id, land_codes, plan_codes, min_piece_m2, *(envelope or ())))
     return PatchArrays(table["land_feature_id"].to_numpy().astype(np.int64),
                        table["plan_feature_id"].to_numpy().astype(np.int64), texts(table, "district_code"), geometries)

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 
 def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Reporter | None = None,
-           rules: RuleSet | None = None) -> DetectionSummary:
+           rules: RuleSet | None = None, scheduler: str | None = None) -> DetectionSummary:
     """Detect and link: cases carried across runs keep their status and history."""
     from geoservice import conflicts  # the geometry stack only when a detection runs
 
-    return conflicts.detect(settings, rule_ids, reporter, rules, link=link_run)
+    return conflicts.detect(settings, rule_ids, reporter, rules, link=link_run, scheduler=scheduler)

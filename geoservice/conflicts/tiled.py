@@ -1,0 +1,264 @@
+"""`geoservice detect --scheduler …`: the rules evaluated as spatial tiles on Dask distributed.
+
+The client resolves the layer versions and rules, cuts the extent into KD tiles (over the plans' features), creates
+the run's table and submits one task per tile. A task (`detect_tile`) reads the features whose box meets its tile —
+whole, not clipped — and, for a container of `must_be_within` (whose differences need every container feature
+meeting a subject feature), the container's features meeting the tile's subject features; it runs the in-process
+rule code (`evaluate_rule`), keeps the raw conflict pieces whose reference point it owns (`compute.tiles`) and
+finishes them as in process with the districts (read and cut once per worker process) (minimum area, district split, slivers); plan differences taken
+from the base map are its patches owned by the tile. It COPYs the conflicts into the run's table. When every tile has
+committed, the client links the conflicts to their review cases (from the rows' identities, no geometry), writes the
+case ids onto the rows, attaches the table and makes the run current, in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import psycopg2.extensions
+from psycopg2 import sql
+
+from geoservice.compute import dask_run
+from geoservice.compute.tiles import Tile, kd_tiles, owned
+from geoservice.conflicts import evaluate
+from geoservice.conflicts.detect import (
+    COPY_COLUMNS, IDENTITY_COLUMNS, PARENT, DetectionSummary, LayerCatalog, Link, RuleResult, copy_rows,
+    evaluate_rule, finish,
+)
+from geoservice.conflicts.evaluate import Subdivided
+from geoservice.conflicts.rules import LinesOverlap, MustBeWithin, PlanDifference, Rule, RuleSet, load_rules
+from geoservice.db import bulk, partitions, transaction
+from geoservice.db.layers import FeatureArrays, feature_envelopes, read_tile_features
+from geoservice.db.patches import read_plan_patches
+from geoservice.db.read import LayerVersion, current_run
+from geoservice.db.tiles import discard_run, forget_tiles, recorded_tiles
+from geoservice.errors import GeoserviceError
+from geoservice.progress import Reporter, SilentReporter
+from geoservice.settings import Settings
+
+STAGE = "detection"
+
+
+class TileCatalog(LayerCatalog):
+    """The layers as one tile sees them: each read once, the features whose box meets the tile, plus (`halos`: layer
+    name -> the names of layers whose tile features it must be read around) the features meeting those."""
+
+    def __init__(self, cur: psycopg2.extensions.cursor, settings: Settings, layers: list[LayerVersion], tile: Tile,
+                 halos: dict[str, list[str]]) -> None:
+        self.cur, self.settings, self.layers, self.tile, self.halos = cur, settings, layers, tile, halos
+        self.use_basemap, self._basemap, self.envelope = False, [None], None
+        self.cache: dict[str, FeatureArrays] = {}
+        self.subdivided = Subdivided(settings.integration.subdivide_vertices, settings.integration.threads)
+
+    def features(self, name_or_kind: str, where: str) -> FeatureArrays:
+        layer = self.resolve(name_or_kind, where)
+        if layer.name not in self.cache:
+            around = [self.resolve(name, where) for name in self.halos.get(layer.name, ())]
+            self.cache[layer.name] = read_tile_features(self.cur, layer, self.tile.box(), self.settings.working_srid,
+                                                        around)
+        return self.cache[layer.name]
+
+
+def rule_layers(rule: Rule, catalog: LayerCatalog) -> list[str]:
+    """The names of the layers a rule reads (the subject first)."""
+    where = f"rule {rule.id}"
+    settings = catalog.settings.integration
+
+    def plan(kind: str) -> str:
+        return catalog.resolve({"land_use": settings.land_use_layer, "urban_plan": settings.urban_plan_layer}[kind]
+                               or kind, where).name
+
+    if isinstance(rule, PlanDifference):
+        return [plan("land_use"), plan("urban_plan")]
+    if isinstance(rule, LinesOverlap):
+        return [catalog.resolve(name, where).name for name in rule.layers]
+    subject = plan(rule.subject.plan) if rule.subject.plan else catalog.resolve(rule.subject.layer, where).name
+    other = getattr(rule, "constraint", None) or getattr(rule, "container", None)
+    return [subject, *([catalog.resolve(other, where).name] if other else [])]
+
+
+def halos_of(rules: list[Rule], catalog: LayerCatalog) -> dict[str, list[str]]:
+    """Container layer -> subject layers: a subject feature's part outside the container needs every container feature
+    meeting it, also those whose box misses the tile."""
+    halos: dict[str, set[str]] = {}
+    for rule in rules:
+        if isinstance(rule, MustBeWithin):
+            subject, container = rule_layers(rule, catalog)
+            halos.setdefault(container, set()).add(subject)
+    return {name: sorted(found) for name, found in halos.items()}
+
+
+def detect_tile(cur: psycopg2.extensions.cursor, settings: Settings, run_id: int, tile: Tile,
+                layers: list[LayerVersion], rules: list[Rule], halos: dict[str, list[str]],
+                district_layer: LayerVersion | None, basemap_run: int | None) -> dict:
+    """Evaluate the rules on one tile and COPY the conflicts it owns; what it did, for the run's summary."""
+    catalog = TileCatalog(cur, settings, layers, tile, halos)
+    srid, box = settings.working_srid, tile.box()
+    raw: list[tuple[Rule, evaluate.Found]] = []
+    from_patches: list[tuple[Rule, str, FeatureArrays, FeatureArrays, object]] = []
+    seconds: dict[str, float] = {}
+    for rule in rules:
+        started = time.perf_counter()
+        where = f"rule {rule.id}"
+        if isinstance(rule, PlanDifference) and basemap_run is not None:
+            land, plan = catalog.plan("land_use", where), catalog.plan("urban_plan", where)
+            for difference in rule.classes:
+                mask_land, mask_plan = evaluate.difference_masks(land, plan, difference, settings.construction_codes)
+                codes = [sorted(set(layer.codes[mask].tolist()) - {None})
+                         for layer, mask in ((land, mask_land), (plan, mask_plan))]
+                patches = read_plan_patches(cur, basemap_run, *codes, rule.min_area_m2, (*box, srid))
+                from_patches.append((rule, difference, land, plan, patches.take(owned(tile, patches.geometries))))
+        else:
+            for found in evaluate_rule(rule, catalog, settings):
+                raw.append((rule, found.take(owned(tile, found.pieces))))
+        seconds[rule.id] = seconds.get(rule.id, 0.0) + time.perf_counter() - started
+    pieces = [found.pieces for _, found in raw] + [p[4].geometries for p in from_patches]
+    everything = np.concatenate(pieces) if pieces else np.empty(0, dtype=object)
+    districts, zones = None, np.empty(0, dtype=object)
+    if district_layer is not None and len(everything):  # read and cut once per worker process, as in process
+        cut = settings.integration.subdivide_vertices
+        districts, zones = dask_run.whole_districts(cur, settings.database.url, district_layer, cut, settings.integration.threads)
+    results = []
+    for rule, found in raw:
+        started = time.perf_counter()
+        split, district_index = finish(found, rule, zones, settings)
+        results.append(RuleResult(rule, split, district_index, 0.0))
+        seconds[rule.id] += time.perf_counter() - started
+    for rule, difference, land, plan, patches in from_patches:
+        codes = districts.source_ids if districts is not None else np.empty(0, dtype=object)
+        found, district_index = evaluate.plan_difference_of_patches(land, plan, patches, difference, codes)
+        results.append(RuleResult(rule, found, district_index, 0.0))
+    rows = sum(len(r.found) for r in results)
+    if rows:
+        table = partitions.partition_table(PARENT, run_id)
+        with bulk.BinaryCopyWriter(cur, table, COPY_COLUMNS) as writer:
+            for result in results:
+                writer.put(partial(copy_rows, run_id, result, districts, srid, None))
+    return {"features": sum(len(f) for f in catalog.cache.values()), "rows": rows,
+            "rule_seconds": {k: round(v, 3) for k, v in seconds.items()}}
+
+
+def detect_tiled(settings: Settings, scheduler: str, rule_ids: list[str] | None = None,
+                 reporter: Reporter | None = None, rules: RuleSet | None = None, link: Link | None = None,
+                 basemap: bool = True, tiles: list[Tile] | None = None) -> DetectionSummary:
+    """Detect as tiles on the Dask scheduler `scheduler` and store a new current detection run (as `detect`); `tiles`
+    forces the partition (tests). Readers see the previous run until every tile succeeded."""
+    reporter = reporter or SilentReporter()
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    rules = rules or load_rules(settings.path(settings.paths.rules))
+    selected = rules.selected(rule_ids)
+    with transaction(settings) as conn, conn.cursor() as cur:
+        catalog = LayerCatalog(cur, settings, basemap=basemap)
+        names = {name for rule in selected for name in rule_layers(rule, catalog)}
+        district = catalog.district_layer()
+        if district is not None:
+            names.add(district.name)
+        by_name = {layer.name: layer for layer in catalog.layers}
+        versions = {name: {"version": by_name[name].version, "id": by_name[name].version_id} for name in sorted(names)}
+        halos = halos_of(selected, catalog)
+        from_basemap = (catalog.basemap_run("plan differences")
+                        if any(isinstance(rule, PlanDifference) for rule in selected) else None)
+        integration = current_run(cur, "integration")
+        planned = [catalog.resolve(settings.integration.land_use_layer or "land_use", "tiles"),
+                   catalog.resolve(settings.integration.urban_plan_layer or "urban_plan", "tiles")]
+    with dask_run.connect(scheduler) as cluster:
+        timings["connect"] = round(time.perf_counter() - started, 3)
+        clock = time.perf_counter()
+        if tiles is None:
+            with transaction(settings) as conn, conn.cursor() as cur:
+                bounds, vertices = feature_envelopes(cur, planned)
+            target = settings.compute.tile_features
+            if len(bounds):
+                target = min(target, max(1.0, len(bounds) / (cluster.threads * settings.compute.min_tiles_per_worker)))
+            tiles = kd_tiles(bounds, vertices, target)
+        timings["partition"] = round(time.perf_counter() - clock, 3)
+        with transaction(settings) as conn, conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO geoservice.detection_run (integration_run_id, layer_versions, rules_checksum, rules) "
+                "VALUES (%s, %s, %s, %s) RETURNING id",
+                (integration.id if integration else None, json.dumps(versions), rules.checksum,
+                 json.dumps([rule.model_dump(mode="json") for rule in selected], ensure_ascii=False)))
+            run_id = cur.fetchone()[0]
+            partitions.create_partition_table(cur, PARENT, run_id)
+        table = partitions.partition_table(PARENT, run_id)
+        try:
+            clock = time.perf_counter()
+            task = partial(dask_run.tile_task, detect_tile, dask_run.worker_settings(settings), STAGE, run_id,
+                           (list(catalog.layers), selected, halos, district, from_basemap))
+            results = dask_run.run_tiles(cluster, task, tiles, settings.compute.retries, reporter, "detect")
+            timings["tiles"] = round(time.perf_counter() - clock, 3)
+            timings["tile seconds (sum)"] = round(sum(r["seconds"] for r in results), 3)
+            with transaction(settings) as conn, conn.cursor() as cur:
+                done = recorded_tiles(cur, STAGE, run_id)
+                if done != [tile.index for tile in tiles]:
+                    raise GeoserviceError(f"detection run {run_id}: {len(tiles) - len(done)} of {len(tiles)} tiles "
+                                          "have no committed rows")
+                if link is not None:
+                    clock = time.perf_counter()
+                    link_rows(cur, link, table, run_id, [rule.id for rule in selected])
+                    timings["review cases"] = round(time.perf_counter() - clock, 3)
+                clock = time.perf_counter()
+                partitions.attach_partition(cur, PARENT, "run_id", run_id, ("run_id", "id"),
+                                            {"geom": "USING gist (geom)", "rule": "(run_id, rule_id)"})
+                timings["index"] = round(time.perf_counter() - clock, 3)
+                forget_tiles(cur, STAGE, run_id)
+                by_rule, cells = summarize_table(cur, table, selected, results)
+                seconds = time.perf_counter() - started
+                stored = sum(r["rows"] for r in results)
+                reporter.line(bulk.stored_line(stored, "conflicts", {
+                    **({"review cases": timings["review cases"]} if link else {}), "tiles": timings["tiles"],
+                    "indexes": timings["index"]}, seconds))
+                summary = DetectionSummary(
+                    run_id, rules.checksum, versions, by_rule, cells, round(seconds, 3), timings, from_basemap,
+                    {**dask_run.describe(scheduler, cluster), "tiles": len(tiles),
+                     "features_read": sum(r["features"] for r in results)})
+                cur.execute("UPDATE geoservice.detection_run SET is_current = false WHERE is_current")
+                cur.execute("UPDATE geoservice.detection_run SET is_current = true, finished_at = now(), summary = %s "
+                            "WHERE id = %s", (json.dumps(summary.as_dict(), ensure_ascii=False), run_id))
+        except BaseException:
+            with transaction(settings) as conn, conn.cursor() as cur:
+                discard_run(cur, "detection_run", table, STAGE, run_id)
+            raise
+    return summary
+
+
+def link_rows(cur: psycopg2.extensions.cursor, link: Link, table: sql.Composable, run_id: int,
+              rule_ids: list[str]) -> None:
+    """Link the stored conflicts to their review cases (their identities read back, no geometry) and write each row's
+    case id and status — the rows were stored by the tiles before the cases existed."""
+    cur.execute(sql.SQL("SELECT id, {} FROM {} ORDER BY id").format(
+        sql.SQL(", ").join(map(sql.Identifier, IDENTITY_COLUMNS)), table))
+    rows = cur.fetchall()
+    frame = pd.DataFrame(rows, columns=["id", *IDENTITY_COLUMNS], dtype=object)
+    frame["feature_b"] = pd.array(frame["feature_b"].tolist(), dtype="Int64")
+    case_ids, statuses = link(cur, run_id, rule_ids, frame.drop(columns=["id"]))
+    if not len(rows):
+        return
+    cur.execute("CREATE TEMP TABLE linked_row (id bigint, case_id bigint, status text) ON COMMIT DROP")
+    with bulk.BinaryCopyWriter(cur, sql.Identifier("linked_row"), ("id", "case_id", "status")) as writer:
+        ids = np.asarray(frame["id"].tolist(), np.int64)
+        writer.put(bulk.binary_rows([bulk.int_field(ids, len(ids)), bulk.int_field(np.asarray(case_ids, np.int64), len(ids)),
+                                     bulk.text_binary_field(np.asarray(statuses, dtype=object), len(ids))], len(ids)))
+    cur.execute(sql.SQL("UPDATE {} t SET case_id = l.case_id, status = l.status FROM linked_row l WHERE t.id = l.id")
+                .format(table))
+
+
+def summarize_table(cur: psycopg2.extensions.cursor, table: sql.Composable, rules: list[Rule],
+                    results: list[dict]) -> tuple[dict[str, dict[str, object]], list[dict[str, object]]]:
+    """Count, area (ha) and seconds (summed over the tiles) by rule; count and area by rule × district."""
+    cur.execute(sql.SQL("SELECT rule_id, coalesce(district_name, '(no district)'), count(*), sum(area_m2) FROM {} "
+                        "GROUP BY 1, 2 ORDER BY 1, 2").format(table))
+    cells = cur.fetchall()
+    by_rule: dict[str, dict[str, object]] = {}
+    for rule in rules:
+        found = [c for c in cells if c[0] == rule.id]
+        by_rule[rule.id] = {"title_zh": rule.title_zh, "title_en": rule.title_en, "severity": rule.severity,
+                            "count": sum(c[2] for c in found), "ha": round(sum(c[3] for c in found) / 1e4, 4),
+                            "seconds": round(sum(r["rule_seconds"].get(rule.id, 0.0) for r in results), 3)}
+    return by_rule, [{"rule": rule, "district": district, "count": count, "ha": round(m2 / 1e4, 4)}
+                     for rule, district, count, m2 in cells]
