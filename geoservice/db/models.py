@@ -304,6 +304,20 @@ class ConflictCaseEvent(Base):
     case: Mapped[ConflictCase] = relationship(back_populates="events")
 
 
+class RunTile(Base):
+    """A finished tile of a distributed run (integrate or detect on Dask), committed with its rows; a run's records
+    go when it is attached or fails."""
+
+    __tablename__ = "run_tile"
+    __table_args__ = _schema()
+
+    stage: Mapped[str] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tile: Mapped[int] = mapped_column(primary_key=True)
+    summary: Mapped[dict[str, Any]]
+    finished_at: Mapped[datetime] = _now()
+
+
 def use_working_srid(srid: int) -> None:
     """Declare every geometry column in `srid` (the working CRS's EPSG code)."""
     for table in Base.metadata.tables.values():
