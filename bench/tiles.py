@@ -169,6 +169,14 @@ def pygeoapi_tile_providers(settings: Settings, table: str) -> list[dict[str, ob
     return [feature_provider(settings, table), tiles]
 
 
+def end_abandoned_queries(settings: Settings) -> None:
+    """End the tile queries pygeoapi left running in PostgreSQL after its clients gave up on them (they would go on
+    for minutes, with parallel workers, after the benchmark)."""
+    with closing(connect_url(settings.database.url)) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND state = 'active' AND pid <> pg_backend_pid()")
+
+
 # -- the viewer --------------------------------------------------------------------------------------------------------
 
 def draw_seconds(browser: Browser, url: str) -> float:
@@ -192,7 +200,8 @@ def viewer_draw_times(server_url: str, cache: Path) -> dict[str, float]:
     for name in ("cold", "warm"):
         if name == "cold":
             shutil.rmtree(cache, ignore_errors=True)
-        with tempfile.TemporaryDirectory() as profile, Browser(Path(profile), width=1400, height=860) as browser:
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile, \
+                Browser(Path(profile), width=1400, height=860) as browser:
             times[name] = draw_seconds(browser, f"{server_url}/map")
     return times
 
@@ -268,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             with pygeoapi_server(settings, "basemap", pygeoapi_tile_providers(settings, table), workdir) as url:
                 template = url + "/collections/basemap/tiles/WebMercatorQuad/{z}/{y}/{x}?f=mvt"
                 passes.append(Pass("pygeoapi", "first", template, tiles, args.seconds, timeout=args.pygeoapi_timeout))
+            end_abandoned_queries(settings)
         report(passes, city, drawn, args)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
