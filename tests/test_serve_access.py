@@ -8,7 +8,7 @@ import json
 import pytest
 import requests
 
-from servers import TOKENS, Server, bearer
+from servers import TOKENS, Server
 from sql_helpers import active, query
 
 PUBLIC = {"districts", "basemap"}
