@@ -15,6 +15,7 @@ from pathlib import Path
 
 import mapbox_vector_tile
 import morecantile
+import numpy as np
 import pytest
 import requests
 import shapely
@@ -26,6 +27,7 @@ from geoservice.serve.spatial import transform
 from geoservice.serve.live import LiveCatalog
 from geoservice.serve.tile_cache import TileCache, TileKey
 from geoservice.serve.tile_seed import seed_tiles
+from geoservice.serve.tile_sql import AFFINE_TOLERANCE, EXTENT, tile_affine
 from geoservice.serve.tiles import MVT, TileEndpoints, cache_root
 from geoservice.serve.tms import GRIDS
 from geoservice.serve.viewer import shown_at_start
@@ -119,10 +121,11 @@ def test_a_tile_holds_the_items_of_its_area(served_tiles: Server, grid_id: str) 
     assert ids <= set(items(2 * margin)) and len(ids) > 10
 
 
-@pytest.mark.parametrize("zoom", [11, 14])
+@pytest.mark.parametrize("zoom", [11, 14, 16])
 def test_generalised_patches_leave_no_gaps(served_tiles: Server, zoom: int) -> None:
     """The base map's patches drawn in a tile cover what the stored patches cover there: snapping and quantising keep
-    neighbours' common edges (a gap would be area lost), only patches below the zoom's smallest area go."""
+    neighbours' common edges (a gap would be area lost), only patches below the zoom's smallest area go; from z14 the
+    patches are carried by the tile's affine map, and cover what PostGIS's exact transformation covers."""
     _, lon, lat = _inside(served_tiles.settings, "geoservice.basemap_patch", "area_m2 < 20000")
     tile = _tile_of("WebMercatorQuad", lon, lat, zoom)
     layer = _decoded(served_tiles.get(_path("/collections/basemap", "WebMercatorQuad", tile), as_=None))["basemap"]
@@ -137,6 +140,26 @@ def test_generalised_patches_leave_no_gaps(served_tiles: Server, zoom: int) -> N
         [f["id"] for f in layer["features"]], tile.z, tile.x, tile.y)[0]
     assert drawn_share == pytest.approx(stored_share - dropped_share, abs=2e-4)
     assert drawn_share > 0.5
+
+
+@pytest.mark.parametrize("grid_id", GRID_IDS)
+def test_the_affine_map_of_a_tile_stays_within_half_a_unit_of_proj(grid_id: str) -> None:
+    """Around a z14 or z16 tile of the city the fitted affine map is within AFFINE_TOLERANCE of an MVT unit of PROJ
+    at random points of its box (not only where it was fitted); at z8 it is not, and none is offered."""
+    grid, rng = GRIDS[grid_id], np.random.default_rng(7)
+    for zoom in (14, 16):
+        tile = _tile_of(grid_id, 118.1, 24.5, zoom)
+        near = tile_affine(grid_id, zoom, tile.y, tile.x, 4548)
+        assert near is not None
+        x0, y0, x1, y1 = near.box
+        points = np.column_stack([rng.uniform(x0, x1, 500), rng.uniform(y0, y1, 500)])
+        a, b, d, e, xoff, yoff = near.matrix
+        mapped = np.column_stack([a * points[:, 0] + b * points[:, 1] + xoff, d * points[:, 0] + e * points[:, 1] + yoff])
+        exact = shapely.get_coordinates(transform(shapely.points(points), 4548, grid.srid))
+        xmin, _, xmax, _ = grid.bounds(zoom, tile.y, tile.x)
+        assert np.abs(mapped - exact).max() <= AFFINE_TOLERANCE * (xmax - xmin) / EXTENT
+    low = _tile_of(grid_id, 118.1, 24.5, 8)
+    assert tile_affine(grid_id, 8, low.y, low.x, 4548) is None
 
 
 @pytest.mark.parametrize("grid_id", GRID_IDS)
@@ -390,14 +413,14 @@ def test_a_cache_that_cannot_write_still_serves(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def tuned(demo_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
     """A server over the session's demo database with tile settings of its own: the base map from zoom 12, a cache
-    of 10 KB in a folder of its own."""
+    of 10 KB in a folder of its own, the properties of filled collections averaging less than 64-pixel squares slimmed."""
     folder = tmp_path_factory.mktemp("tuned")
     output = folder / "output"
     (folder / "config").mkdir()
     (folder / "config" / "geoservice.yaml").write_text(
         f"paths: {{layers: {ROOT / 'layers'}, rules: {ROOT / 'config' / 'rules.yaml'}, "
         f"classification: {ROOT / 'config' / 'classification'}, output: {output}}}\n"
-        "server:\n  tiles: {min_zoom: {basemap: 12}, cache_mb: 0.01}\n", encoding="utf-8")
+        "server:\n  tiles: {min_zoom: {basemap: 12}, cache_mb: 0.01, detail_px: 64}\n", encoding="utf-8")
     env = {"GEOSERVICE_CONFIG": str(folder / "config" / "geoservice.yaml")}
     with running_server(demo_settings, folder / "serve.log", {}, env) as server:
         yield server, output / "tiles"
@@ -422,3 +445,21 @@ def test_min_zoom_and_the_cache_cap_over_http(tuned: tuple[Server, Path]) -> Non
             served.append(len(server.get(_path("/collections/basemap", "WebMercatorQuad", tile), as_=None).content))
     assert sum(size for size in served if size <= cap) > cap  # more than the cache holds
     assert 0 < sum(p.stat().st_size for p in cache.rglob("*.mvt")) <= cap
+
+
+@pytest.mark.http  # a server of its own
+def test_a_dense_collection_carries_its_id_and_what_it_is_drawn_by(tuned: tuple[Server, Path]) -> None:
+    """Where the base map's patches average less than squares of `detail_px` (64) pixels — at z14 on the demo — its
+    tile carries each patch's id and class codes only; at z20 every property, as the items."""
+    server, _ = tuned
+    patch, lon, lat = _inside(server.settings, "geoservice.basemap_patch",
+                              "run_id = (SELECT id FROM geoservice.integration_run WHERE is_current)")
+    dense = _decoded(server.get(_path("/collections/basemap", "WebMercatorQuad", _tile_of("WebMercatorQuad", lon, lat)),
+                                as_=None))["basemap"]
+    assert all(f.get("id") for f in dense["features"])
+    assert {key for f in dense["features"] for key in f["properties"]} == {"land_code", "plan_code", "district_code"}
+    close = _tile_of("WebMercatorQuad", lon, lat, 20)
+    found = _feature_at(_decoded(server.get(_path("/collections/basemap", "WebMercatorQuad", close), as_=None))["basemap"],
+                        "WebMercatorQuad", close, lon, lat)
+    assert found["id"] == patch
+    _same_properties(found["properties"], server.get(f"/collections/basemap/items/{patch}", as_=None).json()["properties"])

@@ -2,7 +2,7 @@
 
     WITH tile AS (SELECT ST_TileEnvelope(z [+ 1], col, row, <the grid's square>) AS envelope)
     SELECT coalesce((SELECT ST_AsMVT(t, 'basemap', 4096, 'geom', 'id') FROM (
-             SELECT id, ST_AsMVTGeom(ST_Transform(ST_SnapToGrid(geom, <unit>), <grid SRID>), envelope, 4096, 64) AS geom,
+             SELECT id, ST_AsMVTGeom(<geom carried into the grid's CRS>, envelope, 4096, 64) AS geom,
                     <the properties: columns, and the layer attributes masked as in items as one jsonb>
              FROM geoservice.basemap_patch, tile
              WHERE run_id = k AND geom && <the tile in the working CRS> AND area_m2 >= <min area>) t), '')
@@ -11,10 +11,21 @@
 The stored geometry stays in the working CRS: the tile (plus the MVT buffer) is carried into it exactly — clipped to
 the collection's region, densified, transformed (serve/spatial.py) — so the GiST index on `geom` answers the `&&`.
 
-Generalisation: each geometry is snapped in the working CRS to a grid of one MVT unit (1/4096 of the tile) at that
-zoom, so neighbours' shared vertices land on the same grid point and keep their common edges (no gaps, unlike a
-per-feature simplification), repeated points go, and ST_AsMVTGeom quantises to the tile's 4096 grid. Features smaller
-than `server.tiles.min_area_px` of a rendered pixel (1/256 of the tile, squared) at that zoom are left out.
+Projection: around a tile the working CRS → grid CRS projection is as good as affine (at z14 over Xiamen the fitted
+map is off by a quarter of an MVT unit), so a feature inside the tile's neighbourhood is carried into the grid by
+`ST_Affine` with the map fitted for that tile, and only larger ones (and the tiles of low zooms, where the map is off
+by more than half a unit) by PROJ: the city's densest z14 tile has 85k vertices, and PROJ took two thirds of its time.
+
+Generalisation: ST_AsMVTGeom quantises every vertex to the tile's 4096 grid by the same rule, so neighbours' shared
+vertices stay shared and keep their common edges (no gaps, unlike a per-feature simplification); repeated points go.
+Before PROJ a geometry is snapped in the working CRS to a grid of one MVT unit at that zoom, so that fewer vertices are
+transformed. Features smaller than `server.tiles.min_area_px` of a rendered pixel (1/256 of the tile, squared) at that
+zoom are left out.
+
+Properties: a filled collection whose features average less than squares of `server.tiles.detail_px` pixels at a zoom
+(the 1M-patch city's base map up to z15) carries only its id and the properties it is drawn by — class codes, a
+conflict's rule, severity and status — which are a third of a dense tile's bytes and time; the items and /lookup give
+the rest, and the tiles of closer zooms carry every property (masked as the items are).
 
 Cells: where a filled collection (the base map, a plan, the projects, the conflicts) has more features than cells of
 `server.tiles.cell_px` pixels at a zoom, dropping the small ones would leave the map full of holes and keeping them
@@ -50,7 +61,7 @@ from geoservice.serve.catalog import Collection, Field
 from geoservice.serve.cql import ewkb_sql
 from geoservice.serve.query import Statement, json_object_sql
 from geoservice.serve.spatial import to_working, transform
-from geoservice.serve.tms import Grid
+from geoservice.serve.tms import GRIDS, Grid
 from geoservice.settings import TileSettings
 
 #: MVT grid units per tile side, and the buffer around the tile (in those units) kept so that strokes join across tiles
@@ -62,24 +73,66 @@ class TileLayer:
     """One collection in a tile: as the caller's grade sees it (masked), the tile in the working CRS, the generalisation."""
 
     collection: Collection
+    fields: tuple[Field, ...]      # the properties the tile carries
     region: shapely.Geometry       # the tile plus its buffer in the working CRS, clipped to the collection's region
     snap_m: float                  # the snapping grid in metres (one MVT unit)
     min_area_m2: float             # features smaller than this are left out
     cells: tuple[int, int, int, int, int] | None = None   # drawn as cells: per side, first/last column, first/last row
     system: str | None = None      # gcj02: the grid is GCJ-02's (geometries shifted before they go into it)
     shift: tuple[float, float] = (0.0, 0.0)   # degrees from a GCJ-02 cell centre to WGS84 (the shift at the tile)
+    near: Near | None = None       # the affine map standing in for the projection around the tile
 
 
-#: the properties a cell carries, by what the viewer draws a collection with: the class codes of the base map, the
-#: plans and the projects (filled by class), a conflict's rule, severity and review status (hatched, outlined by
-#: severity). The protection lines and districts are drawn as outlines, which cells would turn into a mesh: never cells.
-CONFLICT_CELL_FIELDS = ("rule_id", "severity", "status", "district_code")
+@dataclass(frozen=True)
+class Near:
+    """Around a tile, the working CRS → grid CRS projection as an affine map (ST_Affine's a, b, d, e, xoff, yoff):
+    within `box` (working CRS) it is off by at most `AFFINE_TOLERANCE` of an MVT unit, far below the quantisation."""
+
+    box: tuple[float, float, float, float]
+    matrix: tuple[float, float, float, float, float, float]
 
 
-def cell_fields(collection: Collection) -> tuple[Field, ...]:
-    """The properties the collection's cells carry; none when it is never drawn as cells."""
+#: the largest error the affine map may make, in MVT units: half the quantisation step, by which ST_AsMVTGeom moves
+#: every vertex anyway (a rendered pixel is 16 units); past it, PROJ transforms
+AFFINE_TOLERANCE = 0.5
+#: the affine map's box: the tile widened by this share of its side on each side
+AFFINE_MARGIN = 0.125
+#: points per side on which the map is fitted and checked
+AFFINE_SAMPLES = 9
+
+
+@lru_cache(maxsize=1024)
+def tile_affine(grid_id: str, zoom: int, row: int, col: int, working_srid: int) -> Near | None:
+    """The affine map around the tile (least squares over a grid of points of the box), if it is within tolerance:
+    one ST_Affine costs a fraction of a PROJ transformation per vertex, and at z14 a tile of the city has 85k."""
+    grid = GRIDS[grid_id]
+    xmin, ymin, xmax, ymax = grid.bounds(zoom, row, col)
+    margin = (xmax - xmin) * AFFINE_MARGIN
+    box = transform(shapely.box(xmin - margin, ymin - margin, xmax + margin, ymax + margin).segmentize(
+        (xmax - xmin) / 4), grid.srid, working_srid).bounds
+    xs, ys = np.meshgrid(np.linspace(box[0], box[2], AFFINE_SAMPLES), np.linspace(box[1], box[3], AFFINE_SAMPLES))
+    source = np.column_stack([xs.ravel(), ys.ravel()])
+    target = shapely.get_coordinates(transform(shapely.points(source), working_srid, grid.srid))
+    origin = source.mean(axis=0)   # fitted about the box's centre: the normal equations stay well conditioned
+    design = np.column_stack([source - origin, np.ones(len(source))])
+    solution, *_ = np.linalg.lstsq(design, target, rcond=None)
+    if np.abs(design @ solution - target).max() > AFFINE_TOLERANCE * (xmax - xmin) / EXTENT:
+        return None
+    (a, d), (b, e), (x0, y0) = solution.tolist()
+    ox, oy = origin.tolist()
+    return Near(box, (a, b, d, e, x0 - a * ox - b * oy, y0 - d * ox - e * oy))
+
+
+#: the properties a filled collection is drawn by (what its cells and dense tiles carry): the class codes of the base
+#: map, the plans and the projects (filled by class), a conflict's rule, severity and review status (hatched, outlined
+#: by severity). The protection lines and districts are drawn as outlines, which cells would turn into a mesh: none.
+CONFLICT_DRAWN_BY = ("rule_id", "severity", "status", "district_code")
+
+
+def drawn_by(collection: Collection) -> tuple[Field, ...]:
+    """The properties a filled collection is drawn by; none for an outline collection (never cells, never slimmed)."""
     if collection.table == "conflict":
-        return tuple(f for f in collection.fields if f.name in CONFLICT_CELL_FIELDS)
+        return tuple(f for f in collection.fields if f.name in CONFLICT_DRAWN_BY)
     if collection.table == "basemap_patch" or collection.kind in ("land_use", "urban_plan", "construction"):
         return tuple(f for f in collection.fields if f.name.endswith("code") and f.type == "string")
     return ()
@@ -135,16 +188,22 @@ def tile_layer(collection: Collection, grid: Grid, zoom: int, row: int, col: int
         return None
     metres = grid.pixel_size(zoom) * _metres_per_unit(grid.srid, collection.extent, working_srid, grid.pixel_size(16))
     width = grid.tms.matrix(zoom).tileWidth
-    cells = None
-    if tiles.cell_px and cell_fields(collection) and collection.feature_count:
+    drawn = drawn_by(collection)
+
+    def denser_than(pixels: int) -> bool:
+        """Whether the filled collection's features average less than squares of `pixels` at this zoom."""
         ex0, ey0, ex1, ey1 = collection.extent
-        if (ex1 - ex0) * (ey1 - ey0) / collection.feature_count < (tiles.cell_px * metres) ** 2:
-            shift = _shift_at(collection, grid, zoom, row, col, working_srid, system) if system else (0.0, 0.0)
-            cells = _cell_range(collection, grid, zoom, row, col, working_srid, max(1, width // tiles.cell_px), shift)
-            if cells is None:
-                return None
-            return TileLayer(collection, region, metres * width / EXTENT, 0.0, cells, system, shift)
-    return TileLayer(collection, region, metres * width / EXTENT, tiles.min_area_px * metres ** 2, None, system)
+        return bool(pixels and drawn and collection.feature_count
+                    and (ex1 - ex0) * (ey1 - ey0) / collection.feature_count < (pixels * metres) ** 2)
+
+    snap_m = metres * width / EXTENT
+    if denser_than(tiles.cell_px):
+        shift = _shift_at(collection, grid, zoom, row, col, working_srid, system) if system else (0.0, 0.0)
+        cells = _cell_range(collection, grid, zoom, row, col, working_srid, max(1, width // tiles.cell_px), shift)
+        return None if cells is None else TileLayer(collection, drawn, region, snap_m, 0.0, cells, system, shift)
+    near = tile_affine(grid.id, zoom, row, col, working_srid) if system is None else None
+    return TileLayer(collection, drawn if denser_than(tiles.detail_px) else collection.fields, region, snap_m,
+                     tiles.min_area_px * metres ** 2, None, system, near=near)
 
 
 def _properties_sql(fields: tuple[Field, ...]) -> sql.Composable:
@@ -168,12 +227,20 @@ def _layer_sql(layer: TileLayer, srid: int, working_srid: int, bind: Bindings) -
     if layer.system is not None:
         snapped = sql.SQL("geoservice.gcj02_shift(ST_Transform({}, 4326), {})").format(
             snapped, sql.Literal(layer.system == gcj02.BD09))
-    geometry = sql.SQL("ST_AsMVTGeom(ST_Transform({snapped}, {srid}), tile.envelope, {extent}, {buffer}, true)").format(
-        snapped=snapped, srid=sql.Literal(srid), extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER))
+    projected = sql.SQL("ST_Transform({}, {})").format(snapped, sql.Literal(srid))
+    if layer.near is not None:  # a feature inside the affine map's box takes it (unsnapped: the quantisation snaps it
+        # alike), a larger one PROJ
+        projected = sql.SQL("CASE WHEN geom @ ST_MakeEnvelope({box}, {working}) THEN ST_SetSRID(ST_Affine(geom, "
+                            "{matrix}), {srid}) ELSE {projected} END").format(
+            box=sql.SQL(", ").join(map(sql.Literal, layer.near.box)), working=sql.Literal(working_srid),
+            matrix=sql.SQL(", ").join(map(sql.Literal, layer.near.matrix)), srid=sql.Literal(srid),
+            projected=projected)
+    geometry = sql.SQL("ST_AsMVTGeom({projected}, tile.envelope, {extent}, {buffer}, true)").format(
+        projected=projected, extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER))
     rows = sql.SQL(
         "SELECT id, {geometry} AS geom{properties} FROM {table}, tile "
         "WHERE {partition} = {key} AND geom && {region} AND area_m2 >= {min_area}"
-    ).format(geometry=geometry, properties=_properties_sql(collection.fields),
+    ).format(geometry=geometry, properties=_properties_sql(layer.fields),
              table=sql.Identifier(SCHEMA, collection.table), partition=sql.Identifier(collection.partition_column),
              key=sql.Literal(collection.partition_key), region=ewkb_sql(layer.region, working_srid, bind),
              min_area=bind.add(layer.min_area_m2))
@@ -186,7 +253,7 @@ def _cells_sql(layer: TileLayer, srid: int, working_srid: int) -> sql.Composable
     """The layer as cells merged by class codes (see the module's docstring)."""
     collection = layer.collection
     side, first, last, top, bottom = layer.cells
-    codes = cell_fields(collection)
+    codes = layer.fields
     named = sql.SQL(", ").join(sql.SQL("{} AS {}").format(f.value_sql(), sql.Identifier(f.name)) for f in codes)
     grouped = sql.SQL(", ").join(sql.Identifier(f.name) for f in codes)
     centre = sql.SQL("ST_SetSRID(ST_MakePoint(x0 + (i + 0.5) * step, y1 - (j + 0.5) * step), {})").format(
