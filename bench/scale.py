@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.scale                                          # 300k and 1M land-use patches
     .venv/bin/python -m bench.scale --patches 2000 --curve 400,100           # a smoke run
+    .venv/bin/python -m bench.scale --patches 1000000 --workers 2 --curve ''  # in process against local:2 alone
 
 For each size the generator's city (`python -m geoservice.datagen city`, reused from .geoservice/bench/city-N) is
 ingested into a fresh database geoservice_bench_scale_N, then integrated and detected
@@ -95,7 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--patches", default="300000,1000000", help="land-use patches per city, comma-separated")
     parser.add_argument("--curve", default="200000,50000,20000,5000,1000",
-                        help="compute.tile_features of the tile-size curve (local:2 integrations), comma-separated")
+                        help="compute.tile_features of the tile-size curve (local:2 integrations), comma-separated; "
+                             "empty: no curve")
+    parser.add_argument("--workers", default="1,2", help="the LocalClusters' worker processes, comma-separated")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     parser.add_argument("--work", type=Path, default=WORK, help=f"where the cities are generated (default {WORK})")
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
             features = plan_features(settings)
             inproc = measure(settings, None, features)
             table += [(patches, "in process (2 threads)", step, row, None) for step, row in inproc.items()]
-            for workers in (1, 2):
+            for workers in (int(w) for w in args.workers.split(",")):
                 started = time.perf_counter()
                 with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster:
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
                         table.append((patches, f"local:{workers} (cluster start {start:.1f} s)", step, row,
                                       row["seconds"] / inproc[step]["seconds"]))
                     if workers == 2:
-                        for target in (int(t) for t in args.curve.split(",")):
+                        for target in (int(t) for t in args.curve.split(",") if t):
                             started = time.perf_counter()
                             summary = integrate(with_compute(settings, tile_features=target),
                                                 scheduler=cluster.scheduler_address)
