@@ -83,8 +83,19 @@ def squares(points: list[tuple[float, float]], count: int, seed: int) -> list[np
     return rings
 
 
-def bodies(definition: dict[str, Any], rings: list[np.ndarray], crs84: bool, version_id: int) -> list[dict[str, Any]]:
-    """One Feature per ring: geoservice's as the bureau's file has it (CRS84), pygeoapi's as the table's columns."""
+def fresh_ids(settings: Settings, count: int) -> list[int]:
+    """Feature ids from the table's own sequence (pygeoapi inserts the id it is given: the key is two columns)."""
+    with closing(connect_url(settings.database.url)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT nextval('geoservice.feature_id_seq') FROM generate_series(1, %s)", (count,))
+        ids = [row[0] for row in cur.fetchall()]
+        conn.commit()
+    return ids
+
+
+def bodies(definition: dict[str, Any], rings: list[np.ndarray], crs84: bool, version_id: int,
+           ids: list[int] | None = None) -> list[dict[str, Any]]:
+    """One Feature per ring: geoservice's as the bureau's file has it (CRS84), pygeoapi's as the table's columns
+    (EPSG:4548, with ids)."""
     to_crs84 = Transformer.from_crs(EPSG4548, CRS84, always_xy=True)
     out = []
     for n, ring in enumerate(rings):
@@ -99,7 +110,8 @@ def bodies(definition: dict[str, Any], rings: list[np.ndarray], crs84: bool, ver
             geometry = {"type": "MultiPolygon", "coordinates": [[ring.round(3).tolist()]]}
             properties = {"version_id": version_id, "source_row": n + 1, "source_id": number, "class_code": "0701",
                           "original_code": "0701"}
-        out.append({"type": "Feature", "geometry": geometry, "properties": properties})
+        out.append({"type": "Feature", "geometry": geometry, "properties": properties,
+                    **({"id": ids[n]} if ids else {})})
     return out
 
 
@@ -138,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         layer, version_id, definition, points = construction_layer(settings)
         rings = squares(points, 2 * args.requests, args.seed)
         ours = bodies(definition, rings, True, version_id)
-        theirs = bodies(definition, rings, False, version_id)
+        theirs = bodies(definition, rings, False, version_id, fresh_ids(settings, len(rings)))
         with tempfile.TemporaryDirectory(prefix="bench-submit-") as folder:
             workdir, port = Path(folder), _free_port()
             url = f"http://127.0.0.1:{port}"

@@ -226,7 +226,7 @@ def test_bad_input_is_a_400_naming_it_and_nothing_is_stored(edited: Server, body
         geometry = {"point": {"type": "Point", "coordinates": [118.1, 24.5]},
                     "empty": {"type": "Polygon", "coordinates": []},
                     "zero-area": {"type": "Polygon",
-                                  "coordinates": [[[118.1, 24.5], [118.2, 24.5], [118.3, 24.5], [118.1, 24.5]]]},
+                                  "coordinates": [[[118.1, 24.5], [118.2, 24.5], [118.1, 24.5], [118.1, 24.5]]]},
                     "outside": square(0.0, 0.0)}[body]
         body = {**feature, "geometry": geometry}
     before = counts(edited)
