@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import random
 import sys
@@ -44,6 +45,8 @@ from geoservice.settings import Settings, load_settings
 COPY = "geoservice_bench_submit"
 TOKEN = "bench-editor-0123456789"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+#: the most clients at once (and the unmeasured warm-up submissions of each run)
+WARM_UPS = 8
 
 
 def copy_of_city(settings: Settings) -> Settings:
@@ -115,19 +118,27 @@ def bodies(definition: dict[str, Any], rings: list[np.ndarray], crs84: bool, ver
     return out
 
 
-def poster(url: str, features: list[dict[str, Any]], headers: dict[str, str]) -> Callable[[int], int]:
-    """A call POSTing feature `index` (index 0: a warm-up GET) on the client thread's own session."""
+def poster(url: str, features: list[dict[str, Any]], warm_ups: list[dict[str, Any]],
+           headers: dict[str, str]) -> Callable[[int], int]:
+    """A call POSTing feature `index` on the client thread's own session (index 0: one of `warm_ups`, not measured).
+    A refused submission stops the benchmark (printed on stderr, and no row for the measurement)."""
     sessions: dict[int, requests.Session] = {}
+    spare = iter(warm_ups)
+    lock = threading.Lock()
 
     def call(index: int) -> int:
         session = sessions.setdefault(threading.get_ident(), requests.Session())
         if index == 0:
-            session.get(url, params={"limit": 1}, headers=headers, timeout=60)
-            return 0
-        response = session.post(url, json=features[index - 1], headers=headers, timeout=60)
+            with lock:
+                feature = next(spare)
+        else:
+            feature = features[index - 1]
+        response = session.post(url, data=json.dumps(feature, ensure_ascii=False).encode(), timeout=60,
+                                headers={**headers, "Content-Type": "application/geo+json"})
         if response.status_code != 201:
-            raise RuntimeError(f"POST {url}: {response.status_code} {response.text[:300]}")
-        return 1
+            print(f"POST {url}: {response.status_code} {response.text[:300]}", file=sys.stderr, flush=True)
+            raise RuntimeError(f"POST {url}: {response.status_code}")
+        return 0 if index == 0 else 1
 
     return call
 
@@ -148,9 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, int, Result]] = []
     try:
         layer, version_id, definition, points = construction_layer(settings)
-        rings = squares(points, 2 * args.requests, args.seed)
+        rings = squares(points, 2 * args.requests + 2 * WARM_UPS, args.seed)
         ours = bodies(definition, rings, True, version_id)
         theirs = bodies(definition, rings, False, version_id, fresh_ids(settings, len(rings)))
+        runs = [(1, slice(0, args.requests), slice(-2 * WARM_UPS, -WARM_UPS)),
+                (WARM_UPS, slice(args.requests, 2 * args.requests), slice(-WARM_UPS, None))]
         with tempfile.TemporaryDirectory(prefix="bench-submit-") as folder:
             workdir, port = Path(folder), _free_port()
             url = f"http://127.0.0.1:{port}"
@@ -158,15 +171,17 @@ def main(argv: list[str] | None = None) -> int:
             with running([sys.executable, "-m", "geoservice", "serve", "--port", str(port)], env,
                          f"{url}/conformance", workdir / "geoservice.log"):
                 items, headers = f"{url}/collections/{layer}/items", {"Authorization": f"Bearer {TOKEN}"}
-                for clients, part in ((1, ours[:args.requests]), (8, ours[args.requests:])):
-                    rows.append(("geoservice (create + check)", clients,
-                                 measure(poster(items, part, headers), len(part), clients, args.seconds)))
+                for clients, part, warm in runs:
+                    rows.append(("geoservice (create + check)", clients, measure(
+                        poster(items, ours[part], ours[warm], headers), len(ours[part]), clients, args.seconds)))
             provider = {**feature_provider(settings, f"feature_p{version_id}"), "editable": True}
             with pygeoapi_server(settings, "bench", [provider], workdir) as stock:
-                for clients, part in ((1, theirs[:args.requests]), (8, theirs[args.requests:])):
-                    rows.append(("pygeoapi PostgreSQL (write only)", clients,
-                                 measure(poster(f"{stock}/collections/bench/items", part, {}), len(part), clients,
-                                         args.seconds)))
+                for clients, part, warm in runs:
+                    rows.append(("pygeoapi PostgreSQL (write only)", clients, measure(
+                        poster(f"{stock}/collections/bench/items", theirs[part], theirs[warm], {}), len(theirs[part]),
+                        clients, args.seconds)))
+        if any(result.requests == 0 for _, _, result in rows):
+            raise RuntimeError("a run stored nothing: see the refusals above")
         report(rows, layer)
     finally:
         db.drop_database(settings.database.url, COPY)

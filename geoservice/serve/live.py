@@ -153,19 +153,32 @@ class LiveCatalog:
             if self._snapshot is None:
                 raise
             return self._snapshot, None
-        if self._stale(self._snapshot, state):
-            with self._lock:
-                if self._stale(self._snapshot, state):
-                    self._snapshot = self._build()
-        return self._snapshot, state
-
-    @staticmethod
-    def _stale(snapshot: Snapshot | None, state: CatalogState) -> bool:
-        """A snapshot is rebuilt for a new structure at once; for writes (their collections' pages are read live)
-        at most every EDIT_REFRESH_SECONDS, so that their extents and counts follow without a rebuild per write."""
+        snapshot = self._snapshot
         if snapshot is None or snapshot.structure != state.structure:
-            return True
-        return snapshot.edits != state.edits and time.monotonic() - snapshot.built > EDIT_REFRESH_SECONDS
+            with self._lock:
+                if self._snapshot is None or self._snapshot.structure != state.structure:
+                    self._snapshot = self._build()
+                snapshot = self._snapshot
+        elif snapshot.edits != state.edits and time.monotonic() - snapshot.built > EDIT_REFRESH_SECONDS:
+            self._refresh()
+        return snapshot, state
+
+    def _refresh(self) -> None:
+        """Rebuild the snapshot on a thread of its own, the requests meanwhile answered from the current one: writes
+        change no structure (their collections' pages are read live), only the extents and counts of the snapshot, so
+        that is refreshed at most every EDIT_REFRESH_SECONDS and never holds a request up."""
+        if not self._lock.acquire(blocking=False):
+            return
+
+        def build() -> None:
+            try:
+                self._snapshot = self._build()
+            except Exception:  # the next request tries again; an outage is answered by the requests themselves
+                LOGGER.exception("refreshing the catalog after writes failed")
+            finally:
+                self._lock.release()
+
+        threading.Thread(target=build, name="catalog-refresh", daemon=True).start()
 
     def _build(self) -> Snapshot:
         conn = connect_url(self.database_url)
