@@ -32,7 +32,8 @@ STARTUP_SECONDS = 90
 TOKENS = {"tester": ("restricted", "review+edit", "tester-token-0123456789"),
           "viewer": ("internal", "", "viewer-token-0123456789"),
           "outsider": ("public", "", "outsider-token-0123456789"),
-          "clerk": ("public", "edit", "clerk-token-0123456789")}
+          "clerk": ("public", "edit", "clerk-token-0123456789"),
+          "editor": ("internal", "edit", "editor-token-0123456789")}
 MAX_UPLOAD_MB = 1
 TOKENS_ENV = ";".join(f"{name}:{grade}:{scopes}:{token}" for name, (grade, scopes, token) in TOKENS.items())
 

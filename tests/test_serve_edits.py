@@ -278,6 +278,24 @@ def test_writes_need_the_edit_scope_and_a_readable_layer(edited: Server) -> None
     assert "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete" in conformance
 
 
+def test_a_writer_cannot_change_what_is_masked_for_it(edited: Server) -> None:
+    created = create(edited, "XM-MASK-1")
+    location = created.headers["Location"]
+    seen = requests.get(location, headers=bearer("editor"), timeout=60)
+    assert seen.json()["properties"]["FZR"] == "王**"  # 脱敏 for an internal caller
+    back = {"type": "Feature", "geometry": seen.json()["geometry"],
+            "properties": {**seen.json()["properties"], "XMMC": "改了名字", "name": "改了名字", "SFZH": None}}
+    written = write(edited, "PUT", location.removeprefix(edited.url), back, as_="editor", **{"If-Match": seen.headers["ETag"]})
+    assert written.status_code == 200, written.text
+    patched = write(edited, "PATCH", location.removeprefix(edited.url), {"properties": {"LXDH": "110"}}, as_="editor",
+                    **{"If-Match": written.headers["ETag"]})
+    assert patched.status_code == 200, patched.text
+    fid = int(location.rsplit("/", 1)[1])
+    stored = query(edited.settings, "SELECT attributes FROM geoservice.feature WHERE id = %s", fid)[0][0]
+    assert (stored["XMMC"], stored["FZR"], stored["SFZH"], stored["LXDH"]) == (
+        "改了名字", "王小明", "350203199001011234", "13912345678")
+
+
 def test_ingest_and_a_write_store_the_same_row(edited: Server) -> None:
     source = json.loads((ROOT / "layers/demo/projects.geojson").read_text(encoding="utf-8"))["features"][0]
     number = source["properties"]["XMBH"]

@@ -115,30 +115,44 @@ def _refuse_existing(cur: psycopg2.extensions.cursor, layer: _Layer, ids: list[A
 
 
 def replace(conn: psycopg2.extensions.connection, settings: Settings, name: str, feature_id: int, body: Any,
-            crs: str | None, yx: bool, expected: Expected, actor: str) -> Written:
-    """Replace feature `feature_id` by the Feature `body`, if it is still the revision the writer read."""
+            crs: str | None, yx: bool, expected: Expected, actor: str, hidden: frozenset[str] = frozenset()) -> Written:
+    """Replace feature `feature_id` by the Feature `body`, if it is still the revision the writer read; the attributes
+    `hidden` from the writer (masked for its grade) keep their stored values."""
     with conn.cursor() as cur:
         layer = _layer(cur, name)
         row = _row(settings, layer, body, _crs(settings, crs), yx, f"feature {feature_id}")
+        if hidden:
+            current = _current(cur, layer, feature_id, expected)
+            stored = stored_values(layer.definition, current)
+            row = Row({**row.values, **{k: stored[k] for k in hidden if k in stored}}, row.geometry, row.repaired)
+            expected = Expected(expected.version_id, current["revision"])
     return _store(conn, settings, layer, [row], [feature_id], [(feature_id, expected)], "replace", actor)
 
 
+def _current(cur: psycopg2.extensions.cursor, layer: _Layer, feature_id: int, expected: Expected) -> dict[str, Any]:
+    """The current row of a feature, if it is the revision the writer read (any when it names none)."""
+    current = store.current_row(cur, layer.version_id, feature_id)
+    if current is None:
+        raise UnknownFeature(f"no feature {feature_id} in {layer.name!r}")
+    if expected.revision is not None and current["revision"] != expected.revision:
+        raise StaleRevision(f"feature {feature_id} of {layer.name!r} is at revision {current['revision']}, not "
+                            f"{expected.revision}: read it again and apply your change to that")
+    return current
+
+
 def update(conn: psycopg2.extensions.connection, settings: Settings, name: str, feature_id: int, patch: Any,
-           crs: str | None, yx: bool, expected: Expected, actor: str) -> Written:
-    """Apply a JSON merge patch (RFC 7396) of its properties and geometry to feature `feature_id`."""
+           crs: str | None, yx: bool, expected: Expected, actor: str, hidden: frozenset[str] = frozenset()) -> Written:
+    """Apply a JSON merge patch (RFC 7396) of its properties and geometry to feature `feature_id` (the attributes
+    `hidden` from the writer keep their stored values)."""
     if not isinstance(patch, dict):
         raise InvalidFeature("a merge patch is a JSON object (a Feature's members to change)")
     where = f"feature {feature_id}"
     with conn.cursor() as cur:
         layer = _layer(cur, name)
-        current = store.current_row(cur, layer.version_id, feature_id)
-        if current is None:
-            raise UnknownFeature(f"no feature {feature_id} in {name!r}")
-        if expected.revision is not None and current["revision"] != expected.revision:
-            raise StaleRevision(f"feature {feature_id} of {name!r} is at revision {current['revision']}, not "
-                                f"{expected.revision}: read it again and apply your change to that")
+        current = _current(cur, layer, feature_id, expected)
         values = stored_values(layer.definition, current)
-        values.update(source_values(layer.definition, patch.get("properties"), where))
+        patched = source_values(layer.definition, patch.get("properties"), where)
+        values.update({k: v for k, v in patched.items() if k not in hidden})
         if "geometry" in patch:
             geometry, repaired = working_geometry(settings, patch["geometry"], _crs(settings, crs), where, yx)
         else:
