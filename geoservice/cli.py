@@ -8,6 +8,7 @@ import secrets
 import sys
 import traceback
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,7 +21,7 @@ from geoservice.errors import GeoserviceError
 from geoservice.progress import RichReporter
 from geoservice.settings import GRADES, Settings, load_settings, token_digest
 from geoservice.views import (
-    show_backup, show_case, show_detection, show_exposure, show_ingest_notes, show_ingest_summaries, show_integration,
+    show_audit, show_backup, show_case, show_detection, show_exposure, show_ingest_notes, show_ingest_summaries, show_integration,
     show_layer_changes, show_lookup, show_project_check, show_restore, show_seeding, show_statistics, show_versions,
 )
 
@@ -296,6 +297,22 @@ def review_command(ctx: click.Context, conflict_id: int, status: str | None, com
     show_case(review.get_case(settings, conflict_id), review.history(settings, conflict_id))
 
 
+@cli.command("audit")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+              help="Only events at or after this time (UTC).")
+@click.option("--collection", "layer", help="Only the events of this layer.")
+@output_format()
+@click.pass_context
+def audit_command(ctx: click.Context, since: datetime | None, layer: str | None, output_format: str) -> None:
+    """The audit trail of feature writes and submission decisions: who, when, what, before and after."""
+    from geoservice.edit import audit_events
+    settings = settings_of(ctx)
+    db.up(settings, _echo)
+    with db.transaction(settings) as conn, conn.cursor() as cur:
+        events = audit_events(cur, since.replace(tzinfo=UTC) if since else None, layer)
+    emit(output_format, machine.audit_output, show_audit, events)
+
+
 @cli.command("export")
 @click.argument("layer")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
@@ -316,8 +333,8 @@ def export_command(ctx: click.Context, layer: str, path: Path, grade: str) -> No
 @click.argument("name")
 @click.option("--grade", type=click.Choice(GRADES), default="internal", show_default=True,
               help="The highest sensitivity grade the token reads.")
-@click.option("--scope", "scopes", type=click.Choice(["review"]), multiple=True,
-              help="Extra rights: review (change conflict status over HTTP).")
+@click.option("--scope", "scopes", type=click.Choice(["review", "edit"]), multiple=True,
+              help="Extra rights: review (change conflict and submission status over HTTP), edit (write features).")
 def token_command(name: str, grade: str, scopes: tuple[str, ...]) -> None:
     """Make a new API token NAME: prints the token once and the settings entry holding only its SHA-256 digest."""
     token = secrets.token_urlsafe(32)
@@ -405,19 +422,21 @@ def restore_command(ctx: click.Context, path: Path, restore_files: bool, output_
 
 @cli.command("diff")
 @click.argument("layer")
-@click.argument("old_version", type=int)
-@click.argument("new_version", type=int)
+@click.argument("old_version")
+@click.argument("new_version")
 @output_format()
 @click.option("--export", "export_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the added, removed and changed features to a GeoPackage (PATH.gpkg).")
 @click.pass_context
-def diff_command(ctx: click.Context, layer: str, old_version: int, new_version: int, output_format: str,
+def diff_command(ctx: click.Context, layer: str, old_version: str, new_version: str, output_format: str,
                  export_path: Path | None) -> None:
-    """Features added, removed and changed between two versions of LAYER; area gained and lost by class and district."""
+    """Features added, removed and changed between two versions of LAYER (V, or V@R: version V as it was after its
+    revision R, the writes over HTTP); area gained and lost by class and district."""
     from geoservice import governance
     settings = settings_of(ctx)
     db.up(settings, _echo)
-    changes = governance.layer_changes(settings, layer, old_version, new_version)
+    (old, old_revision), (new, new_revision) = map(governance.parse_state, (old_version, new_version))
+    changes = governance.layer_changes(settings, layer, old, new, old_revision, new_revision)
     if export_path:
         _echo(f"changed features written to {governance.write_changes_gpkg(settings, changes, export_path)}")
     emit(output_format, machine.changes_output, show_layer_changes, changes)

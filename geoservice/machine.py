@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the stages are imported by the command that shows their res
     from geoservice.conflicts import DetectionSummary
     from geoservice.db.lifecycle import Status
     from geoservice.db.read import LayerVersion
+    from geoservice.edit import AuditEvent
     from geoservice.governance import BackupSummary, LayerChanges, RestoreSummary
     from geoservice.governance.backup import TableCounts
     from geoservice.ingest import IngestSummary
@@ -94,13 +95,23 @@ def rows_output(rows: Rows, columns: tuple[str, ...] = ()) -> Output:
     return Output(rows, {"rows": rows}, columns)
 
 
-VERSION_COLUMNS = ("layer", "kind", "title", "version", "version_id", "active", "feature_count", "loaded_at", "source_path")
+VERSION_COLUMNS = ("layer", "kind", "title", "version", "version_id", "active", "feature_count", "loaded_at", "source_path",
+                   "revision", "edited_at")
 
 
 def versions_output(versions: list[LayerVersion]) -> Output:
     return rows_output([dict(zip(VERSION_COLUMNS, (v.name, v.kind, v.title, v.version, v.version_id, v.is_active,
-                                                   v.feature_count, v.loaded_at, v.source_path))) for v in versions],
+                                                   v.feature_count, v.loaded_at, v.source_path, v.revision,
+                                                   v.edited_at))) for v in versions],
                        VERSION_COLUMNS)
+
+
+AUDIT_COLUMNS = ("id", "at", "actor", "layer", "version_id", "revision", "feature_id", "action", "before", "after",
+                 "comment")
+
+
+def audit_output(events: list[AuditEvent]) -> Output:
+    return rows_output([e.as_dict() for e in events], AUDIT_COLUMNS)
 
 
 def status_output(status: Status) -> Output:

@@ -169,8 +169,9 @@ class ServerSettings(_Strict):
 #: sensitivity grades (分级), lowest first: a caller reads what is graded at or below its own
 GRADES: tuple[str, ...] = ("public", "internal", "restricted")
 Grade = Literal["public", "internal", "restricted"]
-#: what a token may do besides reading: `review` changes conflict status over HTTP
-Scope = Literal["review"]
+#: what a token may do besides reading: `review` changes conflict and submission status over HTTP, `edit` writes
+#: features of editable collections (OGC API - Features Part 4)
+Scope = Literal["review", "edit"]
 
 
 def token_digest(token: str) -> str:

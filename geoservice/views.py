@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # the stages are imported by the command that shows their res
     from geoservice.conflicts import DetectionSummary
     from geoservice.governance import AreaChange, BackupSummary, LayerChanges, RestoreSummary, TableTotal
     from geoservice.db.read import LayerVersion
+    from geoservice.edit import AuditEvent
     from geoservice.ingest import IngestSummary
     from geoservice.report import Statistics
     from geoservice.review import Case, CaseEvent
@@ -49,12 +50,34 @@ def show_ingest_notes(summaries: list[IngestSummary], errors: Console) -> None:
 def show_versions(rows: list[LayerVersion]) -> None:
     """Layers and their versions, the active one marked."""
     table = Table(title="layers")
-    for column in ("layer", "kind", "version", "active", "features", "loaded at", "source"):
+    for column in ("layer", "kind", "version", "active", "features", "loaded at", "revision", "edited at", "source"):
         table.add_column(column)
     for row in rows:
         table.add_row(row.name, row.kind, str(row.version), "*" if row.is_active else "", str(row.feature_count),
-                      row.loaded_at.strftime("%Y-%m-%d %H:%M:%S"), row.source_path)
+                      row.loaded_at.strftime("%Y-%m-%d %H:%M:%S"), str(row.revision),
+                      row.edited_at.strftime("%Y-%m-%d %H:%M:%S") if row.edited_at else "", row.source_path)
     person_console().print(table)
+
+
+def show_audit(events: list[AuditEvent]) -> None:
+    """The audit trail, oldest first: what each write or decision changed."""
+    table = Table(title="audit")
+    for column in ("id", "at", "actor", "layer", "feature", "action", "revision", "change"):
+        table.add_column(column)
+    for event in events:
+        table.add_row(str(event.id), event.at.strftime("%Y-%m-%d %H:%M:%S"), event.actor, event.layer,
+                      str(event.feature_id), event.action, "" if event.revision is None else str(event.revision),
+                      _audit_change(event))
+    person_console().print(table)
+
+
+def _audit_change(event: AuditEvent) -> str:
+    """A write's changed values (the geometry as 'geometry'), or a status change, in a few words."""
+    if event.action == "status":
+        return f"{event.before['status']} → {event.after['status']}" + (f": {event.comment}" if event.comment else "")
+    before, after = event.before or {}, event.after or {}
+    keys = dict.fromkeys([*before, *after])
+    return ", ".join(key for key in keys if key not in ("id", "revision") and before.get(key) != after.get(key))
 
 
 DIFFERENCE_TITLES = {
@@ -295,8 +318,10 @@ def show_layer_changes(changes: LayerChanges) -> None:
     """Counts of added, removed and changed features; area gained and lost by class and by district; the first changes."""
     console = person_console()
     counts = changes.counts
-    console.print(f"{changes.layer}: version {changes.old_version} ({changes.old_features} features) → version "
-                  f"{changes.new_version} ({changes.new_features}): added {counts['added']}, removed {counts['removed']}, "
+    old = f"{changes.old_version}" + ("" if changes.old_revision is None else f"@{changes.old_revision}")
+    new = f"{changes.new_version}" + ("" if changes.new_revision is None else f"@{changes.new_revision}")
+    console.print(f"{changes.layer}: version {old} ({changes.old_features} features) → version "
+                  f"{new} ({changes.new_features}): added {counts['added']}, removed {counts['removed']}, "
                   f"changed {counts['changed']}, unchanged {changes.unchanged} (paired by source id {changes.matched_by_id}, "
                   f"by geometry {changes.matched_by_geometry})", markup=False, highlight=False, soft_wrap=True)
     console.print(_area_table("area gained and lost by unified class", changes.by_class))

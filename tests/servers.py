@@ -29,9 +29,11 @@ from geoservice.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 90
 #: the test server's tokens: name -> (grade, scopes, token)
-TOKENS = {"tester": ("restricted", "review", "tester-token-0123456789"),
+TOKENS = {"tester": ("restricted", "review+edit", "tester-token-0123456789"),
           "viewer": ("internal", "", "viewer-token-0123456789"),
-          "outsider": ("public", "", "outsider-token-0123456789")}
+          "outsider": ("public", "", "outsider-token-0123456789"),
+          "clerk": ("public", "edit", "clerk-token-0123456789"),
+          "editor": ("internal", "edit", "editor-token-0123456789")}
 MAX_UPLOAD_MB = 1
 TOKENS_ENV = ";".join(f"{name}:{grade}:{scopes}:{token}" for name, (grade, scopes, token) in TOKENS.items())
 

@@ -105,6 +105,8 @@ README_COMMANDS: list[tuple[str, list[tuple[list[str], str]]]] = [
     ("`geoservice report --all [--run ID]`", [(["report", "--all", "--run", "{run}"], "report.html")]),
     ("`geoservice review ID [--status S --comment TEXT --reviewer NAME]`", [
         (["review", "{conflict}", "--status", "confirmed", "--comment", "核实", "--reviewer", "alice"], "confirmed")]),
+    ("`geoservice audit [--since TIME] [--collection LAYER]`", [
+        (["audit", "--since", "2020-01-01", "--collection", "projects"], "audit")]),
     ("`geoservice backup PATH`", [(["backup", "{tmp}/backup"], "backup written to")]),
     ("`geoservice restore PATH [--files]`", [(["restore", "{tmp}/backup", "--files"], "restored")]),
 ]

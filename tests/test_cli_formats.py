@@ -73,7 +73,7 @@ def test_every_command_prints_json_and_csv(invoke: Invoke, scratch: Settings, tm
 
     layers = json.loads(invoke("layers", "--format", "json"))
     assert list(layers[0]) == ["layer", "kind", "title", "version", "version_id", "active", "feature_count", "loaded_at",
-                               "source_path"]
+                               "source_path", "revision", "edited_at"]
     assert {(r["layer"], r["version"], r["active"]) for r in layers if r["layer"] == "landuse"} == {
         ("landuse", 1, False), ("landuse", 2, True)}
     assert rows(invoke("layers", "landuse", "--format", "csv"))[1]["active"] == "true"

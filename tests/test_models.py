@@ -92,7 +92,7 @@ def test_geometry_columns_register_the_working_srid(settings) -> None:
                 for table in models.Base.metadata.tables.values() for column in table.columns
                 if isinstance(column.type, Geometry)}
     assert declared == {row for row in stored if row[0] in {t for t, *_ in declared}}
-    assert {t for t, *_ in declared} == {"feature", "basemap_patch", "conflict"}
+    assert {t for t, *_ in declared} == {"feature", "feature_history", "basemap_patch", "conflict"}
 
 
 def readme_queries() -> str:

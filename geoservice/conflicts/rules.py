@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -10,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from geoservice.errors import ConfigError
+from geoservice.settings import Settings
 
 PLAN_KINDS = ("land_use", "urban_plan")
 DifferenceClass = Literal["both_construction", "urban_only", "land_only", "both_non_construction"]
@@ -123,6 +125,18 @@ class RuleSet(_Strict):
         if unknown:
             raise ConfigError(str(self.file), None, f"no rule {', '.join(map(repr, unknown))} (rules: {', '.join(known)})")
         return [known[i] for i in ids]
+
+
+def current_rules(settings: Settings) -> RuleSet:
+    """The rules of `paths.rules` as they are now (read again only when the file changed): for servers, which check
+    projects between detections."""
+    path = settings.path(settings.paths.rules)
+    return _cached_rules(path, path.stat().st_mtime)
+
+
+@lru_cache(maxsize=4)
+def _cached_rules(path: Path, mtime: float) -> RuleSet:
+    return load_rules(path)
 
 
 def load_rules(path: Path) -> RuleSet:

@@ -119,6 +119,8 @@ class LayerVersion(Base):
     feature_count: Mapped[int] = mapped_column(server_default=text("0"))
     is_active: Mapped[bool] = _flag()
     summary: Mapped[dict[str, Any]] = _empty(json=True)
+    revision: Mapped[int] = mapped_column(server_default=text("0"))
+    edited_at: Mapped[datetime | None]
 
     of_layer: Mapped[Layer] = relationship(back_populates="versions")
 
@@ -140,9 +142,31 @@ class Feature(Base):
     attributes: Mapped[dict[str, Any]] = _empty(json=True)
     geom: Mapped[WKBElement] = _geometry()
     area_m2: Mapped[float | None] = mapped_column(Computed("ST_Area(geom)", persisted=True))
+    revision: Mapped[int] = mapped_column(server_default=text("0"))
 
     version: Mapped[LayerVersion] = relationship(primaryjoin=lambda: foreign(Feature.version_id) == LayerVersion.id,
                                                  viewonly=True)
+
+
+class FeatureHistory(Base):
+    """A row a write superseded or deleted, as it was stored, with the revision that ended it (append-only)."""
+
+    __tablename__ = "feature_history"
+    __table_args__ = _schema()
+
+    version_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    source_row: Mapped[int]
+    source_id: Mapped[str | None]
+    name: Mapped[str | None]
+    class_code: Mapped[str | None]
+    original_code: Mapped[str | None]
+    status: Mapped[str]
+    attributes: Mapped[dict[str, Any]]
+    geom: Mapped[WKBElement] = _geometry()
+    area_m2: Mapped[float]
+    revision: Mapped[int] = mapped_column(primary_key=True)
+    ended_revision: Mapped[int]
 
 
 class LandClass(Base):
@@ -302,6 +326,60 @@ class ConflictCaseEvent(Base):
     comment: Mapped[str] = _empty()
 
     case: Mapped[ConflictCase] = relationship(back_populates="events")
+
+
+class AuditEvent(Base):
+    """One feature write (the revision it made) or submission status change: who, when, before and after
+    (append-only)."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = _schema()
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(server_default=text("clock_timestamp()"))
+    actor: Mapped[str]
+    layer: Mapped[str]
+    version_id: Mapped[int] = mapped_column(BigInteger)
+    revision: Mapped[int | None]
+    feature_id: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str]
+    before: Mapped[dict[str, Any] | None]
+    after: Mapped[dict[str, Any] | None]
+    comment: Mapped[str] = _empty()
+
+
+class Submission(Base):
+    """A construction project written over HTTP under review (合规性审查): its status and latest opinion."""
+
+    __tablename__ = "submission"
+    __table_args__ = _schema()
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    layer: Mapped[str]
+    version_id: Mapped[int] = mapped_column(BigInteger)
+    feature_id: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(server_default=text("'received'"))
+    opinion: Mapped[str] = _empty()
+    reviewer: Mapped[str | None]
+    reviewed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now()
+
+    checks: Mapped[list[SubmissionCheck]] = relationship(order_by="SubmissionCheck.revision")
+
+
+class SubmissionCheck(Base):
+    """The project check of one revision of a submission, as `project-check` answers it (append-only)."""
+
+    __tablename__ = "submission_check"
+    __table_args__ = _schema()
+
+    submission_id: Mapped[int] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.submission.id"), primary_key=True)
+    revision: Mapped[int] = mapped_column(primary_key=True)
+    checked_at: Mapped[datetime] = mapped_column(server_default=text("clock_timestamp()"))
+    rules_checksum: Mapped[str]
+    project_area_m2: Mapped[float]
+    conflict_area_m2: Mapped[float]
+    conflicts: Mapped[list[Any]]
 
 
 class RunTile(Base):

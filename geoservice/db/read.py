@@ -22,7 +22,8 @@ _RUN_COLUMNS = ("id", "started_at", "finished_at", "is_current", "layer_versions
 
 _VERSIONS_SQL = sql.SQL(
     "SELECT l.name, l.kind, l.title, v.version, v.id, v.feature_count, v.loaded_at, v.is_active, v.source_path, "
-    "l.description, l.definition FROM {} l JOIN {} v ON v.layer = l.name WHERE {} ORDER BY l.name, v.version"
+    "l.description, l.definition, v.revision, v.edited_at FROM {} l JOIN {} v ON v.layer = l.name WHERE {} "
+    "ORDER BY l.name, v.version"
 )
 
 
@@ -39,7 +40,8 @@ def masked_attribute(attribute: str, method: str) -> sql.Composed:
 @dataclass(frozen=True)
 class LayerVersion:
     """One stored version of a layer: the layer (name, kind, title; description and definition as last loaded) and
-    the version (number, id — the partition key of `feature` —, feature count, load time, active or not, source)."""
+    the version (number, id — the partition key of `feature` —, feature count, load time, active or not, source; the
+    writes made to it since: its revision, 0 when never written, and the last write's time)."""
 
     name: str
     kind: str
@@ -52,6 +54,8 @@ class LayerVersion:
     source_path: str
     description: str
     definition: dict[str, Any] = field(compare=False, repr=False)
+    revision: int = 0
+    edited_at: datetime | None = None
 
 
 def _versions(cur: psycopg2.extensions.cursor, where: str, params: dict[str, object]) -> list[LayerVersion]:

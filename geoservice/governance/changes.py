@@ -96,6 +96,8 @@ class LayerChanges:
     features: list[FeatureChange]
     by_class: list[AreaChange]
     by_district: list[AreaChange]
+    old_revision: int | None = None              # None: the version as it is now
+    new_revision: int | None = None
     counts: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -103,7 +105,8 @@ class LayerChanges:
 
     def as_dict(self) -> dict[str, object]:
         plain = {name: getattr(self, name) for name in (
-            "layer", "kind", "old_version", "new_version", "old_features", "new_features", "counts", "unchanged",
+            "layer", "kind", "old_version", "old_revision", "new_version", "new_revision", "old_features", "new_features",
+            "counts", "unchanged",
             "matched_by_id", "matched_by_geometry", "district_layer")}
         return {**plain, "by_class": [a.as_dict() for a in self.by_class], "by_district": [a.as_dict() for a in self.by_district],
                 "features": [asdict(f) for f in self.features]}
@@ -116,18 +119,18 @@ ON COMMIT DROP
 
 PAIR_BY_ID_SQL = """
 INSERT INTO change_pair
-SELECT o.id, n.id, 'source_id' FROM geoservice.feature o JOIN geoservice.feature n ON n.source_id = o.source_id
+SELECT o.id, n.id, 'source_id' FROM {old} o JOIN {new} n ON n.source_id = o.source_id
 WHERE o.version_id = %(old)s AND n.version_id = %(new)s
 """
 
 PAIR_BY_GEOMETRY_SQL = """
 WITH old_left AS MATERIALIZED (
-    SELECT o.id, o.source_id, o.area_m2, o.geom FROM geoservice.feature o
+    SELECT o.id, o.source_id, o.area_m2, o.geom FROM {old} o
     WHERE o.version_id = %(old)s AND NOT EXISTS (SELECT 1 FROM change_pair p WHERE p.old_id = o.id)
 ), candidate AS (
     SELECT o.id AS old_id, n.id AS new_id,
            ST_Area(ST_Intersection(o.geom, n.geom)) / greatest(o.area_m2, n.area_m2) AS share
-    FROM old_left o JOIN geoservice.feature n ON n.version_id = %(new)s AND ST_Intersects(o.geom, n.geom)
+    FROM old_left o JOIN {new} n ON n.version_id = %(new)s AND ST_Intersects(o.geom, n.geom)
     WHERE (o.source_id IS NULL OR n.source_id IS NULL) AND NOT EXISTS (SELECT 1 FROM change_pair p WHERE p.new_id = n.id)
 ), good AS (SELECT * FROM candidate WHERE share >= %(min_overlap)s),
 best_for_old AS (SELECT DISTINCT ON (old_id) old_id, new_id FROM good ORDER BY old_id, share DESC, new_id),
@@ -146,13 +149,13 @@ SELECT p.matched_by, coalesce(n.source_id, o.source_id), p.old_id, p.new_id, o.c
                 FROM (SELECT jsonb_object_keys(o.attributes) UNION SELECT jsonb_object_keys(n.attributes)) keys (k)
                 WHERE o.attributes -> k IS DISTINCT FROM n.attributes -> k ORDER BY k)
 FROM change_pair p
-JOIN geoservice.feature o ON o.version_id = %(old)s AND o.id = p.old_id
-JOIN geoservice.feature n ON n.version_id = %(new)s AND n.id = p.new_id
+JOIN {old} o ON o.version_id = %(old)s AND o.id = p.old_id
+JOIN {new} n ON n.version_id = %(new)s AND n.id = p.new_id
 ORDER BY p.old_id
 """
 
 UNPAIRED_SQL = """
-SELECT f.source_id, f.id, f.class_code, f.area_m2 FROM geoservice.feature f
+SELECT f.source_id, f.id, f.class_code, f.area_m2 FROM {rows} f
 WHERE f.version_id = %(version)s AND NOT EXISTS (SELECT 1 FROM change_pair p WHERE p.{side}_id = f.id)
 ORDER BY f.id
 """
@@ -161,12 +164,12 @@ ORDER BY f.id
 #: the districts: (class_code, district code, district name, m²); district NULL = outside every district
 AREA_SQL = """
 WITH subject AS (
-    SELECT class_code, ST_Union(geom) AS geom FROM geoservice.feature
+    SELECT class_code, ST_Union(geom) AS geom FROM {a} s
     WHERE version_id = %(a)s AND id = ANY(%(ids)s) GROUP BY class_code
 ), other AS (
-    SELECT f.class_code, ST_Union(f.geom) AS geom FROM geoservice.feature f
+    SELECT f.class_code, ST_Union(f.geom) AS geom FROM {b} f
     WHERE f.version_id = %(b)s AND EXISTS (
-        SELECT 1 FROM geoservice.feature x
+        SELECT 1 FROM {a} x
         WHERE x.version_id = %(a)s AND x.id = ANY(%(ids)s) AND x.class_code IS NOT DISTINCT FROM f.class_code
           AND ST_Intersects(x.geom, f.geom))
     GROUP BY f.class_code
@@ -195,15 +198,47 @@ class AreaPiece(NamedTuple):
     m2: float
 
 
-def _versions(cur: psycopg2.extensions.cursor, layer: str, old: int, new: int) -> tuple[LayerVersion, LayerVersion]:
-    """Both versions of the layer; errors naming what is missing."""
+@dataclass(frozen=True)
+class State:
+    """A layer version as it is now (revision None), or as it was after one of its revisions (writes, geoservice.edit)."""
+
+    version: LayerVersion
+    revision: int | None = None
+
+    @property
+    def rows(self) -> str:
+        """The SQL source of its rows: the version's partition, or the rows of that revision (sql/0013)."""
+        if self.revision is None:
+            return "geoservice.feature"
+        return f"geoservice.feature_state({int(self.version.version_id)}, {int(self.revision)})"
+
+    def count(self, cur: psycopg2.extensions.cursor) -> int:
+        if self.revision is None:
+            return self.version.feature_count
+        cur.execute(f"SELECT count(*) FROM {self.rows}")
+        return cur.fetchone()[0]
+
+
+def parse_state(text: str) -> tuple[int, int | None]:
+    """`V` (a version as it is now) or `V@R` (as it was after revision R) as (version, revision)."""
+    version, at, revision = text.partition("@")
+    if not version.isdigit() or not (revision.isdigit() or not at):
+        raise ChangeReportError(f"{text!r} is not a version: give V, or V@R for version V as it was after revision R")
+    return int(version), int(revision) if at else None
+
+
+def _states(cur: psycopg2.extensions.cursor, layer: str, old: tuple[int, int | None],
+            new: tuple[int, int | None]) -> tuple[State, State]:
+    """Both states of the layer; errors naming what is missing."""
     known = {v.version: v for v in layer_versions(cur, layer)}
     if not known:
         raise ChangeReportError(f"layer {layer!r} is not stored (see `geoservice layers`)")
-    for version in (old, new):
+    for version, revision in (old, new):
         if version not in known:
             raise ChangeReportError(f"layer {layer!r} has no version {version} (it has {', '.join(map(str, known))})")
-    return known[old], known[new]
+        if revision is not None and revision > known[version].revision:
+            raise ChangeReportError(f"layer {layer!r} version {version} has revisions 0 to {known[version].revision}")
+    return State(known[old[0]], old[1]), State(known[new[0]], new[1])
 
 
 def _district_version(cur: psycopg2.extensions.cursor, settings: Settings) -> tuple[str | None, int | None]:
@@ -215,23 +250,26 @@ def _district_version(cur: psycopg2.extensions.cursor, settings: Settings) -> tu
     return (found[0].name, found[0].version_id) if found else (None, None)
 
 
-def _pair(cur: psycopg2.extensions.cursor, layer: str, old: LayerVersion, new: LayerVersion) -> None:
+def _pair(cur: psycopg2.extensions.cursor, layer: str, old: State, new: State) -> None:
     """Fill change_pair: by source id, then by geometry where a side has no id."""
     cur.execute(PAIR_TABLE_SQL)
+    sides = {"old": old.rows, "new": new.rows}
     try:
-        cur.execute(PAIR_BY_ID_SQL, {"old": old.version_id, "new": new.version_id})
+        cur.execute(PAIR_BY_ID_SQL.format(**sides), {"old": old.version.version_id, "new": new.version.version_id})
     except psycopg2.errors.UniqueViolation as exc:
-        raise ChangeReportError(f"layer {layer!r}: versions {old.version} and {new.version} have duplicate source ids: "
-                                "features cannot be paired by id") from exc
+        raise ChangeReportError(f"layer {layer!r}: versions {old.version.version} and {new.version.version} have "
+                                "duplicate source ids: features cannot be paired by id") from exc
     cur.execute("ANALYZE change_pair")
-    cur.execute(PAIR_BY_GEOMETRY_SQL, {"old": old.version_id, "new": new.version_id, "min_overlap": MIN_OVERLAP})
+    cur.execute(PAIR_BY_GEOMETRY_SQL.format(**sides), {"old": old.version.version_id, "new": new.version.version_id,
+                                                      "min_overlap": MIN_OVERLAP})
 
 
-def _areas(cur: psycopg2.extensions.cursor, a: int, b: int, ids: list[int], districts: int | None) -> list[AreaPiece]:
-    """Per class and district, the area of version a's features `ids` that version b's features of the class do not cover."""
+def _areas(cur: psycopg2.extensions.cursor, a: State, b: State, ids: list[int], districts: int | None) -> list[AreaPiece]:
+    """Per class and district, the area of state a's features `ids` that state b's features of the class do not cover."""
     if not ids:
         return []
-    cur.execute(AREA_SQL, {"a": a, "b": b, "ids": ids, "districts": districts})
+    cur.execute(AREA_SQL.format(a=a.rows, b=b.rows),
+                {"a": a.version.version_id, "b": b.version.version_id, "ids": ids, "districts": districts})
     return [AreaPiece(*row) for row in cur.fetchall() if row[3] >= AREA_NOISE_M2]
 
 
@@ -245,49 +283,56 @@ def _area_table(gained: list[AreaPiece], lost: list[AreaPiece], by_class: bool, 
     return [AreaChange(code, names.get(code, ""), sums[code][0], sums[code][1]) for code in order]
 
 
-def layer_changes(settings: Settings, layer: str, old_version: int, new_version: int) -> LayerChanges:
-    """The change report of `layer` from `old_version` to `new_version` (see the module docstring)."""
+def layer_changes(settings: Settings, layer: str, old_version: int, new_version: int, old_revision: int | None = None,
+                  new_revision: int | None = None) -> LayerChanges:
+    """The change report of `layer` from `old_version` to `new_version` (see the module docstring); with a revision,
+    a version as it was after that revision (its writes: geoservice.edit)."""
     with transaction(settings) as conn, conn.cursor() as cur:
-        old, new = _versions(cur, layer, old_version, new_version)
+        old, new = _states(cur, layer, (old_version, old_revision), (new_version, new_revision))
         district_layer, district_version = _district_version(cur, settings)
         _pair(cur, layer, old, new)
-        cur.execute(PAIRED_SQL, {"old": old.version_id, "new": new.version_id})
+        cur.execute(PAIRED_SQL.format(old=old.rows, new=new.rows),
+                    {"old": old.version.version_id, "new": new.version.version_id})
         paired = cur.fetchall()
         features = [FeatureChange("changed", tuple(what), how, sid, o, n, oc, nc, oa, na)
                     for how, sid, o, n, oc, nc, oa, na, what in paired if what]
-        cur.execute(UNPAIRED_SQL.format(side="new"), {"version": new.version_id})
+        cur.execute(UNPAIRED_SQL.format(side="new", rows=new.rows), {"version": new.version.version_id})
         features += [FeatureChange("added", (), None, sid, None, fid, None, code, None, area) for sid, fid, code, area in cur.fetchall()]
-        cur.execute(UNPAIRED_SQL.format(side="old"), {"version": old.version_id})
+        cur.execute(UNPAIRED_SQL.format(side="old", rows=old.rows), {"version": old.version.version_id})
         features += [FeatureChange("removed", (), None, sid, fid, None, code, None, area, None) for sid, fid, code, area in cur.fetchall()]
         reshaped = [f for f in features if f.change != "changed" or {"geometry", "class_code"} & set(f.what)]
-        gained = _areas(cur, new.version_id, old.version_id, [f.new_id for f in reshaped if f.new_id is not None],
-                        district_version)
-        lost = _areas(cur, old.version_id, new.version_id, [f.old_id for f in reshaped if f.old_id is not None],
-                      district_version)
+        gained = _areas(cur, new, old, [f.new_id for f in reshaped if f.new_id is not None], district_version)
+        lost = _areas(cur, old, new, [f.old_id for f in reshaped if f.old_id is not None], district_version)
         cur.execute(CLASS_NAMES_SQL, (sorted({p.class_code for p in gained + lost if p.class_code is not None}),))
         class_names: dict[str | None, str] = {None: "(unclassified)", **dict(cur.fetchall())}
+        counts = old.count(cur), new.count(cur)
     district_names: dict[str | None, str] = {
         None: "(outside districts)", **{p.district_code: p.district_name or "" for p in gained + lost if p.district_code}}
     how = [row[0] for row in paired]
     return LayerChanges(
-        layer, old.kind, old.version, new.version, old.version_id, new.version_id, old.feature_count, new.feature_count,
-        unchanged=sum(1 for row in paired if not row[8]), matched_by_id=how.count("source_id"),
-        matched_by_geometry=how.count("geometry"), district_layer=district_layer, features=features,
-        by_class=_area_table(gained, lost, True, class_names), by_district=_area_table(gained, lost, False, district_names))
+        layer, old.version.kind, old.version.version, new.version.version, old.version.version_id,
+        new.version.version_id, *counts, unchanged=sum(1 for row in paired if not row[8]),
+        matched_by_id=how.count("source_id"), matched_by_geometry=how.count("geometry"), district_layer=district_layer,
+        features=features, by_class=_area_table(gained, lost, True, class_names),
+        by_district=_area_table(gained, lost, False, district_names), old_revision=old_revision,
+        new_revision=new_revision)
 
 
 def change_geometries(settings: Settings, changes: LayerChanges) -> np.ndarray:
     """The WKB (working CRS) of each of `changes.features`, in order: the new geometry of added and changed features,
     the old one of removed features."""
-    wanted = {changes.new_version_id: [f.new_id for f in changes.features if f.new_id is not None],
-              changes.old_version_id: [f.old_id for f in changes.features if f.change == "removed"]}
-    geometries: dict[tuple[int, int], bytes] = {}
+    latest = 2**31 - 1  # a version as it is now: every revision
+    new = (changes.new_version_id, latest if changes.new_revision is None else changes.new_revision)
+    old = (changes.old_version_id, latest if changes.old_revision is None else changes.old_revision)
+    wanted = {new: [f.new_id for f in changes.features if f.new_id is not None],
+              old: [f.old_id for f in changes.features if f.change == "removed"]}
+    geometries: dict[tuple[tuple[int, int], int], bytes] = {}
     with transaction(settings) as conn, conn.cursor() as cur:
-        for version_id, ids in wanted.items():
-            cur.execute("SELECT id, ST_AsBinary(geom) FROM geoservice.feature WHERE version_id = %s AND id = ANY(%s)",
-                        (version_id, ids))
-            geometries.update({(version_id, fid): bytes(wkb) for fid, wkb in cur.fetchall()})
-    return np.array([geometries[(changes.old_version_id, f.old_id) if f.change == "removed" else (changes.new_version_id, f.new_id)]
+        for state, ids in wanted.items():
+            cur.execute("SELECT id, ST_AsBinary(geom) FROM geoservice.feature_state(%s, %s) WHERE id = ANY(%s)",
+                        (*state, ids))
+            geometries.update({(state, fid): bytes(wkb) for fid, wkb in cur.fetchall()})
+    return np.array([geometries[(old, f.old_id) if f.change == "removed" else (new, f.new_id)]
                      for f in changes.features], dtype=object)
 
 

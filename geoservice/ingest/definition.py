@@ -115,6 +115,7 @@ class LayerDefinition(_Strict):
     attributes: list[str] = Field(default_factory=list)
     keywords: list[str] = Field(default_factory=list)
     access: Grade = "internal"
+    editable: bool = False                        # written over OGC API - Features Part 4 (construction layers always)
     masks: list[Mask] = Field(default_factory=list)
     # the open-data catalogue (开放目录): unset ones come from the settings' `catalog`
     openness: Openness | None = None              # 开放优先级: high | medium | low

@@ -29,6 +29,7 @@ from geoservice import db
 from geoservice.serve import delegate
 from geoservice.serve.auth import ANONYMOUS_NAME, SESSION_COOKIE, AuthError, caller_of, presented_token
 from geoservice.serve.changes_api import ChangeEndpoints
+from geoservice.serve.edits import EditEndpoints
 from geoservice.serve.config import STATIC
 from geoservice.serve.guard import (EXCEPTION_HANDLERS, RETRY_AFTER_SECONDS, BodyTooLarge, body_limit,
                                     cross_site_refusal, failure_response, limited_receive, query_refusal)
@@ -39,6 +40,7 @@ from geoservice.serve.process_routes import process_routes
 from geoservice.serve.records import RecordEndpoints
 from geoservice.serve.review_api import ReviewEndpoints
 from geoservice.serve.routes import Endpoints
+from geoservice.serve.submission_api import SubmissionEndpoints
 from geoservice.serve.tiles import TileEndpoints
 from geoservice.serve.viewer import MapViewer
 from geoservice.settings import Settings
@@ -75,23 +77,12 @@ def routes(settings: Settings, database_url: str) -> list[BaseRoute]:
         Route(f"{collection}/schema", delegate.endpoint(core_api.get_collection_schema, "collection_id"),
               methods=["GET"]),
         Route(f"{collection}/items", endpoints.items, methods=["GET"]),
+        *EditEndpoints(settings, database_url, endpoints).routes(),  # its item read before the plain one
         Route(f"{collection}/items/{{item_id}}", endpoints.item, methods=["GET"]),
-        *_read_only(f"{collection}/items", f"{collection}/items/{{item_id}}"),
-        *ReviewEndpoints(settings).routes(), *process_routes(settings), *ChangeEndpoints(settings).routes(),
+        *ReviewEndpoints(settings).routes(), *SubmissionEndpoints(settings, database_url).routes(),
+        *process_routes(settings), *ChangeEndpoints(settings).routes(),
         *TileEndpoints(settings, database_url).routes(), *MapViewer(settings).routes(),
     ]
-
-
-def _read_only(*paths: str) -> list[Route]:
-    """Writes to features are a 405 naming what is allowed (pygeoapi would try its transactions and fail)."""
-
-    async def refuse(request: Request) -> Response:
-        refusal = problem(405, "MethodNotAllowed", f"{request.method} is not allowed here: the features are read-only "
-                          "(GET, HEAD)")
-        refusal.headers["Allow"] = "GET, HEAD, OPTIONS"
-        return refusal
-
-    return [Route(path, refuse, methods=["POST", "PUT", "PATCH", "DELETE"]) for path in paths]
 
 
 def _access_logger(settings: Settings) -> logging.Logger:
@@ -193,10 +184,11 @@ def create_app(settings: Settings) -> Starlette:
     dispatcher = Dispatcher(settings, catalog, inner, body_limit(settings.server.max_upload_mb), _access_logger(settings))
     app = Starlette(
         routes=[Mount("/", app=dispatcher)], exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+        middleware=[Middleware(CORSMiddleware, allow_origins=["*"],
+                               allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
                                allow_headers=["Authorization", "Content-Type", "Accept", "Prefer", "If-None-Match",
-                                              "If-Modified-Since"],
-                               expose_headers=["Content-Crs", "Link", "ETag", "Last-Modified"])],
+                                              "If-Modified-Since", "If-Match", "Content-Crs"],
+                               expose_headers=["Content-Crs", "Link", "ETag", "Last-Modified", "Location"])],
     )
     app.state.catalog = catalog
     return app

@@ -1,5 +1,5 @@
 """ETag and Last-Modified: derived from what a response reads (the catalog's state, a collection's version or run, the
-last review of the conflicts), so a client's cached copy is answered 304 without running the query, and a new ETag
+last review of the conflicts, the writes to written layers), so a client's cached copy is answered 304 without running the query, and a new ETag
 comes the moment a new version or run is current."""
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ def validators(request: Request, state: CatalogState | None, collection: Collect
         parts.append(str(state.review))
         if state.reviewed_at is not None and (modified is None or state.reviewed_at > modified):
             modified = state.reviewed_at
+    if collection is None or collection.editable:  # so do writes a written collection's features
+        parts.append(state.edits or "")
+        if state.edited_at is not None and (modified is None or state.edited_at > modified):
+            modified = state.edited_at
     if collection is None:
         stamps = [_moment(c.modified) for c in (p.collection for p in view.providers.values()) if c.modified]
         modified = max([m for m in (modified, *stamps) if m is not None], default=None)

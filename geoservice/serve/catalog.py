@@ -16,14 +16,16 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from geoservice.db.read import SCHEMA, LayerVersion, active_versions, current_run, masked_attribute, qualified
+from geoservice.edit import editable
 from geoservice.errors import GeoserviceError
 from geoservice.settings import GRADES, AccessSettings
 
 #: collections served besides the layers (the catalogue: OGC API – Records, serve/records.py); a layer may not take
 #: these names
 BASEMAP, CONFLICTS, CATALOG = "basemap", "conflicts", "catalog"
-#: columns every served table has that are not properties: partition keys, the id, geometry, raw attributes
-NOT_PROPERTIES = {"version_id", "run_id", "id", "geom", "attributes"}
+#: columns every served table has that are not properties: partition keys, the id, geometry, raw attributes, a
+#: written feature's revision (its ETag)
+NOT_PROPERTIES = {"version_id", "run_id", "id", "geom", "attributes", "revision"}
 _SQL_TYPES = {"text": "string", "bigint": "integer", "integer": "integer", "smallint": "integer",
               "double precision": "number", "real": "number", "numeric": "number", "boolean": "boolean",
               "jsonb": "object", "json": "object"}
@@ -87,6 +89,7 @@ class Collection:
     kind: str | None = None                      # the layer kind; None for the base map and conflicts
     masks: tuple[tuple[str, str, str], ...] = ()  # (attribute, method, grade that sees it unmasked)
     modified: str = ""                           # ISO time the version was loaded / the run made (Last-Modified)
+    editable: bool = False                       # written over Part 4: counted and cached by revision, not snapshot
 
     def field(self, name: str) -> Field | None:
         return self._by_name.get(name)
@@ -206,7 +209,8 @@ def _layer_collections(cur: psycopg2.extensions.cursor, known: Known) -> list[Co
     columns = _column_fields(cur, "feature")
     collections = []
     for layer in active_versions(cur):
-        key = ("feature", layer.version_id, layer.title, layer.description, json.dumps(layer.definition, sort_keys=True))
+        key = ("feature", layer.version_id, layer.revision, layer.title, layer.description,
+               json.dumps(layer.definition, sort_keys=True))
         if key not in known:
             known[key] = _layer_collection(cur, layer, columns)
         collections.append(known[key])
@@ -229,7 +233,7 @@ def _layer_collection(cur: psycopg2.extensions.cursor, layer: LayerVersion, colu
         temporal=_temporal(cur, layer.version_id, time_field) if time_field else None,
         title_field="name", grade=definition.get("access", "internal"), kind=layer.kind,
         masks=tuple((m["attribute"], m["method"], m.get("unless", "restricted")) for m in definition.get("masks", [])),
-        modified=layer.loaded_at.isoformat(),
+        modified=layer.loaded_at.isoformat(), editable=editable(layer.kind, definition),
     )
 
 

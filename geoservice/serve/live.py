@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,15 +41,20 @@ from geoservice.serve.tile_links import collection_tile_links
 from geoservice.settings import GRADES, Settings
 
 LOGGER = logging.getLogger(__name__)
-#: the state of what is served: a digest of the active versions, layer definitions and current runs; the last review
+#: a snapshot is rebuilt for writes (new extents and counts of the written collections) at most this often
+EDIT_REFRESH_SECONDS = 10.0
+#: the state of what is served: a digest of the active versions, layer definitions and current runs; the last review;
+#: the written active versions' revisions
 _STATE = f"""
 SELECT concat_ws('|',
          (SELECT string_agg(v.id::text, ',' ORDER BY v.id) FROM geoservice.layer_version v WHERE v.is_active),
          (SELECT string_agg(l.xmin::text, ',' ORDER BY l.name) FROM geoservice.layer l),
          {current_run_id_sql("integration")}::text, {current_run_id_sql("detection")}::text),
-       e.id, e.changed_at
+       e.id, e.changed_at, w.edits, w.edited_at
 FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT id, changed_at FROM geoservice.conflict_case_event ORDER BY id DESC LIMIT 1) e
   ON true
+CROSS JOIN (SELECT string_agg(v.id || '.' || v.revision, ',' ORDER BY v.id) AS edits, max(v.edited_at) AS edited_at
+            FROM geoservice.layer_version v WHERE v.is_active AND v.revision > 0) w
 """
 
 _PREPARED = "geoservice_catalog_state"
@@ -57,11 +63,23 @@ _PREPARED = "geoservice_catalog_state"
 @dataclass(frozen=True)
 class CatalogState:
     """What the database serves now: `structure` changes with any version, definition or run (None: nothing is
-    stored yet); `review` with every review decision (conflicts' properties carry the status)."""
+    stored yet); `review` with every review decision (conflicts' properties carry the status); `edits` with every write
+    to a layer (`<version id>.<revision>` of each written active version: the snapshot is not rebuilt for a write, the
+    written collections' pages are read live and their validators follow the revision)."""
 
     structure: str | None
     review: int | None = None
     reviewed_at: datetime | None = None
+    edits: str | None = None
+    edited_at: datetime | None = None
+
+    def revision_of(self, version_id: int) -> int:
+        """The revision of an active layer version (0 when it was never written)."""
+        for entry in (self.edits or "").split(","):
+            version, _, revision = entry.partition(".")
+            if version == str(version_id):
+                return int(revision)
+        return 0
 
 
 @dataclass(frozen=True)
@@ -80,11 +98,13 @@ class GradeView:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The catalog as of one state, for every grade."""
+    """The catalog as of one state, for every grade (built at `built`, time.monotonic())."""
 
     structure: str | None
     collections: tuple[Collection, ...]
     views: dict[str, GradeView]
+    edits: str | None = None
+    built: float = 0.0
 
 
 def read_state(cur: psycopg2.extensions.cursor) -> CatalogState:
@@ -150,7 +170,26 @@ class LiveCatalog:
                 if self._snapshot is None or self._snapshot.structure != state.structure:
                     self._snapshot = self._build()
                 snapshot = self._snapshot
+        elif snapshot.edits != state.edits and time.monotonic() - snapshot.built > EDIT_REFRESH_SECONDS:
+            self._refresh()
         return snapshot, state
+
+    def _refresh(self) -> None:
+        """Rebuild the snapshot on a thread of its own, the requests meanwhile answered from the current one: writes
+        change no structure (their collections' pages are read live), only the extents and counts of the snapshot, so
+        that is refreshed at most every EDIT_REFRESH_SECONDS and never holds a request up."""
+        if not self._lock.acquire(blocking=False):
+            return
+
+        def build() -> None:
+            try:
+                self._snapshot = self._build()
+            except Exception:  # the next request tries again; an outage is answered by the requests themselves
+                LOGGER.exception("refreshing the catalog after writes failed")
+            finally:
+                self._lock.release()
+
+        threading.Thread(target=build, name="catalog-refresh", daemon=True).start()
 
     def _build(self) -> Snapshot:
         conn = connect_url(self.database_url)
@@ -165,8 +204,8 @@ class LiveCatalog:
         served = {id(c) for c in collections}
         self._known = {key: c for key, c in self._known.items() if id(c) in served}
         LOGGER.info("catalog %s: %d collections", state.structure, len(collections))
-        return Snapshot(state.structure, tuple(collections),
-                        {grade: self._view(collections, records, grade) for grade in GRADES})
+        views = {grade: self._view(collections, records, grade) for grade in GRADES}
+        return Snapshot(state.structure, tuple(collections), views, state.edits, time.monotonic())
 
     def _view(self, collections: list[Collection], records: tuple[Record, ...], grade: str) -> GradeView:
         config = grade_config(self.settings, collections, self.database_url, grade)

@@ -24,7 +24,7 @@ from pygeoapi.process.manager.dummy import DummyManager
 from pygeoapi.util import JobStatus, RequestedResponse
 from pyproj import CRS
 
-from geoservice.conflicts.rules import RuleSet, load_rules
+from geoservice.conflicts import current_rules
 from geoservice.queries import check_project, hazard_exposure, lookup_point, read_project_upload
 from geoservice.queries.check import project_from_geojson, project_geometry
 from geoservice.queries.points import QueryError, input_crs
@@ -103,11 +103,6 @@ def _settings(dump: bytes) -> Settings:
     return Settings.model_validate(orjson.loads(dump))
 
 
-@lru_cache(maxsize=8)
-def _rules(path: Path, mtime: float) -> RuleSet:
-    return load_rules(path)
-
-
 class _Processor(BaseProcessor):
     """A processor over the database the server serves; its settings travel in the pygeoapi configuration."""
 
@@ -170,7 +165,7 @@ class ProjectCheck(_Processor):
             content, media_type = uploaded_file(upload, self.settings.server.max_upload_mb, "project_file", "file")
             geometry, source = read_project_upload(content, media_type, int(self.settings.server.max_upload_mb * 2**20))
         project = project_geometry(self.settings, geometry, source)
-        found = check_project(cur, self.settings, _rules(*_rules_key(self.settings)), project,
+        found = check_project(cur, self.settings, current_rules(self.settings), project,
                               CRS.from_user_input(self.settings.working_crs), _optional_text(data, "code"))
         answered = target.from_working(self.settings, np.array([*(c.pop("geometry") for c in found), project],
                                                                dtype=object))
@@ -180,11 +175,6 @@ class ProjectCheck(_Processor):
                 "conflict_area_m2": sum(f["properties"]["area_m2"] for f in features),
                 "project": {"geometry": shapely.geometry.mapping(answered[-1]), "area_m2": float(project.area)},
                 "features": features}
-
-
-def _rules_key(settings: Settings) -> tuple[Path, float]:
-    path = settings.path(settings.paths.rules)
-    return path, path.stat().st_mtime
 
 
 class HazardExposure(_Processor):

@@ -127,9 +127,10 @@ class GeoserviceProvider(BaseProvider):
         collection, selection = self.collection, request.selection
         scope = (collection.name, collection.partition_key, selection.signature)
         keys = sort_keys(collection, request.sort)
-        keyset = keyset_ready(collection, keys)
+        keyset = keyset_ready(collection, keys) and not collection.editable  # written ones change between pages
         start, after = _memory.start(scope, keys, request.offset) if keyset else (0, None)
-        known = _memory.count(scope) if selection != Selection() else collection.feature_count
+        known = (None if collection.editable else _memory.count(scope) if selection != Selection()
+                 else collection.feature_count)
         count_up_to = None if known is not None else max(self.exact_count_limit, request.offset - start + request.limit)
         statement = page_statement(collection, request, self.crs.working.srid, request.offset - start, after, count_up_to)
         return PagePlan(statement, scope, keys if keyset else None, start, known, count_up_to)

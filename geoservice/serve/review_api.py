@@ -56,7 +56,7 @@ class ReviewEndpoints:
             if request.method == "POST":
                 caller: Caller = request.state.caller
                 require_scope(self.settings.access, caller, "review", "reviewing over HTTP")
-                status, comment = _review_body(await request.body())
+                status, comment = review_body(await request.body())
                 await run_in_threadpool(review.set_status, self.settings, conflict_id, status, comment, caller.name)
             data = await run_in_threadpool(self._case_document, conflict_id)
         except AuthError as exc:
@@ -83,7 +83,7 @@ class ReviewEndpoints:
         return HTMLResponse(page)
 
 
-def _review_body(body: bytes) -> tuple[str, str]:
+def review_body(body: bytes) -> tuple[str, str]:
     """`{"status": …, "comment": …}` from a request body; ValueError naming what is wrong."""
     try:
         data = orjson.loads(body or b"null")

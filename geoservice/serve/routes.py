@@ -63,6 +63,9 @@ CONFORMANCE = [
     f"{_OGC}/ogcapi-features-1/1.0/conf/html",
     f"{_OGC}/ogcapi-features-1/1.0/conf/geojson",
     f"{_OGC}/ogcapi-features-2/1.0/conf/crs",
+    f"{_OGC}/ogcapi-features-4/1.0/conf/create-replace-delete",  # on editable collections (serve/edits.py)
+    f"{_OGC}/ogcapi-features-4/1.0/conf/update",
+    f"{_OGC}/ogcapi-features-4/1.0/conf/features",
     f"{_OGC}/ogcapi-features-3/1.0/conf/queryables",
     f"{_OGC}/ogcapi-features-3/1.0/conf/queryables-query-parameters",
     f"{_OGC}/ogcapi-features-3/1.0/conf/filter",

@@ -35,11 +35,13 @@ SUFFIX = ".mvt"
 SOURCES = "SOURCES"
 
 
-def source_of(collection: Collection, review: int | None) -> str:
+def source_of(collection: Collection, review: int | None, revision: int = 0) -> str:
     """What a collection's tiles are built from: its name, partition and that partition's load or run time (a database
-    made again numbers its partitions from 1 again), the conflicts also the last review."""
+    made again numbers its partitions from 1 again), the conflicts also the last review, a written layer its revision."""
     made = hashlib.sha256(collection.modified.encode()).hexdigest()[:8]
     source = f"{collection.name}.{collection.partition_key}-{made}"
+    if collection.editable:
+        source = f"{source}.e{revision}"
     return f"{source}.r{review or 0}" if collection.name == CONFLICTS else source
 
 

@@ -345,9 +345,12 @@ class TileEndpoints:
     def key(self, snapshot: Snapshot, state: CatalogState, grade: str, dataset: bool, shown: list[Collection],
             grid: Grid, zoom: int, row: int, col: int, system: str | None = None) -> TileKey:
         """The tile's cache key (entries of sources the snapshot no longer serves are dropped first)."""
-        self.cache.retain(frozenset(source_of(c, state.review) for c in snapshot.collections))
-        return TileKey(dataset, tuple(source_of(c, state.review) for c in shown), grade,
-                       grid.id if system is None else f"{grid.id}+{system}", zoom, row, col)
+        def source(c: Collection) -> str:
+            return source_of(c, state.review, state.revision_of(c.partition_key))
+
+        self.cache.retain(frozenset(map(source, snapshot.collections)))
+        return TileKey(dataset, tuple(map(source, shown)), grade, grid.id if system is None else f"{grid.id}+{system}",
+                       zoom, row, col)
 
     def build(self, view: GradeView, key: TileKey, grid: Grid, collections: list[Collection],
               system: str | None = None) -> bytes:
