@@ -27,7 +27,7 @@ from geoservice.basemap.store import (
 from geoservice.compute import dask_run
 from geoservice.compute.tiles import Tile, kd_tiles, owned
 from geoservice.db import bulk, partitions, transaction
-from geoservice.db.layers import feature_envelopes, read_features, read_tile_features
+from geoservice.db.layers import box_relation, feature_envelopes, read_features, read_features_meeting
 from geoservice.db.read import LayerVersion, active_versions
 from geoservice.db.tiles import discard_run, forget_tiles, recorded_tiles
 from geoservice.errors import GeoserviceError
@@ -43,9 +43,9 @@ def integrate_tile(cur: psycopg2.extensions.cursor, settings: Settings, run_id: 
                    line_layers: dict[str, list[LayerVersion]]) -> dict:
     """Build and COPY the patches of the plan-union pieces this tile owns; what it did, for the run's summary."""
     srid, threads = settings.working_srid, settings.integration.threads
-    box = tile.box()
-    land = read_tile_features(cur, land_layer, box, srid, [plan_layer])
-    plan = read_tile_features(cur, plan_layer, box, srid, [land_layer])
+    region = box_relation(tile.box(), srid)
+    land = read_features_meeting(cur, land_layer, region, [plan_layer])
+    plan = read_features_meeting(cur, plan_layer, region, [land_layer])
     land_index, plan_index, pieces = overlay(land.geometries, plan.geometries, how="union", threads=threads)
     mine = owned(tile, pieces)
     land_index, plan_index, pieces = land_index[mine], plan_index[mine], pieces[mine]

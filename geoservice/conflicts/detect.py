@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import psycopg2.extensions
 import shapely
+from psycopg2 import sql
 
 from geoservice.conflicts import evaluate
 from geoservice.conflicts.evaluate import Found, Subdivided
@@ -20,7 +21,7 @@ from geoservice.conflicts.rules import (
     ForbiddenOverlap, LinesOverlap, MustBeWithin, PlanDifference, RasterThreshold, Rule, RuleSet, load_rules,
 )
 from geoservice.db import bulk, partitions, transaction
-from geoservice.db.layers import FeatureArrays, one_layer_of_kind, read_features
+from geoservice.db.layers import FeatureArrays, layer_codes, one_layer_of_kind, read_features
 from geoservice.db.patches import read_plan_patches, usable_run
 from geoservice.db.read import LayerVersion, active_versions, current_run
 from geoservice.errors import ConfigError, GeoserviceError
@@ -90,6 +91,7 @@ class LayerCatalog:
         self.layers = active_versions(cur)
         self.envelope = (*envelope, settings.working_srid) if envelope else None
         self.cache: dict[str, FeatureArrays] = dict(substitutes or {})
+        self.named: set[str] = set()  # layers read, also those whose features were not (plan differences of the base map)
         self.subdivided = Subdivided(None if envelope else settings.integration.subdivide_vertices,
                                      settings.integration.threads)
 
@@ -113,6 +115,14 @@ class LayerCatalog:
                       "urban_plan": self.settings.integration.urban_plan_layer}[kind]
         return self.features(configured or kind, where)
 
+    def plan_layers(self, where: str) -> tuple[LayerVersion, LayerVersion]:
+        """The active land-use plan and urban plan."""
+        config = self.settings.integration
+        plans = (self.resolve(config.land_use_layer or "land_use", where),
+                 self.resolve(config.urban_plan_layer or "urban_plan", where))
+        self.named.update(layer.name for layer in plans)
+        return plans
+
     def district_layer(self) -> LayerVersion | None:
         name = self.settings.integration.district_layer
         found = [layer for layer in self.layers if layer.kind == "district" and (name is None or layer.name == name)]
@@ -127,8 +137,7 @@ class LayerCatalog:
         detection reads, with its sliver area (its plan-difference patches are then this detection's conflicts)."""
         if not self._basemap:
             district = self.district_layer()
-            layers = [self.resolve(self.settings.integration.land_use_layer or "land_use", where),
-                      self.resolve(self.settings.integration.urban_plan_layer or "urban_plan", where), district]
+            layers = [*self.plan_layers(where), district]
             self._basemap.append(usable_run(self.cur, {layer.name: layer.version_id for layer in layers},
                                             self.settings.integration.sliver_area_m2)
                                  if self.use_basemap and district else None)
@@ -137,7 +146,7 @@ class LayerCatalog:
     def used(self) -> dict[str, dict[str, int]]:
         by_name = {layer.name: layer for layer in self.layers}
         return {name: {"version": by_name[name].version, "id": by_name[name].version_id}
-                for name in sorted(self.cache) if name in by_name}
+                for name in sorted(set(self.cache) | self.named) if name in by_name}
 
 
 def evaluate_rule(rule: Rule, catalog: LayerCatalog, settings: Settings) -> list[Found]:
@@ -174,15 +183,18 @@ def finish(found: Found, rule: Rule, zones: np.ndarray | Parts, settings: Settin
 
 
 def plan_difference_of_basemap(rule: PlanDifference, difference: str, catalog: LayerCatalog, run_id: int,
-                               settings: Settings) -> tuple[Found, np.ndarray]:
+                               settings: Settings, region: sql.Composable | None = None) -> tuple[Found, np.ndarray]:
     """A plan-difference rule's conflicts of one class as the base map's patches (split, slivers dropped) whose
-    plan-union piece reaches the rule's minimum area: the same as overlaying the plans again."""
+    plan-union piece reaches the rule's minimum area (and whose box meets a box of `region`): the same as overlaying
+    the plans again."""
     where = f"rule {rule.id}"
-    land, plan = catalog.plan("land_use", where), catalog.plan("urban_plan", where)
-    mask_land, mask_plan = evaluate.difference_masks(land, plan, difference, settings.construction_codes)
-    codes = [sorted(set(layer.codes[mask].tolist()) - {None}) for layer, mask in ((land, mask_land), (plan, mask_plan))]
-    patches = read_plan_patches(catalog.cur, run_id, *codes, rule.min_area_m2)
-    return evaluate.plan_difference_of_patches(land, plan, patches, difference, catalog.districts().source_ids)
+    plans = catalog.plan_layers(where)
+    codes = evaluate.difference_codes(*(layer_codes(catalog.cur, layer.version_id) for layer in plans), difference,
+                                      settings.construction_codes)
+    patches = read_plan_patches(catalog.cur, run_id, plans, *codes, rule.min_area_m2, region)
+    districts = catalog.districts()
+    return evaluate.plan_difference_of_patches(patches, difference,
+                                               districts.source_ids if districts else np.empty(0, dtype=object))
 
 
 def district_zones(catalog: LayerCatalog) -> tuple[FeatureArrays | None, np.ndarray]:

@@ -32,8 +32,8 @@ from geoservice.conflicts.detect import (
 from geoservice.conflicts.evaluate import Subdivided
 from geoservice.conflicts.rules import LinesOverlap, MustBeWithin, PlanDifference, Rule, RuleSet, load_rules
 from geoservice.db import bulk, partitions, transaction
-from geoservice.db.layers import FeatureArrays, feature_envelopes, read_tile_features
-from geoservice.db.patches import read_plan_patches
+from geoservice.db.layers import FeatureArrays, box_relation, feature_envelopes, layer_codes, read_features_meeting
+from geoservice.db.patches import PatchArrays, read_plan_patches
 from geoservice.db.read import LayerVersion, current_run
 from geoservice.db.tiles import discard_run, forget_tiles, recorded_tiles
 from geoservice.errors import GeoserviceError
@@ -52,14 +52,15 @@ class TileCatalog(LayerCatalog):
         self.cur, self.settings, self.layers, self.tile, self.halos = cur, settings, layers, tile, halos
         self.use_basemap, self._basemap, self.envelope = False, [None], None
         self.cache: dict[str, FeatureArrays] = {}
+        self.named: set[str] = set()
         self.subdivided = Subdivided(settings.integration.subdivide_vertices, settings.integration.threads)
 
     def features(self, name_or_kind: str, where: str) -> FeatureArrays:
         layer = self.resolve(name_or_kind, where)
         if layer.name not in self.cache:
             around = [self.resolve(name, where) for name in self.halos.get(layer.name, ())]
-            self.cache[layer.name] = read_tile_features(self.cur, layer, self.tile.box(), self.settings.working_srid,
-                                                        around)
+            self.cache[layer.name] = read_features_meeting(
+                self.cur, layer, box_relation(self.tile.box(), self.settings.working_srid), around)
         return self.cache[layer.name]
 
 
@@ -99,24 +100,23 @@ def detect_tile(cur: psycopg2.extensions.cursor, settings: Settings, run_id: int
     catalog = TileCatalog(cur, settings, layers, tile, halos)
     srid, box = settings.working_srid, tile.box()
     raw: list[tuple[Rule, evaluate.Found]] = []
-    from_patches: list[tuple[Rule, str, FeatureArrays, FeatureArrays, object]] = []
+    from_patches: list[tuple[Rule, str, PatchArrays]] = []
     seconds: dict[str, float] = {}
     for rule in rules:
         started = time.perf_counter()
         where = f"rule {rule.id}"
         if isinstance(rule, PlanDifference) and basemap_run is not None:
-            land, plan = catalog.plan("land_use", where), catalog.plan("urban_plan", where)
+            plans = catalog.plan_layers(where)
             for difference in rule.classes:
-                mask_land, mask_plan = evaluate.difference_masks(land, plan, difference, settings.construction_codes)
-                codes = [sorted(set(layer.codes[mask].tolist()) - {None})
-                         for layer, mask in ((land, mask_land), (plan, mask_plan))]
-                patches = read_plan_patches(cur, basemap_run, *codes, rule.min_area_m2, (*box, srid))
-                from_patches.append((rule, difference, land, plan, patches.take(owned(tile, patches.geometries))))
+                codes = evaluate.difference_codes(*(layer_codes(cur, layer.version_id) for layer in plans), difference,
+                                                  settings.construction_codes)
+                patches = read_plan_patches(cur, basemap_run, plans, *codes, rule.min_area_m2, box_relation(box, srid))
+                from_patches.append((rule, difference, patches.take(owned(tile, patches.geometries))))
         else:
             for found in evaluate_rule(rule, catalog, settings):
                 raw.append((rule, found.take(owned(tile, found.pieces))))
         seconds[rule.id] = seconds.get(rule.id, 0.0) + time.perf_counter() - started
-    pieces = [found.pieces for _, found in raw] + [p[4].geometries for p in from_patches]
+    pieces = [found.pieces for _, found in raw] + [p[2].geometries for p in from_patches]
     everything = np.concatenate(pieces) if pieces else np.empty(0, dtype=object)
     districts, zones = None, np.empty(0, dtype=object)
     if district_layer is not None and len(everything):  # read and cut once per worker process, as in process
@@ -128,9 +128,9 @@ def detect_tile(cur: psycopg2.extensions.cursor, settings: Settings, run_id: int
         split, district_index = finish(found, rule, zones, settings)
         results.append(RuleResult(rule, split, district_index, 0.0))
         seconds[rule.id] += time.perf_counter() - started
-    for rule, difference, land, plan, patches in from_patches:
+    for rule, difference, patches in from_patches:
         codes = districts.source_ids if districts is not None else np.empty(0, dtype=object)
-        found, district_index = evaluate.plan_difference_of_patches(land, plan, patches, difference, codes)
+        found, district_index = evaluate.plan_difference_of_patches(patches, difference, codes)
         results.append(RuleResult(rule, found, district_index, 0.0))
     rows = sum(len(r.found) for r in results)
     if rows:

@@ -20,7 +20,7 @@ from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
     BigInteger, Boolean, Computed, DateTime, Double, Engine, ForeignKey, Integer, Text, create_engine, text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, foreign, mapped_column, relationship
 
 from geoservice.db.connection import connect_url, database_url
@@ -60,6 +60,11 @@ def _geometry() -> Any:
 def _partition_id(sequence: str) -> Any:
     """The id of a partitioned table's row: from the table's own sequence, unique across partitions."""
     return mapped_column(BigInteger, primary_key=True, server_default=text(f"nextval('{SCHEMA}.{sequence}'::regclass)"))
+
+
+def _chain() -> Any:
+    """A run's chain: the runs whose stored rows it reads (its own id last)."""
+    return mapped_column(ARRAY(BigInteger), server_default=text("'{}'::bigint[]"))
 
 
 def _schema(partition_by: str | None = None) -> dict[str, Any]:
@@ -170,6 +175,8 @@ class IntegrationRun(Base):
     parameters: Mapped[dict[str, Any]] = _empty(json=True)
     summary: Mapped[dict[str, Any]] = _empty(json=True)
     is_current: Mapped[bool] = _flag()
+    base_run_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.integration_run.id"))
+    chain: Mapped[list[int]] = _chain()
 
 
 class BasemapPatch(Base):
@@ -196,6 +203,7 @@ class BasemapPatch(Base):
     area_m2: Mapped[float]
     geom: Mapped[WKBElement] = _geometry()
     piece_m2: Mapped[float | None]
+    until_run: Mapped[int | None] = mapped_column(BigInteger)
 
     run: Mapped[IntegrationRun] = relationship(primaryjoin=lambda: foreign(BasemapPatch.run_id) == IntegrationRun.id,
                                                viewonly=True)
@@ -216,8 +224,10 @@ class DetectionRun(Base):
     rules: Mapped[list[Any]]
     summary: Mapped[dict[str, Any]] = _empty(json=True)
     is_current: Mapped[bool] = _flag()
+    base_run_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.detection_run.id"))
+    chain: Mapped[list[int]] = _chain()
 
-    integration_run: Mapped[IntegrationRun | None] = relationship()
+    integration_run: Mapped[IntegrationRun | None] = relationship(foreign_keys=[integration_run_id])
 
 
 class Conflict(Base):
@@ -246,6 +256,7 @@ class Conflict(Base):
     status: Mapped[str] = mapped_column(server_default=text("'open'"))
     geom: Mapped[WKBElement] = _geometry()
     case_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.conflict_case.id"))
+    until_run: Mapped[int | None] = mapped_column(BigInteger)
 
     run: Mapped[DetectionRun] = relationship(primaryjoin=lambda: foreign(Conflict.run_id) == DetectionRun.id, viewonly=True)
     case: Mapped[ConflictCase | None] = relationship(back_populates="conflicts")
@@ -284,6 +295,19 @@ class DisappearedCase(Base):
 
     run_id: Mapped[int] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.detection_run.id"), primary_key=True)
     case_id: Mapped[int] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.conflict_case.id"), primary_key=True)
+
+
+class CaseOrigin(Base):
+    """Where a changed conflict's case came from: a case of a dropped conflict of the same rule it overlaps (split,
+    merged, shrunk, grown, reshaped), recorded by the incremental detection run that linked it."""
+
+    __tablename__ = "case_origin"
+    __table_args__ = _schema()
+
+    run_id: Mapped[int] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.detection_run.id"), primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.conflict_case.id"), primary_key=True)
+    from_case: Mapped[int] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.conflict_case.id"), primary_key=True)
+    change: Mapped[str]
 
 
 class ConflictCaseEvent(Base):
