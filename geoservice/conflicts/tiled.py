@@ -13,7 +13,6 @@ case ids onto the rows, attaches the table and makes the run current, in one tra
 
 from __future__ import annotations
 
-import json
 import time
 from functools import partial
 
@@ -27,14 +26,15 @@ from geoservice.compute.tiles import Tile, kd_tiles, owned
 from geoservice.conflicts import evaluate
 from geoservice.conflicts.detect import (
     COPY_COLUMNS, IDENTITY_COLUMNS, PARENT, DetectionSummary, LayerCatalog, Link, RuleResult, copy_rows,
-    evaluate_rule, finish,
+    evaluate_rule, finish, insert_run, raster_checksums, summarize_rows,
 )
-from geoservice.conflicts.evaluate import Subdivided
+from geoservice.conflicts.regional import RegionCatalog, halos_of, rule_layers
 from geoservice.conflicts.rules import LinesOverlap, MustBeWithin, PlanDifference, Rule, RuleSet, load_rules
 from geoservice.db import bulk, partitions, transaction
 from geoservice.db.layers import FeatureArrays, box_relation, feature_envelopes, layer_codes, read_features_meeting
 from geoservice.db.patches import PatchArrays, read_plan_patches
-from geoservice.db.read import LayerVersion, current_run
+from geoservice.db.read import LayerVersion, chain_rows_sql, current_run
+from geoservice.db.runs import make_current
 from geoservice.db.tiles import discard_run, forget_tiles, recorded_tiles
 from geoservice.errors import GeoserviceError
 from geoservice.progress import Reporter, SilentReporter
@@ -43,62 +43,13 @@ from geoservice.settings import Settings
 STAGE = "detection"
 
 
-class TileCatalog(LayerCatalog):
-    """The layers as one tile sees them: each read once, the features whose box meets the tile, plus (`halos`: layer
-    name -> the names of layers whose tile features it must be read around) the features meeting those."""
-
-    def __init__(self, cur: psycopg2.extensions.cursor, settings: Settings, layers: list[LayerVersion], tile: Tile,
-                 halos: dict[str, list[str]]) -> None:
-        self.cur, self.settings, self.layers, self.tile, self.halos = cur, settings, layers, tile, halos
-        self.use_basemap, self._basemap, self.envelope = False, [None], None
-        self.cache: dict[str, FeatureArrays] = {}
-        self.named: set[str] = set()
-        self.subdivided = Subdivided(settings.integration.subdivide_vertices, settings.integration.threads)
-
-    def features(self, name_or_kind: str, where: str) -> FeatureArrays:
-        layer = self.resolve(name_or_kind, where)
-        if layer.name not in self.cache:
-            around = [self.resolve(name, where) for name in self.halos.get(layer.name, ())]
-            self.cache[layer.name] = read_features_meeting(
-                self.cur, layer, box_relation(self.tile.box(), self.settings.working_srid), around)
-        return self.cache[layer.name]
-
-
-def rule_layers(rule: Rule, catalog: LayerCatalog) -> list[str]:
-    """The names of the layers a rule reads (the subject first)."""
-    where = f"rule {rule.id}"
-    settings = catalog.settings.integration
-
-    def plan(kind: str) -> str:
-        return catalog.resolve({"land_use": settings.land_use_layer, "urban_plan": settings.urban_plan_layer}[kind]
-                               or kind, where).name
-
-    if isinstance(rule, PlanDifference):
-        return [plan("land_use"), plan("urban_plan")]
-    if isinstance(rule, LinesOverlap):
-        return [catalog.resolve(name, where).name for name in rule.layers]
-    subject = plan(rule.subject.plan) if rule.subject.plan else catalog.resolve(rule.subject.layer, where).name
-    other = getattr(rule, "constraint", None) or getattr(rule, "container", None)
-    return [subject, *([catalog.resolve(other, where).name] if other else [])]
-
-
-def halos_of(rules: list[Rule], catalog: LayerCatalog) -> dict[str, list[str]]:
-    """Container layer -> subject layers: a subject feature's part outside the container needs every container feature
-    meeting it, also those whose box misses the tile."""
-    halos: dict[str, set[str]] = {}
-    for rule in rules:
-        if isinstance(rule, MustBeWithin):
-            subject, container = rule_layers(rule, catalog)
-            halos.setdefault(container, set()).add(subject)
-    return {name: sorted(found) for name, found in halos.items()}
-
-
 def detect_tile(cur: psycopg2.extensions.cursor, settings: Settings, run_id: int, tile: Tile,
                 layers: list[LayerVersion], rules: list[Rule], halos: dict[str, list[str]],
                 district_layer: LayerVersion | None, basemap_run: int | None) -> dict:
     """Evaluate the rules on one tile and COPY the conflicts it owns; what it did, for the run's summary."""
-    catalog = TileCatalog(cur, settings, layers, tile, halos)
-    srid, box = settings.working_srid, tile.box()
+    srid = settings.working_srid
+    region = box_relation(tile.box(), srid)
+    catalog = RegionCatalog(cur, settings, layers, region, halos)
     raw: list[tuple[Rule, evaluate.Found]] = []
     from_patches: list[tuple[Rule, str, PatchArrays]] = []
     seconds: dict[str, float] = {}
@@ -110,7 +61,7 @@ def detect_tile(cur: psycopg2.extensions.cursor, settings: Settings, run_id: int
             for difference in rule.classes:
                 codes = evaluate.difference_codes(*(layer_codes(cur, layer.version_id) for layer in plans), difference,
                                                   settings.construction_codes)
-                patches = read_plan_patches(cur, basemap_run, plans, *codes, rule.min_area_m2, box_relation(box, srid))
+                patches = read_plan_patches(cur, basemap_run, plans, *codes, rule.min_area_m2, region)
                 from_patches.append((rule, difference, patches.take(owned(tile, patches.geometries))))
         else:
             for found in evaluate_rule(rule, catalog, settings):
@@ -178,12 +129,7 @@ def detect_tiled(settings: Settings, scheduler: str, rule_ids: list[str] | None 
             tiles = kd_tiles(bounds, vertices, target)
         timings["partition"] = round(time.perf_counter() - clock, 3)
         with transaction(settings) as conn, conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO geoservice.detection_run (integration_run_id, layer_versions, rules_checksum, rules) "
-                "VALUES (%s, %s, %s, %s) RETURNING id",
-                (integration.id if integration else None, json.dumps(versions), rules.checksum,
-                 json.dumps([rule.model_dump(mode="json") for rule in selected], ensure_ascii=False)))
-            run_id = cur.fetchone()[0]
+            run_id = insert_run(cur, integration, versions, rules, selected)
             partitions.create_partition_table(cur, PARENT, run_id)
         table = partitions.partition_table(PARENT, run_id)
         try:
@@ -207,7 +153,7 @@ def detect_tiled(settings: Settings, scheduler: str, rule_ids: list[str] | None 
                                             {"geom": "USING gist (geom)", "rule": "(run_id, rule_id)"})
                 timings["index"] = round(time.perf_counter() - clock, 3)
                 forget_tiles(cur, STAGE, run_id)
-                by_rule, cells = summarize_table(cur, table, selected, results)
+                by_rule, cells = summarize_rows(cur, chain_rows_sql((run_id,), run_id), selected, rule_seconds(results))
                 seconds = time.perf_counter() - started
                 stored = sum(r["rows"] for r in results)
                 reporter.line(bulk.stored_line(stored, "conflicts", {
@@ -216,10 +162,8 @@ def detect_tiled(settings: Settings, scheduler: str, rule_ids: list[str] | None 
                 summary = DetectionSummary(
                     run_id, rules.checksum, versions, by_rule, cells, round(seconds, 3), timings, from_basemap,
                     {**dask_run.describe(scheduler, cluster), "tiles": len(tiles),
-                     "features_read": sum(r["features"] for r in results)})
-                cur.execute("UPDATE geoservice.detection_run SET is_current = false WHERE is_current")
-                cur.execute("UPDATE geoservice.detection_run SET is_current = true, finished_at = now(), summary = %s "
-                            "WHERE id = %s", (json.dumps(summary.as_dict(), ensure_ascii=False), run_id))
+                     "features_read": sum(r["features"] for r in results)}, raster_checksums(settings, selected))
+                make_current(cur, "detection", run_id, summary.as_dict())
         except BaseException:
             with transaction(settings) as conn, conn.cursor() as cur:
                 discard_run(cur, "detection_run", table, STAGE, run_id)
@@ -236,7 +180,7 @@ def link_rows(cur: psycopg2.extensions.cursor, link: Link, table: sql.Composable
     rows = cur.fetchall()
     frame = pd.DataFrame(rows, columns=["id", *IDENTITY_COLUMNS], dtype=object)
     frame["feature_b"] = pd.array(frame["feature_b"].tolist(), dtype="Int64")
-    case_ids, statuses = link(cur, run_id, rule_ids, frame.drop(columns=["id"]))
+    case_ids, statuses = link(cur, run_id, rule_ids, frame.drop(columns=["id"]), ())
     if not len(rows):
         return
     cur.execute("CREATE TEMP TABLE linked_row (id bigint, case_id bigint, status text) ON COMMIT DROP")
@@ -248,17 +192,10 @@ def link_rows(cur: psycopg2.extensions.cursor, link: Link, table: sql.Composable
                 .format(table))
 
 
-def summarize_table(cur: psycopg2.extensions.cursor, table: sql.Composable, rules: list[Rule],
-                    results: list[dict]) -> tuple[dict[str, dict[str, object]], list[dict[str, object]]]:
-    """Count, area (ha) and seconds (summed over the tiles) by rule; count and area by rule × district."""
-    cur.execute(sql.SQL("SELECT rule_id, coalesce(district_name, '(no district)'), count(*), sum(area_m2) FROM {} "
-                        "GROUP BY 1, 2 ORDER BY 1, 2").format(table))
-    cells = cur.fetchall()
-    by_rule: dict[str, dict[str, object]] = {}
-    for rule in rules:
-        found = [c for c in cells if c[0] == rule.id]
-        by_rule[rule.id] = {"title_zh": rule.title_zh, "title_en": rule.title_en, "severity": rule.severity,
-                            "count": sum(c[2] for c in found), "ha": round(sum(c[3] for c in found) / 1e4, 4),
-                            "seconds": round(sum(r["rule_seconds"].get(rule.id, 0.0) for r in results), 3)}
-    return by_rule, [{"rule": rule, "district": district, "count": count, "ha": round(m2 / 1e4, 4)}
-                     for rule, district, count, m2 in cells]
+def rule_seconds(results: list[dict]) -> dict[str, float]:
+    """Seconds by rule summed over the tiles."""
+    seconds: dict[str, float] = {}
+    for result in results:
+        for rule, value in result["rule_seconds"].items():
+            seconds[rule] = seconds.get(rule, 0.0) + value
+    return seconds

@@ -123,6 +123,13 @@ def _run(cur: psycopg2.extensions.cursor, kind: RunKind, where: str, params: tup
     return Run(kind, rules=rules, **values)
 
 
+def run_summary(cur: psycopg2.extensions.cursor, kind: RunKind, run_id: int) -> dict[str, Any]:
+    """What a run recorded of itself (counts, timings; an incremental run's changes); {} for no such run."""
+    cur.execute(sql.SQL("SELECT summary FROM {} WHERE id = %s").format(qualified(RUN_TABLES[kind][0])), (run_id,))
+    row = cur.fetchone()
+    return row[0] if row else {}
+
+
 def current_run(cur: psycopg2.extensions.cursor, kind: RunKind) -> Run | None:
     """The current run of a kind; None before the first."""
     return _run(cur, kind, "is_current", ())
