@@ -6,8 +6,9 @@
 The migrations in sql/ define the schema; these models describe it (tests/test_models.py compares every table, column,
 type, SRID, nullability, key and default with the database the migrations create). The stages themselves write with
 COPY and read with hand-written SQL on psycopg2 cursors; nothing here is on their paths. `feature`, `basemap_patch`
-and `conflict` are partitioned per load or run: filter them by `version_id` / `run_id` (or join the active version or
-current run) so PostgreSQL reads one partition. Geometry columns are in the working CRS: `engine(settings)` sets
+and `conflict` are partitioned per load or run: filter features by `version_id` (or join the active version), and
+join a run's patches or conflicts with `in_run` (an incremental run reads its chain's partitions: `run_id` is the run
+that stored a row, which the runs after it share until one drops it). Geometry columns are in the working CRS: `engine(settings)` sets
 their SRID from `working_crs`.
 """
 
@@ -18,7 +19,8 @@ from typing import Any
 
 from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
-    BigInteger, Boolean, Computed, DateTime, Double, Engine, ForeignKey, Integer, Text, create_engine, text,
+    BigInteger, Boolean, ColumnElement, Computed, DateTime, Double, Engine, ForeignKey, Integer, Text, and_, any_,
+    create_engine, or_, text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, foreign, mapped_column, relationship
@@ -205,6 +207,7 @@ class BasemapPatch(Base):
     piece_m2: Mapped[float | None]
     until_run: Mapped[int | None] = mapped_column(BigInteger)
 
+    #: the run that stored the patch (the runs of its chain after it share it: `in_run`)
     run: Mapped[IntegrationRun] = relationship(primaryjoin=lambda: foreign(BasemapPatch.run_id) == IntegrationRun.id,
                                                viewonly=True)
 
@@ -258,6 +261,7 @@ class Conflict(Base):
     case_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.conflict_case.id"))
     until_run: Mapped[int | None] = mapped_column(BigInteger)
 
+    #: the run that stored the conflict (the runs of its chain after it share it: `in_run`)
     run: Mapped[DetectionRun] = relationship(primaryjoin=lambda: foreign(Conflict.run_id) == DetectionRun.id, viewonly=True)
     case: Mapped[ConflictCase | None] = relationship(back_populates="conflicts")
 
@@ -340,6 +344,12 @@ class RunTile(Base):
     tile: Mapped[int] = mapped_column(primary_key=True)
     summary: Mapped[dict[str, Any]]
     finished_at: Mapped[datetime] = _now()
+
+
+def in_run(rows: type[BasemapPatch] | type[Conflict], run: type[IntegrationRun] | type[DetectionRun]) -> ColumnElement[bool]:
+    """The rows of a run, for a join: an incremental run shares its base run's unchanged rows, so a run's rows are
+    those stored by a run of its chain and not dropped by a later run up to it."""
+    return and_(rows.run_id == any_(run.chain), or_(rows.until_run.is_(None), rows.until_run > run.id))
 
 
 def use_working_srid(srid: int) -> None:
