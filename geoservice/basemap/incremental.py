@@ -17,6 +17,7 @@ from functools import partial
 
 import numpy as np
 import pandas as pd
+import psycopg2.extensions
 import pyarrow as pa
 
 from geoservice.basemap.build import DIFFERENCE_CLASSES, BaseMap, difference_classes, split_pieces
@@ -39,7 +40,8 @@ PARAMETERS = ("sliver_area_m2", "inside_share", "subdivide_vertices", "land_use_
               "district_layer", "construction_codes")
 
 
-def base_of(cur, settings: Settings, base: Run | None, versions: dict[str, dict[str, int]]) -> Run | None:  # noqa: ANN001
+def base_of(cur: psycopg2.extensions.cursor, settings: Settings, base: Run | None,
+            versions: dict[str, dict[str, int]]) -> Run | None:
     """The current run when this run can be incremental from it: same parameters, same input layers, some with new
     versions; else None (a full run)."""
     if base is None or set(base.layer_versions) != set(versions) or base.layer_versions == versions:
@@ -102,10 +104,10 @@ def integrate_incremental(settings: Settings, reporter: Reporter, base: Run,
                 writer.put(partial(copy_rows, run_id, inputs, built, differences, settings, slice(first, first + COPY_BATCH)))
         partitions.attach_partition(cur, PARENT, "run_id", run_id, ("run_id", "id"), {"geom": "USING gist (geom)"})
         lap("store")
-        kept = pa.array(dropped)
-        changed = _changed_areas(old.filter(kept), old_geometries[dropped], built, differences, districts)
-        summary = _summary(run_id, base, run_summary(cur, "integration", base.id), versions, built, differences, old.filter(kept), changes,
-                           region.area(), len(land) + len(plan), started, timings)
+        replaced = pa.array(dropped)
+        changed = _changed_areas(old.filter(replaced), old_geometries[dropped], built, differences, districts)
+        summary = _summary(run_id, base, run_summary(cur, "integration", base.id), versions, built, differences,
+                           old.filter(replaced), changes, region.area(), len(land) + len(plan), started, timings)
         summary.incremental.update(changed)
         reporter.line(bulk.stored_line(len(built), "patches (incremental)", {"store": timings["store"]}, summary.seconds))
         make_current(cur, "integration", run_id, summary.as_dict(), base)
@@ -143,9 +145,9 @@ def _changed_areas(old: pa.Table, old_geometries: np.ndarray, built: BaseMap, di
     return change_tables(gained_lost(old_geometries, keys[0], built.geometries, keys[1]), "difference")
 
 
-def _summary(run_id: int, base: Run, with_base: dict, versions: dict[str, dict[str, int]], built: BaseMap, differences: np.ndarray,
-             dropped: pa.Table, changes: list[LayerChange], region_m2: float, features: int, started: float,
-             timings: dict[str, float]) -> IntegrationSummary:
+def _summary(run_id: int, base: Run, with_base: dict, versions: dict[str, dict[str, int]], built: BaseMap,
+             differences: np.ndarray, dropped: pa.Table, changes: list[LayerChange], region_m2: float, features: int,
+             started: float, timings: dict[str, float]) -> IntegrationSummary:
     """The new run's totals from its base run's (`with_base`, its summary) and what it replaced; what it recomputed
     under `incremental`."""
     old_difference = dropped["difference"].to_numpy(zero_copy_only=False)

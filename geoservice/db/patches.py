@@ -56,7 +56,8 @@ def read_plan_patches(cur: psycopg2.extensions.cursor, run_id: int, layers: tupl
     their features' source ids from any version of the two plan layers (`layers`: the active land-use and urban plan)."""
     run = read_run(cur, "integration", run_id)
     versions = [[v.version_id for v in layer_versions(cur, layer.name)] for layer in layers]
-    meets = sql.SQL(" AND EXISTS (SELECT 1 FROM {} r WHERE p.geom && r.box)").format(region) if region else sql.SQL("")
+    meets = (sql.SQL(" AND p.id IN (SELECT q.id FROM {} r JOIN {} q ON q.geom && r.box WHERE {})").format(
+        region, qualified("basemap_patch"), rows_of_run(run, "q")) if region else sql.SQL(""))
     table, geometries = read_with_geometry(
         cur, {"land_feature_id": pa.int64(), "land_code": pa.string(), "land_source": pa.string(),
               "plan_feature_id": pa.int64(), "plan_code": pa.string(), "plan_source": pa.string(),
