@@ -67,7 +67,7 @@ def integrate_incremental(settings: Settings, reporter: Reporter, base: Run,
 
     land_layer, plan_layer, district_layer, line_layers = layers
     srid = settings.working_srid
-    with reporter.task("integrate (incremental)", 5) as task, transaction(settings) as conn, conn.cursor() as cur:
+    with reporter.task("integrate (incremental)", 4) as task, transaction(settings) as conn, conn.cursor() as cur:
         lock_base(cur, base)
         start_footprint(cur)
         changes = [add_changes(cur, name, base.layer_versions[name], version)
