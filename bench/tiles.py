@@ -47,7 +47,7 @@ from bench.serve import (EPSG4548, ROOT, Result, feature_provider, geoservice_se
                          pygeoapi_server, tipg_server)
 from geoservice import db
 from geoservice.db import SCHEMA, partitions
-from geoservice.db.connection import connect_url, with_database
+from geoservice.db.connection import connect_url
 from geoservice.serve.tiles import cache_root
 from geoservice.settings import Settings, load_settings
 

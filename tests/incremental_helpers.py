@@ -34,9 +34,10 @@ class Layers:
         self.frames = {}
         for name, definition in self.definitions.items():
             layer = definition.layer.source.layer
-            self.frames[name] = pyogrio.read_dataframe(definition.source_path(), layer=layer,
+            self.frames[name] = pyogrio.read_dataframe(definition.source_path, layer=layer,
                                                        encoding=encodings.get(name))
         self.published = Counter()
+        self.added = 0  # features added so far (their ids)
 
     def publish(self, name: str) -> None:
         """Ingest the layer's table as its new active version."""
@@ -71,7 +72,8 @@ class Layers:
         frame = self.frames[name]
         new = frame.iloc[rows].copy()
         new["geometry"] = [affinity.translate(g, dx, dx / 2) for g in new.geometry]
-        new[id_field] = [f"NEW{len(frame) + i}" for i in range(len(new))]
+        new[id_field] = [f"NEW{self.added + i}" for i in range(len(new))]
+        self.added += len(new)
         self.frames[name] = pd.concat([frame, new], ignore_index=True)
 
     def move_border(self, name: str, giver: int, taker: int, fraction: float = 0.2) -> None:
@@ -104,25 +106,29 @@ def run_rows(settings: Settings, kind: str, run_id: int, select: str) -> list[tu
         return cur.fetchall()
 
 
+def keyed(settings: Settings, kind: str, run_id: int, select: str, width: int) -> dict[tuple, list[tuple]]:
+    """A run's rows by their first `width` columns (several rows may share them: identical pieces of overlapping
+    features), each key's other columns sorted."""
+    out: dict[tuple, list[tuple]] = {}
+    for row in run_rows(settings, kind, run_id, select):
+        out.setdefault(row[:width], []).append(row[width:])
+    return {key: sorted(values) for key, values in out.items()}
+
+
 def assert_same_base_maps(settings: Settings, want_run: int, got_run: int) -> int:
     """The two runs hold the same patches: both plans' codes, difference class, district, in the lines, the same
     geometry (its WKB), and areas and line overlaps to 1e-9. The number of patches."""
     select = ("land_code, plan_code, difference, district_code, district_name, in_red_line, in_farmland, "
               "in_dev_boundary, md5(ST_AsBinary(geom)), " + ", ".join(PATCH_VALUES))
 
-    def keyed(run_id: int) -> dict[tuple, tuple]:
-        rows = run_rows(settings, "integration", run_id, select)
-        out = {row[:9]: row[9:] for row in rows}
-        assert len(out) == len(rows)
-        return out
-
-    want, got = keyed(want_run), keyed(got_run)
+    want, got = (keyed(settings, "integration", run, select, 9) for run in (want_run, got_run))
     assert sorted(got.keys(), key=repr) == sorted(want.keys(), key=repr)
-    for key, values in want.items():
-        area = values[0]
-        for a, b in zip(got[key], values):
-            assert a == pytest.approx(b, rel=RTOL, abs=RTOL * area), key
-    return len(want)
+    for key, rows in want.items():
+        assert len(got[key]) == len(rows), key
+        for values, other in zip(rows, got[key]):
+            for a, b in zip(other, values):
+                assert a == pytest.approx(b, rel=RTOL, abs=RTOL * values[0]), key
+    return sum(map(len, want.values()))
 
 
 def assert_same_conflicts(settings: Settings, want_run: int, got_run: int) -> int:
@@ -130,17 +136,13 @@ def assert_same_conflicts(settings: Settings, want_run: int, got_run: int) -> in
     The number of conflicts."""
     select = "rule_id, district_code, layer_a, code_a, layer_b, code_b, md5(ST_AsBinary(geom)), area_m2"
 
-    def keyed(run_id: int) -> dict[tuple, float]:
-        rows = run_rows(settings, "detection", run_id, select)
-        out = {row[:7]: row[7] for row in rows}
-        assert len(out) == len(rows)
-        return out
-
-    want, got = keyed(want_run), keyed(got_run)
+    want, got = (keyed(settings, "detection", run, select, 7) for run in (want_run, got_run))
     assert sorted(got.keys(), key=repr) == sorted(want.keys(), key=repr)
-    for key, area in want.items():
-        assert got[key] == pytest.approx(area, rel=RTOL), key
-    return len(want)
+    for key, rows in want.items():
+        assert len(got[key]) == len(rows), key
+        for values, other in zip(rows, got[key]):
+            assert other[0] == pytest.approx(values[0], rel=RTOL), key
+    return sum(map(len, want.values()))
 
 
 def current_id(settings: Settings, kind: str) -> int:

@@ -334,8 +334,8 @@ def store_conflicts(cur: psycopg2.extensions.cursor, run_id: int, results: list[
 
 def raster_checksums(settings: Settings, rules: list[Rule]) -> dict[str, str]:
     """SHA-256 of each raster the rules read, by path: what a run's raster rules found depends on."""
-    paths = sorted({str(rule.raster) for rule in rules if isinstance(rule, RasterThreshold)})
-    return {path: hashlib.sha256(settings.path(path).read_bytes()).hexdigest() for path in paths}
+    paths = sorted({rule.raster for rule in rules if isinstance(rule, RasterThreshold)})
+    return {str(path): hashlib.sha256(settings.path(path).read_bytes()).hexdigest() for path in paths}
 
 
 def insert_run(cur: psycopg2.extensions.cursor, integration: Run | None, versions: dict[str, dict[str, int]],

@@ -27,7 +27,7 @@ from geoservice.conflicts.detect import (
     Continuity, DetectionSummary, LayerCatalog, Link, RuleResult, at, evaluate_rule, finish, insert_run, plan_difference_of_basemap,
     raster_checksums, store_conflicts, summarize_rows,
 )
-from geoservice.conflicts.regional import RegionCatalog, halos_of, rule_layers
+from geoservice.conflicts.regional import RegionCatalog, halos_of, layers_read, rule_layers
 from geoservice.conflicts.rules import LinesOverlap, PlanDifference, Rule, RuleSet
 from geoservice.db import bulk, transaction
 from geoservice.db.layers import FeatureArrays, texts
@@ -40,17 +40,6 @@ from geoservice.progress import Reporter
 from geoservice.settings import Settings
 
 PARENT = "conflict"
-
-
-def layers_read(catalog: LayerCatalog, rules: list[Rule]) -> dict[str, dict[str, int]]:
-    """The layer versions a detection of `rules` reads ({name: {"version": n, "id": version id}}): the rules' layers
-    and the districts."""
-    names = {name for rule in rules for name in rule_layers(rule, catalog)}
-    district = catalog.district_layer()
-    if district is not None:
-        names.add(district.name)
-    by_name = {layer.name: layer for layer in catalog.layers}
-    return {name: {"version": by_name[name].version, "id": by_name[name].version_id} for name in sorted(names)}
 
 
 def base_of(cur: psycopg2.extensions.cursor, settings: Settings, rules: RuleSet, selected: list[Rule],

@@ -62,3 +62,14 @@ def halos_of(rules: list[Rule], catalog: LayerCatalog) -> dict[str, list[str]]:
             subject, container = rule_layers(rule, catalog)
             halos.setdefault(container, set()).add(subject)
     return {name: sorted(found) for name, found in halos.items()}
+
+
+def layers_read(catalog: LayerCatalog, rules: list[Rule]) -> dict[str, dict[str, int]]:
+    """The layer versions a detection of `rules` reads ({name: {"version": n, "id": version id}}): the rules' layers
+    and the districts."""
+    names = {name for rule in rules for name in rule_layers(rule, catalog)}
+    district = catalog.district_layer()
+    if district is not None:
+        names.add(district.name)
+    by_name = {layer.name: layer for layer in catalog.layers}
+    return {name: {"version": by_name[name].version, "id": by_name[name].version_id} for name in sorted(names)}

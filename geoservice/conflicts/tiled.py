@@ -28,10 +28,10 @@ from geoservice.conflicts.detect import (
     COPY_COLUMNS, IDENTITY_COLUMNS, PARENT, DetectionSummary, LayerCatalog, Link, RuleResult, copy_rows,
     evaluate_rule, finish, insert_run, raster_checksums, summarize_rows,
 )
-from geoservice.conflicts.regional import RegionCatalog, halos_of, rule_layers
-from geoservice.conflicts.rules import LinesOverlap, MustBeWithin, PlanDifference, Rule, RuleSet, load_rules
+from geoservice.conflicts.regional import RegionCatalog, halos_of, layers_read
+from geoservice.conflicts.rules import PlanDifference, Rule, RuleSet, load_rules
 from geoservice.db import bulk, partitions, transaction
-from geoservice.db.layers import FeatureArrays, box_relation, feature_envelopes, layer_codes, read_features_meeting
+from geoservice.db.layers import box_relation, feature_envelopes, layer_codes
 from geoservice.db.patches import PatchArrays, read_plan_patches
 from geoservice.db.read import LayerVersion, chain_rows_sql, current_run
 from geoservice.db.runs import make_current
@@ -105,12 +105,8 @@ def detect_tiled(settings: Settings, scheduler: str, rule_ids: list[str] | None 
     selected = rules.selected(rule_ids)
     with transaction(settings) as conn, conn.cursor() as cur:
         catalog = LayerCatalog(cur, settings, basemap=basemap)
-        names = {name for rule in selected for name in rule_layers(rule, catalog)}
+        versions = layers_read(catalog, selected)
         district = catalog.district_layer()
-        if district is not None:
-            names.add(district.name)
-        by_name = {layer.name: layer for layer in catalog.layers}
-        versions = {name: {"version": by_name[name].version, "id": by_name[name].version_id} for name in sorted(names)}
         halos = halos_of(selected, catalog)
         from_basemap = (catalog.basemap_run("plan differences")
                         if any(isinstance(rule, PlanDifference) for rule in selected) else None)

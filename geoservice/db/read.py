@@ -159,7 +159,7 @@ def current_rows_sql(kind: RunKind, alias: str) -> str:
     """`rows_of_run` for the current run as scalar subqueries (its rows in the same round trip as what a statement
     selects: a prepared point lookup)."""
     table = f"{SCHEMA}.{RUN_TABLES[kind][0]}"
-    return (f"{alias}.run_id = ANY((SELECT chain FROM {table} WHERE is_current)) AND ({alias}.until_run IS NULL "
+    return (f"{alias}.run_id = ANY((SELECT chain FROM {table} WHERE is_current)::bigint[]) AND ({alias}.until_run IS NULL "
             f"OR {alias}.until_run > {current_run_id_sql(kind)})")
 
 
