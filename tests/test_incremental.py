@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import shapely
 import yaml
 from city_helpers import ROOT, ingested_city
 from conftest import demo_database
@@ -221,12 +222,12 @@ def test_unchanged_conflicts_keep_their_case_and_status(city) -> None:
     settings, layers = city
     detect(settings, full=True)
     edited = [30, 31]
-    x0, y0, x1, y1 = layers.frames[LAND].geometry.iloc[edited].total_bounds
+    where = shapely.to_wkb(shapely.union_all(np.asarray(layers.frames[LAND].geometry.iloc[edited])))
     conflict, case_id = query(settings, """
         SELECT c.id, c.case_id FROM geoservice.conflict c JOIN geoservice.detection_run r ON r.is_current
         WHERE c.run_id = ANY(r.chain) AND c.until_run IS NULL
-          AND NOT ST_DWithin(c.geom, ST_MakeEnvelope(%s, %s, %s, %s, %s), 3000)
-        ORDER BY c.area_m2 DESC LIMIT 1""", x0, y0, x1, y1, settings.working_srid)[0]
+          AND NOT ST_DWithin(c.geom, ST_GeomFromWKB(%s, %s), 3000)
+        ORDER BY c.area_m2 DESC LIMIT 1""", where, settings.working_srid)[0]
     set_status(settings, conflict, "confirmed", "核实中", "王五")
     layers.reshape(LAND, edited, 0.9)
     layers.publish(LAND)
