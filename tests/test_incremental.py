@@ -5,6 +5,7 @@ older runs stay readable; unchanged conflicts keep their review case and status.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -294,3 +295,46 @@ def test_the_demo_after_edits_of_each_layer(demo) -> None:
     layers.add("projects", [0, 1], "XMBH", 0.0005)
     layers.publish("projects")
     update_and_compare(settings)
+
+
+def test_the_change_summary_over_http(city, tmp_path: Path) -> None:
+    from servers import running_server
+
+    settings, layers = city
+    layers.recode(LAND, [50, 51], "DLBM")
+    layers.reshape(LAND, [52], 0.8)
+    layers.publish(LAND)
+    got, found = integrate(settings), detect(settings)
+    changes = {c["layer"]: c for c in got.incremental["changes"]}
+    assert changes[LAND]["removed"] == changes[LAND]["added"] <= 3
+    assert {"by_difference", "by_district", "region_km2", "patches_added"} <= set(got.incremental)
+    assert sum(r["gained_m2"] for r in got.incremental["by_district"]) > 0
+    assert {"by_rule", "by_district", "rules", "cases"} <= set(found.incremental)
+    assert set(found.incremental["cases"]) == {"carried", "changed", "new", "gone", "origins"}
+    with running_server(settings, tmp_path / "serve.log", {}) as server:
+        for name, summary in (("basemap", got), ("conflicts", found)):
+            answer = server.get(f"/collections/{name}/changes", as_="tester").json()
+            assert answer["run_id"] == summary.run_id and answer["base_run_id"] == summary.incremental["from_run"]
+            assert answer["incremental"] == json.loads(json.dumps(summary.incremental))
+
+
+def test_a_changed_conflict_is_linked_to_the_case_it_came_from(city) -> None:
+    settings, layers = city
+    (source, case_id), = query(settings, """
+        SELECT c.source_id_a, c.case_id FROM geoservice.conflict c JOIN geoservice.detection_run r ON r.is_current
+        WHERE c.run_id = ANY(r.chain) AND (c.until_run IS NULL OR c.until_run > r.id) AND c.rule_id = 'projects_in_red_line'
+        ORDER BY c.area_m2 DESC LIMIT 1""")
+    frame = layers.frames[PROJECTS]
+    row = int(np.flatnonzero(frame["XMBH"] == source)[0])
+    layers.reshape(PROJECTS, [row], 0.9)
+    frame.loc[frame.index[row], "XMBH"] = "RENAMED-1"  # a new key: the case cannot be found by it
+    layers.publish(PROJECTS)
+    summary = detect(settings)
+    origins = query(settings, """
+        SELECT k.key_a, o.change FROM geoservice.case_origin o JOIN geoservice.conflict_case k ON k.id = o.case_id
+        WHERE o.run_id = %s AND o.from_case = %s""", summary.run_id, case_id)
+    assert origins and all(key == "RENAMED-1" and change in ("shrunk", "split", "merged") for key, change in origins), origins
+    cases = summary.incremental["cases"]
+    assert cases["gone"] >= 1 and cases["changed"] >= 1 and cases["carried"] > 100, cases
+    gone = query(settings, "SELECT case_id FROM geoservice.disappeared_case WHERE run_id = %s", summary.run_id)
+    assert (case_id,) in gone

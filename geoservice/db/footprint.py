@@ -19,7 +19,8 @@ from geoservice.db.read import qualified
 FOOTPRINT = sql.Identifier("incr_footprint")
 
 #: the features of one version no feature of the other version equals (geometry, code, name, source id); hashed on
-#: the stored area and the source id, the geometries' bytes compared only for those candidates
+#: the stored area and the source id, the geometries compared (`=`: the same coordinates in the same order) only for
+#: those candidates
 _CHANGED = """
 INSERT INTO incr_footprint (layer, side, id, geom)
 SELECT %(layer)s, %(side)s, a.id, a.geom FROM geoservice.feature a
@@ -27,7 +28,7 @@ WHERE a.version_id = %(this)s AND NOT EXISTS (
     SELECT 1 FROM geoservice.feature b
     WHERE b.version_id = %(other)s AND b.area_m2 = a.area_m2 AND coalesce(b.source_id, '') = coalesce(a.source_id, '')
       AND b.class_code IS NOT DISTINCT FROM a.class_code AND b.name IS NOT DISTINCT FROM a.name
-      AND b.source_id IS NOT DISTINCT FROM a.source_id AND ST_AsBinary(b.geom) = ST_AsBinary(a.geom))
+      AND b.source_id IS NOT DISTINCT FROM a.source_id AND b.geom = a.geom)
 """
 
 

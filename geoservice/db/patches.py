@@ -12,6 +12,7 @@ from psycopg2 import sql
 
 from geoservice.db.layers import FeatureArrays, read_with_geometry, texts
 from geoservice.db.read import LayerVersion, layer_versions, qualified, read_run, rows_of_run
+from geoservice.db.runs import region_rows
 
 
 @dataclass
@@ -56,18 +57,16 @@ def read_plan_patches(cur: psycopg2.extensions.cursor, run_id: int, layers: tupl
     their features' source ids from any version of the two plan layers (`layers`: the active land-use and urban plan)."""
     run = read_run(cur, "integration", run_id)
     versions = [[v.version_id for v in layer_versions(cur, layer.name)] for layer in layers]
-    meets = (sql.SQL(" AND p.id IN (SELECT q.id FROM {} r JOIN {} q ON q.geom && r.box WHERE {})").format(
-        region, qualified("basemap_patch"), rows_of_run(run, "q")) if region else sql.SQL(""))
+    source = region_rows("basemap_patch", run, region) if region else sql.SQL("{} p").format(qualified("basemap_patch"))
     table, geometries = read_with_geometry(
         cur, {"land_feature_id": pa.int64(), "land_code": pa.string(), "land_source": pa.string(),
               "plan_feature_id": pa.int64(), "plan_code": pa.string(), "plan_source": pa.string(),
               "district_code": pa.string()},
-        sql.SQL("FROM (SELECT p.*, lf.source_id AS land_source, pf.source_id AS plan_source FROM {patch} p "
+        sql.SQL("FROM (SELECT p.*, lf.source_id AS land_source, pf.source_id AS plan_source FROM {source} "
                 "LEFT JOIN {feature} lf ON lf.version_id = ANY(%s) AND lf.id = p.land_feature_id "
                 "LEFT JOIN {feature} pf ON pf.version_id = ANY(%s) AND pf.id = p.plan_feature_id "
-                "WHERE {rows} AND p.land_code = ANY(%s) AND p.plan_code = ANY(%s) AND p.piece_m2 >= %s{meets}) p "
-                "ORDER BY id").format(patch=qualified("basemap_patch"), feature=qualified("feature"),
-                                       rows=rows_of_run(run, "p"), meets=meets),
+                "WHERE {rows} AND p.land_code = ANY(%s) AND p.plan_code = ANY(%s) AND p.piece_m2 >= %s) p "
+                "ORDER BY id").format(source=source, feature=qualified("feature"), rows=rows_of_run(run, "p")),
         (*versions, land_codes, plan_codes, min_piece_m2))
 
     def features(layer: LayerVersion, side: str) -> FeatureArrays:

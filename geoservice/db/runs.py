@@ -41,11 +41,16 @@ def rows_meeting(cur: psycopg2.extensions.cursor, parent: str, base: Run, region
                  params: tuple[object, ...] = ()) -> tuple[pa.Table, np.ndarray]:
     """`columns` and geometries of the rows of run `base` in `parent` whose box meets a box of `region` (a relation
     with a column `box`) and that satisfy `where` (its values in `params`), by id."""
-    meeting = sql.SQL("SELECT p.id FROM {region} r JOIN {parent} p ON p.geom && r.box WHERE {rows}").format(
-        region=region, parent=qualified(parent), rows=rows_of_run(base, "p"))
-    return read_with_geometry(cur, columns, sql.SQL("FROM {parent} WHERE {rows} AND id IN ({meeting}) AND {where} "
-                                                    "ORDER BY id").format(
-        parent=qualified(parent), rows=rows_of_run(base), meeting=meeting, where=where), params)
+    return read_with_geometry(cur, columns, sql.SQL("FROM {} ORDER BY id").format(
+        region_rows(parent, base, region, where)), params)
+
+
+def region_rows(parent: str, base: Run, region: sql.Composable, where: sql.Composable = sql.SQL("true")) -> sql.Composed:
+    """The rows of run `base` in `parent` whose box meets a box of `region` and that satisfy `where`, as a subquery
+    (alias `p`) driven by the region's boxes (each row once)."""
+    return sql.SQL("(SELECT DISTINCT ON (p.run_id, p.id) p.* FROM {region} r JOIN {parent} p ON p.geom && r.box "
+                   "WHERE {rows} AND {where} ORDER BY p.run_id, p.id) p").format(
+        region=region, parent=qualified(parent), rows=rows_of_run(base, "p"), where=where)
 
 
 def drop_rows(cur: psycopg2.extensions.cursor, parent: str, base: Run, run_id: int, ids: np.ndarray) -> None:
