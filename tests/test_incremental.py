@@ -338,3 +338,12 @@ def test_a_changed_conflict_is_linked_to_the_case_it_came_from(city) -> None:
     assert cases["gone"] >= 1 and cases["changed"] >= 1 and cases["carried"] > 100, cases
     gone = query(settings, "SELECT case_id FROM geoservice.disappeared_case WHERE run_id = %s", summary.run_id)
     assert (case_id,) in gone
+
+
+def test_a_change_reaching_most_of_the_plans_runs_in_full(city) -> None:
+    settings, layers = city
+    layers.reshape(PLAN, list(range(len(layers.frames[PLAN]))), 0.99)
+    layers.publish(PLAN)
+    summary = integrate(settings)
+    assert summary.incremental is None and summary.run_id == current_id(settings, "integration")
+    detect(settings)

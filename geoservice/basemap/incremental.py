@@ -35,6 +35,8 @@ from geoservice.overlay.changes import change_tables, gained_lost
 from geoservice.progress import Reporter
 from geoservice.settings import Settings
 
+#: the share of the plans' features above which an incremental run gives way to a full one
+MOST_READ = 0.5
 #: the integration parameters a base run must share with this one (the others, like threads, change no patch)
 PARAMETERS = ("sliver_area_m2", "inside_share", "subdivide_vertices", "land_use_layer", "urban_plan_layer",
               "district_layer", "construction_codes")
@@ -53,8 +55,9 @@ def base_of(cur: psycopg2.extensions.cursor, settings: Settings, base: Run | Non
 
 def integrate_incremental(settings: Settings, reporter: Reporter, base: Run,
                           layers: tuple[LayerVersion, LayerVersion, LayerVersion | None, dict[str, list[LayerVersion]]],
-                          versions: dict[str, dict[str, int]]) -> IntegrationSummary:
-    """Store a new current run from `base` with the patches the changes alter recomputed (one transaction)."""
+                          versions: dict[str, dict[str, int]]) -> IntegrationSummary | None:
+    """Store a new current run from `base` with the patches the changes alter recomputed (one transaction); None,
+    storing nothing, when that would read more than `MOST_READ` of the plans' features."""
     started = time.perf_counter()
     timings: dict[str, float] = {}
     clock = [time.perf_counter()]
@@ -79,6 +82,8 @@ def integrate_incremental(settings: Settings, reporter: Reporter, base: Run,
         lap("footprint")
         land = read_features_meeting(cur, land_layer, region.relation, [plan_layer])
         plan = read_features_meeting(cur, plan_layer, region.relation, [land_layer])
+        if len(land) + len(plan) > MOST_READ * (land_layer.feature_count + plan_layer.feature_count):
+            return None  # nearly everything to recompute: a full run costs less
         districts = read_features(cur, district_layer) if district_layer else None
         lines = {kind: np.concatenate([read_features_meeting(cur, layer, region.relation, [land_layer, plan_layer]).geometries
                                        for layer in found])

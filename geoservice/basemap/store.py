@@ -117,7 +117,7 @@ def integrate(settings: Settings, reporter: Reporter | None = None, scheduler: s
     """Build and store a new base map; readers see the previous one until this one is committed.
 
     Incremental (`basemap.incremental`) when the current run was built with these settings from these layers and some
-    have new active versions, unless `full`. With a Dask scheduler (`scheduler`, else `compute.scheduler`: an address,
+    have new active versions, unless `full` or the change reaches most of the plans. With a Dask scheduler (`scheduler`, else `compute.scheduler`: an address,
     or `local:N`) a full run runs as spatial tiles on its workers (`basemap.tiled`); without one, here.
     """
     reporter = reporter or SilentReporter()
@@ -126,8 +126,9 @@ def integrate(settings: Settings, reporter: Reporter | None = None, scheduler: s
         with transaction(settings) as conn, conn.cursor() as cur:
             layers = _pick_inputs(settings, active_versions(cur))
             base = base_of(cur, settings, current_run(cur, "integration"), versions_of(layers))
-        if base is not None:
-            return integrate_incremental(settings, reporter, base, layers, versions_of(layers))
+        summary = integrate_incremental(settings, reporter, base, layers, versions_of(layers)) if base else None
+        if summary is not None:
+            return summary
     scheduler = scheduler or settings.compute.scheduler
     if scheduler:
         from geoservice.basemap.tiled import integrate_tiled
