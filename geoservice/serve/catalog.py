@@ -131,6 +131,7 @@ class Collection:
         values["fields"] = tuple(Field(**f) for f in data["fields"])
         values["keywords"] = tuple(data["keywords"])
         values["masks"] = tuple(tuple(m) for m in data.get("masks", ()))
+        values["chain"] = tuple(data.get("chain", ()))
         for key in ("extent", "crs84_extent", "temporal"):
             values[key] = tuple(data[key]) if data.get(key) is not None else None
         return cls(**values)
