@@ -44,7 +44,8 @@ from geoservice.conflicts import load_rules
 from geoservice.review import detect
 from geoservice.conflicts.rules import PlanDifference
 from geoservice.datagen.build import generate_city
-from geoservice.db.connection import connect_url
+from geoservice.db.connection import connect_url, with_database
+from geoservice.db.read import current_rows_sql, current_run
 from geoservice.ingest import ingest_layer, load_definition
 from geoservice.settings import Settings, load_settings
 
@@ -120,6 +121,38 @@ def run_city(settings: Settings, definitions: list[Path]) -> dict[str, Step]:
     return steps
 
 
+def city_exists(base: Settings, patches: int) -> bool:
+    """Whether the city's database geoservice_bench_city_N exists."""
+    url = with_database(db.up(base, lambda _: None), "postgres")
+    with closing(connect_url(url)) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE.format(patches=patches),))
+        return cursor.fetchone() is not None
+
+
+def city_base_map(base: Settings, patches: int, seed: int, work: Path) -> tuple[Settings, int]:
+    """The city's database settings and its current integration run: reused when there is one (integrated in full
+    again when it is incremental: its partition holds only what it recomputed), else built."""
+    name = DATABASE.format(patches=patches)
+    url = with_database(db.up(base, lambda _: None), name)
+    if city_exists(base, patches):
+        with closing(connect_url(url)) as connection, connection.cursor() as cursor:
+            run = current_run(cursor, "integration")
+        if run is not None:
+            settings = base.model_copy(update={"database": base.database.model_copy(update={"url": url})})
+            if run.base_run_id is not None:
+                print(f"the {patches:,}-patch city's base map run {run.id} is incremental: integrating in full",
+                      flush=True)
+                return settings, integrate(settings, full=True).run_id
+            print(f"reusing the {patches:,}-patch city's base map (run {run.id})", flush=True)
+            return settings, run.id
+    print(f"building the {patches:,}-patch city's base map …", flush=True)
+    settings, definitions = city_settings(base, patches, seed, work)
+    steps = run_city(settings, definitions)
+    print("  " + ", ".join(f"{name} {step.seconds:.1f} s" for name, step in steps.items()), flush=True)
+    with closing(connect_url(settings.database.url)) as connection, connection.cursor() as cursor:
+        return settings, current_run(cursor, "integration").id
+
+
 def plan_rules(settings: Settings) -> list[PlanDifference]:
     """The plan-difference rules of config/rules.yaml (the part of detection the alternatives do too)."""
     return [rule for rule in load_rules(settings.path(settings.paths.rules)).selected(None) if isinstance(rule, PlanDifference)]
@@ -144,10 +177,10 @@ def geoservice_job(settings: Settings, integrated: Step) -> Job:
     step = Step(integrated.seconds + rules.seconds, max(integrated.peak_mb, rules.peak_mb))
     (patches, area, *lines), = rows(settings, """
         SELECT count(*), sum(area_m2), sum(red_line_m2), sum(farmland_m2), sum(dev_boundary_m2)
-        FROM geoservice.basemap_patch WHERE run_id = (SELECT id FROM geoservice.integration_run WHERE is_current)""")
+        FROM geoservice.basemap_patch p WHERE """ + current_rows_sql("integration", "p"))
     conflicts = rows(settings, """
-        SELECT rule_id, count(*), sum(area_m2) FROM geoservice.conflict
-        WHERE run_id = (SELECT id FROM geoservice.detection_run WHERE is_current) GROUP BY rule_id""")
+        SELECT rule_id, count(*), sum(area_m2) FROM geoservice.conflict c
+        WHERE """ + current_rows_sql("detection", "c") + " GROUP BY rule_id")
     return Job("geoservice (integrate + detect of those rules)", step, patches, area, dict(zip(LINE_KINDS, lines)),
                {rule: (count, total) for rule, count, total in conflicts})
 

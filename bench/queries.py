@@ -42,6 +42,7 @@ from geoservice.conflicts import load_rules
 from geoservice.review import detect
 from geoservice.datagen.build import generate_city
 from geoservice.db.connection import connect_url, with_database
+from geoservice.db.read import current_rows_sql
 from geoservice.ingest import ingest_layer, load_definition
 from geoservice.queries import check_project, lookup_point
 from geoservice.settings import Settings, load_settings
@@ -51,11 +52,11 @@ WORK = ROOT / ".geoservice" / "bench"
 DATABASE = "geoservice_bench_queries_{patches}"
 TOKEN = "bench-queries-token"
 
-LOOKUP_SQL = """
+LOOKUP_SQL = f"""
 SELECT p.id, p.land_code, lc.name_zh, p.plan_code, pc.name_zh, p.district_name
 FROM geoservice.basemap_patch p
 LEFT JOIN geoservice.land_class lc ON lc.code = p.land_code LEFT JOIN geoservice.land_class pc ON pc.code = p.plan_code
-WHERE p.run_id = (SELECT id FROM geoservice.integration_run WHERE is_current)
+WHERE {current_rows_sql("integration", "p")}
   AND ST_Intersects(p.geom, ST_Transform(ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4326), 4548)) LIMIT 1
 """
 CHECK_SQL = """
@@ -115,8 +116,8 @@ def samples(settings: Settings, count: int, seed: int) -> tuple[list[tuple[float
     with connect_url(settings.database.url) as conn, conn.cursor() as cur:
         cur.execute("SELECT setseed(%s)", (seed / 1e6,))
         cur.execute("SELECT ST_X(q), ST_Y(q), ST_X(w), ST_Y(w) FROM (SELECT ST_Transform(ST_PointOnSurface(geom), 4326) q, "
-                    "ST_PointOnSurface(geom) w FROM geoservice.basemap_patch WHERE run_id = (SELECT id FROM "
-                    "geoservice.integration_run WHERE is_current) ORDER BY random() LIMIT %s) s", (count,))
+                    "ST_PointOnSurface(geom) w FROM geoservice.basemap_patch p WHERE "
+                    + current_rows_sql("integration", "p") + " ORDER BY random() LIMIT %s) s", (count,))
         rows = cur.fetchall()
         cur.execute("SELECT ST_X(w), ST_Y(w) FROM (SELECT ST_PointOnSurface(f.geom) w FROM geoservice.feature f "
                     "JOIN geoservice.layer_version v ON v.id = f.version_id JOIN geoservice.layer l ON l.name = v.layer "
@@ -177,8 +178,7 @@ def main() -> None:
             cur.execute("SELECT l.kind, v.feature_count FROM geoservice.layer_version v JOIN geoservice.layer l "
                         "ON l.name = v.layer WHERE v.is_active ORDER BY 1")
             print("active layers: " + ", ".join(f"{kind} {n:,}" for kind, n in cur.fetchall()))
-            cur.execute("SELECT count(*) FROM geoservice.basemap_patch p JOIN geoservice.integration_run r "
-                        "ON r.id = p.run_id WHERE r.is_current")
+            cur.execute("SELECT count(*) FROM geoservice.basemap_patch p WHERE " + current_rows_sql("integration", "p"))
             print(f"base map: {cur.fetchone()[0]:,} patches")
         points, squares = samples(settings, args.samples, args.seed)
         rules = load_rules(settings.path(settings.paths.rules))

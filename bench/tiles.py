@@ -42,13 +42,12 @@ import morecantile
 import requests
 from psycopg2 import sql
 
-from bench.city import DATABASE, WORK, city_settings, run_city
+from bench.city import DATABASE, WORK, city_base_map
 from bench.serve import (EPSG4548, ROOT, Result, feature_provider, geoservice_server, measure, postgresql_source,
                          pygeoapi_server, tipg_server)
 from geoservice import db
 from geoservice.db import SCHEMA, partitions
-from geoservice.db.connection import connect_url, with_database
-from geoservice.db.read import current_run
+from geoservice.db.connection import connect_url
 from geoservice.serve.tiles import cache_root
 from geoservice.settings import Settings, load_settings
 
@@ -63,27 +62,6 @@ DRAWN = ("window.viewer && viewer.map.getSource('data') && viewer.map.loaded() &
 
 
 # -- the base map ------------------------------------------------------------------------------------------------------
-
-def city_base_map(base: Settings, patches: int, seed: int, work: Path) -> tuple[Settings, int]:
-    """The city's database settings and its current integration run: reused when there is one, else built."""
-    name = DATABASE.format(patches=patches)
-    url = with_database(db.up(base, lambda _: None), name)
-    with closing(connect_url(with_database(url, "postgres"))) as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-        exists = cursor.fetchone() is not None
-    if exists:
-        with closing(connect_url(url)) as connection, connection.cursor() as cursor:
-            run = current_run(cursor, "integration")
-        if run is not None:
-            print(f"reusing the {patches:,}-patch city's base map (run {run.id})", flush=True)
-            return base.model_copy(update={"database": base.database.model_copy(update={"url": url})}), run.id
-    print(f"building the {patches:,}-patch city's base map …", flush=True)
-    settings, definitions = city_settings(base, patches, seed, work)
-    steps = run_city(settings, definitions)
-    print("  " + ", ".join(f"{name} {step.seconds:.1f} s" for name, step in steps.items()), flush=True)
-    with closing(connect_url(settings.database.url)) as connection, connection.cursor() as cursor:
-        return settings, current_run(cursor, "integration").id
-
 
 def random_tiles(settings: Settings, table: str, count: int, seed: int) -> list[morecantile.Tile]:
     """A z16 tile to open connections with, then up to `count` tiles at zooms 8–16 (uniformly), each around a random

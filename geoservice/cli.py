@@ -207,31 +207,37 @@ def _scheduler(settings: Settings, value: str | None) -> str | None:
         raise click.BadParameter(exc.errors()[0]["msg"].removeprefix("Value error, "), param_hint="--scheduler") from None
 
 
+FULL_HELP = "Recompute everything, even where an incremental run from the current one would do."
+
+
 @cli.command("integrate")
 @click.option("--scheduler", help=SCHEDULER_HELP)
+@click.option("--full", is_flag=True, help=FULL_HELP)
 @output_format()
 @click.pass_context
-def integrate_command(ctx: click.Context, scheduler: str | None, output_format: str) -> None:
-    """Build the base map (一张图) from the active plan layers."""
+def integrate_command(ctx: click.Context, scheduler: str | None, full: bool, output_format: str) -> None:
+    """Build the base map (一张图) from the active plan layers (incremental after a change)."""
     from geoservice import basemap
     settings = settings_of(ctx)
     scheduler = _scheduler(settings, scheduler)
     db.up(settings, _echo)
-    summary = basemap.integrate(settings, RichReporter(), scheduler)
+    summary = basemap.integrate(settings, RichReporter(), scheduler, full)
     emit(output_format, machine.integration_output, show_integration, summary)
 
 
 @cli.command("detect")
 @click.option("--rule", "rule_ids", multiple=True, help="Only this rule (repeatable); default: every enabled rule.")
 @click.option("--scheduler", help=SCHEDULER_HELP)
+@click.option("--full", is_flag=True, help=FULL_HELP)
 @output_format()
 @click.pass_context
-def detect_command(ctx: click.Context, rule_ids: tuple[str, ...], scheduler: str | None, output_format: str) -> None:
-    """Detect conflicts with the rules in config/rules.yaml; store a new detection run."""
+def detect_command(ctx: click.Context, rule_ids: tuple[str, ...], scheduler: str | None, full: bool,
+                   output_format: str) -> None:
+    """Detect conflicts with the rules in config/rules.yaml; store a new detection run (incremental after a change)."""
     settings = settings_of(ctx)
     scheduler = _scheduler(settings, scheduler)
     db.up(settings, _echo)
-    summary = review.detect(settings, list(rule_ids) or None, RichReporter(), scheduler=scheduler)
+    summary = review.detect(settings, list(rule_ids) or None, RichReporter(), scheduler=scheduler, full=full)
     emit(output_format, machine.detection_output, show_detection, summary)
 
 

@@ -124,16 +124,25 @@ def ingest_output(summaries: list[IngestSummary], dry_run: bool) -> Output:
     return rows_output([{**s.as_dict(), "dry_run": dry_run, "problem_rows": len(s.problems)} for s in summaries])
 
 
+def _change_tables(incremental: dict[str, Any] | None, key: str) -> dict[str, Rows]:
+    """An incremental run's change tables for CSV: the layers' changes, area gained and lost by `key` and district."""
+    if not incremental:
+        return {}
+    return {"changes": incremental["changes"], f"changed_by_{key}": incremental[f"by_{key}"],
+            "changed_by_district": incremental["by_district"]}
+
+
 def integration_output(summary: IntegrationSummary) -> Output:
     by_difference = [{"difference": name, **values} for name, values in summary.by_difference.items()]
     return Output({"run_id": summary.run_id, **summary.as_dict(), "by_difference": by_difference},
-                  {"by_difference": by_difference})
+                  {"by_difference": by_difference, **_change_tables(summary.incremental, "difference")})
 
 
 def detection_output(summary: DetectionSummary) -> Output:
     by_rule = [{"rule": rule, **entry} for rule, entry in summary.by_rule.items()]
     return Output({"run_id": summary.run_id, **summary.as_dict(), "by_rule": by_rule},
-                  {"by_rule": by_rule, "by_rule_district": summary.by_rule_district})
+                  {"by_rule": by_rule, "by_rule_district": summary.by_rule_district,
+                   **_change_tables(summary.incremental, "rule")})
 
 
 def statistics_output(stats: Statistics) -> Output:

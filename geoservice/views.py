@@ -105,6 +105,36 @@ def show_integration(summary: IntegrationSummary) -> None:
                   f"{summary.seconds:.1f} s ({', '.join(f'{k} {v:.2f}s' for k, v in summary.timings.items())})",
                   markup=False, highlight=False)
     _show_distributed(console, summary.distributed)
+    _show_incremental(console, summary.incremental, "patches", "difference")
+
+
+def _show_incremental(console: Console, incremental: dict | None, rows: str, key: str) -> None:
+    """What an incremental run changed: the layers' changed features, what it recomputed, area gained and lost."""
+    if not incremental:
+        return
+    layers = "; ".join(f"{c['layer']} v{c['old_version']}→v{c['new_version']}: {c['removed']} features out, "
+                       f"{c['added']} in" for c in incremental["changes"])
+    console.print(f"incremental from run {incremental['from_run']} ({layers})", markup=False, highlight=False)
+    if rows == "patches":
+        console.print(f"recomputed {incremental['region_km2']:,.2f} km² from {incremental['features_read']:,} features: "
+                      f"{incremental['patches_dropped']:,} patches replaced by {incremental['patches_added']:,}",
+                      markup=False, highlight=False)
+    else:
+        for rule, done in incremental["rules"].items():
+            console.print(f"rule {rule}: recomputed {done['region_km2']:,.2f} km², {done['dropped']:,} conflicts replaced "
+                          f"by {done['added']:,}", markup=False, highlight=False)
+        if "cases" in incremental:
+            cases = incremental["cases"]
+            console.print(f"review cases: {cases['carried']} carried, {cases['changed']} changed, {cases['new']} new, "
+                          f"{cases['gone']} gone", markup=False, highlight=False)
+    for name in (f"by_{key}", "by_district"):
+        column = key if name != "by_district" else "district"
+        table = Table(title=f"area gained and lost {name.replace('_', ' ')} (m²)")
+        for title in (column, "gained", "lost", "net"):
+            table.add_column(title, justify="left" if title == column else "right")
+        for row in incremental[name]:
+            table.add_row(str(row[column]), *(f"{row[k]:,.1f}" for k in ("gained_m2", "lost_m2", "net_m2")))
+        console.print(table)
 
 
 def _show_distributed(console: Console, distributed: dict | None) -> None:
@@ -132,6 +162,7 @@ def show_detection(summary: DetectionSummary) -> None:
     console.print(by_district)
     console.print(f"{summary.seconds:.1f} s", markup=False, highlight=False)
     _show_distributed(console, summary.distributed)
+    _show_incremental(console, summary.incremental, "conflicts", "rule")
 
 
 NUMERIC_COLUMNS = {"count", "patches", "ha", "district ha", "planned ha", "sum ha", "union ha", "% of district"}

@@ -20,7 +20,7 @@ from sql_helpers import active, query
 UNSPLIT = None
 RTOL = 1e-9
 
-CURRENT = ("(SELECT p.* FROM geoservice.basemap_patch p JOIN geoservice.integration_run r ON r.id = p.run_id "
+CURRENT = ("(SELECT p.* FROM geoservice.basemap_patch p JOIN geoservice.integration_run r ON p.run_id = ANY(r.chain) AND (p.until_run IS NULL OR p.until_run > r.id) "
            "WHERE r.is_current)")
 
 
@@ -106,7 +106,7 @@ def test_readers_see_the_previous_base_map_until_the_new_one_commits(demo_settin
         assert waiting, "integrate never reached ATTACH PARTITION"
         assert query(demo_settings, "SELECT id FROM geoservice.integration_run WHERE is_current") == [(before[0],)]
         visible = query(demo_settings, "SELECT run_id, count(*) FROM geoservice.basemap_patch p JOIN geoservice.integration_run r "
-                                       "ON r.id = p.run_id WHERE r.is_current GROUP BY run_id")
+                                       "ON p.run_id = ANY(r.chain) AND (p.until_run IS NULL OR p.until_run > r.id) WHERE r.is_current GROUP BY run_id")
         assert visible == [before]
     finally:
         blocker.rollback()

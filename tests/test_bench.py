@@ -20,6 +20,8 @@ SMOKE = {
                ["full overlay (union of both plans)", "conflict-only (城建土非 + 土建城非 pairs only)"], []),
     "overlay": (pytest.mark.database, ["--sizes", "1000"],
                 ["1,000 × 1,000: method", "geopandas union", "postgis ST_Intersection join"], []),
+    "incremental": (pytest.mark.database, ["--patches", "2000", "--fractions", "0.01"],
+                    ["| changed | pattern | features |", "| 1.0% | clustered |", "| 1.0% | scattered |"], ["city-2000"]),
     "ingest": (pytest.mark.database, ["--rows", "1000"],
                ["ogr2ogr -f PostgreSQL (COPY)", "geoservice ingest (+validate/repair)"],
                ["ingest/landuse_1000.gpkg", "ingest/landuse_1000.yaml"]),

@@ -80,11 +80,12 @@ README_COMMANDS: list[tuple[str, list[tuple[list[str], str]]]] = [
     ("`geoservice layers activate NAME VERSION`", [(["layers", "activate", "landuse", "1"], "landuse: version 1 is active")]),
     ("`geoservice diff LAYER V1 V2 [--export PATH.gpkg]`", [
         (["diff", "landuse", "1", "2", "--format", "json", "--export", "{tmp}/changes.gpkg"], "changed features written to")]),
-    ("`geoservice integrate [--scheduler ADDRESS\\|local:N]`", [
-        (["integrate", "--scheduler", "local:1"], "on Dask (local:1): "), (["integrate"], "patches")]),
-    ("`geoservice detect [--rule ID …] [--scheduler ADDRESS\\|local:N]`", [
+    ("`geoservice integrate [--full] [--scheduler ADDRESS\\|local:N]`", [
+        (["integrate", "--scheduler", "local:1"], "on Dask (local:1): "), (["integrate", "--full"], "patches")]),
+    ("`geoservice detect [--rule ID …] [--full] [--scheduler ADDRESS\\|local:N]`", [
         (["detect", "--rule", "projects_in_red_line", "--scheduler", "local:1"], "on Dask (local:1): "),
-        (["detect", "--rule", "projects_in_red_line", "--rule", "planned_construction_in_red_line"], "projects_in_red_line")]),
+        (["detect", "--full", "--rule", "projects_in_red_line", "--rule", "planned_construction_in_red_line"],
+         "projects_in_red_line")]),
     ("`geoservice lookup X Y [--crs CRS]`", [(["lookup", "118.09", "24.47", "--crs", "EPSG:4490"], "思明区")]),
     ("`geoservice check FILE [--crs CRS] [--code 0701]`", [
         (["check", "{tmp}/project.geojson", "--crs", "EPSG:4490", "--code", "0701", "--format", "json"], "projects_in_red_line")]),
@@ -153,7 +154,7 @@ def test_every_readme_command_runs_as_documented(settings, tmp_path: Path, monke
                 facts = {"tmp": tmp_path, "run": "", "conflict": ""}
                 if query(on_url, "SELECT to_regclass('geoservice.detection_run') IS NOT NULL")[0][0]:
                     facts["run"], facts["conflict"] = query(on_url, "SELECT max(r.id), min(c.id) FROM geoservice.detection_run r "
-                                                                    "JOIN geoservice.conflict c ON c.run_id = r.id WHERE r.is_current")[0]
+                                                                    "JOIN geoservice.conflict c ON c.run_id = ANY(r.chain) AND (c.until_run IS NULL OR c.until_run > r.id) WHERE r.is_current")[0]
                 argv = [arg.format(**facts) for arg in args]
                 result = runner.invoke(cli, argv, env={"GEOSERVICE_DATABASE_URL": restore_url if argv[0] == "restore" else url})
                 failure = "".join(traceback.format_exception(*result.exc_info)) if result.exc_info else ""

@@ -25,7 +25,7 @@ from sql_helpers import active, query
 UNSPLIT = None
 RTOL = 1e-9
 
-CURRENT = ("(SELECT c.* FROM geoservice.conflict c JOIN geoservice.detection_run r ON r.id = c.run_id "
+CURRENT = ("(SELECT c.* FROM geoservice.conflict c JOIN geoservice.detection_run r ON c.run_id = ANY(r.chain) AND (c.until_run IS NULL OR c.until_run > r.id) "
            "WHERE r.is_current)")
 CONSTRUCTION = "(SELECT code FROM geoservice.land_class WHERE construction)"
 CLASSIFIED_NON_CONSTRUCTION = "(SELECT code FROM geoservice.land_class WHERE NOT construction)"

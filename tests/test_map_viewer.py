@@ -87,7 +87,7 @@ def test_map_draws_the_base_map_in_class_colours(served: Server, browser: Browse
     png = browser.screenshot(rect)
     colours = class_colours(served.settings.path(served.settings.paths.classification))
     codes = {code for (code,) in query(served.settings, f"SELECT DISTINCT {column} FROM geoservice.basemap_patch b "
-                                       "JOIN geoservice.integration_run r ON r.id = b.run_id WHERE r.is_current "
+                                       "JOIN geoservice.integration_run r ON b.run_id = ANY(r.chain) AND (b.until_run IS NULL OR b.until_run > r.id) WHERE r.is_current "
                                        f"AND {column} IS NOT NULL")}
     counts = class_pixels(png, colours, codes)
     drawn = {colour: n for colour, n in counts.items() if n >= 100}
@@ -115,7 +115,7 @@ def test_clicking_a_patch_shows_what_lookup_gives(served: Server, browser: Brows
 
 def test_status_change_from_the_panel_is_in_the_review_history(served: Server, browser: Browser) -> None:
     unreviewed = {i for (i,) in query(served.settings, "SELECT c.id FROM geoservice.conflict c JOIN geoservice.detection_run r "
-                                      "ON r.id = c.run_id JOIN geoservice.conflict_case k ON k.id = c.case_id WHERE r.is_current "
+                                      "ON c.run_id = ANY(r.chain) AND (c.until_run IS NULL OR c.until_run > r.id) JOIN geoservice.conflict_case k ON k.id = c.case_id WHERE r.is_current "
                                       "AND k.status = 'open' AND NOT EXISTS (SELECT 1 FROM geoservice.conflict_case_event e "
                                       "WHERE e.case_id = k.id)")}
     open_map(browser, served, "tester")  # restricted, with the review scope

@@ -39,7 +39,7 @@ def test_lookup_matches_sql_in_every_crs(demo_settings, cur) -> None:
     rows = query(demo_settings, """
         SELECT p.id, p.land_code, p.plan_code, p.district_code, ST_X(pt), ST_Y(pt) FROM (
             SELECT p.*, ST_PointOnSurface(p.geom) AS pt FROM geoservice.basemap_patch p
-            JOIN geoservice.integration_run r ON r.id = p.run_id WHERE r.is_current ORDER BY p.id LIMIT 20) p""")
+            JOIN geoservice.integration_run r ON p.run_id = ANY(r.chain) AND (p.until_run IS NULL OR p.until_run > r.id) WHERE r.is_current ORDER BY p.id LIMIT 20) p""")
     for patch_id, land, plan, district, x, y in rows:
         found = lookup_point(cur, demo_settings, x, y, "EPSG:4548")
         assert (found["patch"]["id"], found["patch"]["land_use"]["code"], found["patch"]["urban_plan"]["code"],
@@ -55,7 +55,7 @@ def test_lookup_lines_and_conflicts(demo_settings, cur) -> None:
     found = lookup_point(cur, demo_settings, x, y, "EPSG:4548")
     assert "red_line" in {line["kind"] for line in found["protection_lines"]}
     x, y, cid = query(demo_settings, "SELECT ST_X(p), ST_Y(p), id FROM (SELECT ST_PointOnSurface(c.geom) p, c.id FROM "
-                                     "geoservice.conflict c JOIN geoservice.detection_run r ON r.id = c.run_id "
+                                     "geoservice.conflict c JOIN geoservice.detection_run r ON c.run_id = ANY(r.chain) AND (c.until_run IS NULL OR c.until_run > r.id) "
                                      "WHERE r.is_current AND c.status = 'open' ORDER BY c.area_m2 DESC LIMIT 1) q")[0]
     conflicts = lookup_point(cur, demo_settings, x, y, "EPSG:4548")["conflicts"]
     assert cid in {c["id"] for c in conflicts} and all(c["title_zh"] for c in conflicts)
@@ -161,11 +161,11 @@ def test_check_equals_full_detection_with_the_project(demo_settings, cur, tmp_pa
         ingest_layer(demo_settings, load_definition(tmp_path / "projects.yaml"))
         detect(demo_settings)
         stored = query(demo_settings, "SELECT rule_id, area_m2, code_a, source_id_b, district_code FROM geoservice.conflict c "
-                                      "JOIN geoservice.detection_run r ON r.id = c.run_id WHERE r.is_current "
+                                      "JOIN geoservice.detection_run r ON c.run_id = ANY(r.chain) AND (c.until_run IS NULL OR c.until_run > r.id) WHERE r.is_current "
                                       "AND source_id_a = 'CHECK-TEST' ORDER BY 1, 4, 5")
     finally:
         activate_version(demo_settings, "projects", before)
-        detect(demo_settings)
+        detect(demo_settings, full=True)  # the session's demo database keeps full runs
     ours = sorted((c["rule_id"], c["area_m2"], c["code_a"], c["source_id_b"], c["district_code"]) for c in checked)
     assert len(ours) == len(stored)
     for mine, theirs in zip(ours, stored):
@@ -181,7 +181,7 @@ def test_exposure_by_hand_on_a_generated_raster(demo_settings, cur, tmp_path: Pa
 
     x0, y0 = query(demo_settings, "SELECT floor(ST_X(p) / 100) * 100 - 2500, floor(ST_Y(p) / 100) * 100 - 2500 FROM "
                                   "(SELECT ST_Centroid(ST_Collect(geom)) p FROM geoservice.basemap_patch p "
-                                  "JOIN geoservice.integration_run r ON r.id = p.run_id WHERE r.is_current "
+                                  "JOIN geoservice.integration_run r ON p.run_id = ANY(r.chain) AND (p.until_run IS NULL OR p.until_run > r.id) WHERE r.is_current "
                                   "AND district_code = '350203') q")[0]
     values = np.zeros((50, 50), dtype=np.float32)
     values[:, :25] = 2.0          # the western half is flooded 2 m deep
@@ -193,7 +193,7 @@ def test_exposure_by_hand_on_a_generated_raster(demo_settings, cur, tmp_path: Pa
     result = hazard_exposure(cur, demo_settings, path, threshold=1.0)
 
     rows = query(demo_settings, "SELECT district_code, ST_AsBinary(geom) FROM geoservice.basemap_patch p "
-                                "JOIN geoservice.integration_run r ON r.id = p.run_id WHERE r.is_current "
+                                "JOIN geoservice.integration_run r ON p.run_id = ANY(r.chain) AND (p.until_run IS NULL OR p.until_run > r.id) WHERE r.is_current "
                                 "AND geom && ST_MakeEnvelope(%s, %s, %s, %s, 4548)", x0, y0, x0 + 5000, y0 + 5000)
     cx, cy = np.meshgrid(x0 + 50 + 100 * np.arange(50), y0 + 5000 - 50 - 100 * np.arange(50))
     flooded = values > 1.0

@@ -96,7 +96,7 @@ def test_raster_rules_match_per_polygon_masking(demo_settings) -> None:
     assert np.allclose(ours[measured], np.array(independent)[measured], rtol=1e-5)
     expected = {i for i, v, g in zip(ids, ours, geoms) if v > 15 and g.area >= 100}
     got = {r[0] for r in query(demo_settings, "SELECT feature_a FROM geoservice.conflict c JOIN geoservice.detection_run r "
-                                              "ON r.id = c.run_id WHERE r.is_current AND rule_id = 'construction_on_steep_slope'")}
+                                              "ON c.run_id = ANY(r.chain) AND (c.until_run IS NULL OR c.until_run > r.id) WHERE r.is_current AND rule_id = 'construction_on_steep_slope'")}
     assert got == expected and got
 
 

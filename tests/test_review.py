@@ -48,7 +48,7 @@ def review_settings(base_settings: Settings) -> Iterator[Settings]:
 def current_conflicts(settings: Settings, rule: str) -> list[tuple[int, int, float]]:
     """(conflict id, case id, area m²) of a rule's conflicts in the current run, largest first."""
     return query(settings, """
-        SELECT c.id, c.case_id, c.area_m2 FROM geoservice.conflict c JOIN geoservice.detection_run r ON r.id = c.run_id
+        SELECT c.id, c.case_id, c.area_m2 FROM geoservice.conflict c JOIN geoservice.detection_run r ON c.run_id = ANY(r.chain) AND (c.until_run IS NULL OR c.until_run > r.id)
         WHERE r.is_current AND c.rule_id = %s ORDER BY c.area_m2 DESC""", rule)
 
 

@@ -14,6 +14,7 @@ from geoservice.governance import layer_changes
 from geoservice.ingest import activate_version, ingest_layer, list_versions, load_definition
 from layer_versions import EXPECTED_COUNTS, edited_landuse
 from servers import ROOT, Server
+from sql_helpers import query
 from test_serve_robustness import assert_problem
 
 
@@ -61,3 +62,18 @@ def test_changes_as_geojson_carry_the_report_and_each_change_drawn(served: Serve
         p = feature["properties"]
         assert shape.area == pytest.approx(p["old_area_m2"] if p["change"] == "removed" else p["new_area_m2"], rel=1e-6)
     assert_problem(served.get("/collections/landuse/changes", as_="viewer", f="xml"), 400, "'xml' is not offered here")
+
+
+def test_what_a_run_changed(served: Server) -> None:
+    for name, kind in (("basemap", "integration"), ("conflicts", "detection")):
+        answer = served.get(f"/collections/{name}/changes", as_="viewer")
+        assert answer.status_code == 200, answer.text
+        found = answer.json()
+        current = query(served.settings, f"SELECT id FROM geoservice.{kind}_run WHERE is_current")[0][0]
+        assert found["collection"] == name and found["is_current"] and found["run_id"] == current
+        assert found["incremental"] is None and found["base_run_id"] is None  # the demo's runs are full
+        assert served.get(f"/collections/{name}/changes", as_="viewer", run=found["run_id"]).json() == found
+        assert_problem(served.get(f"/collections/{name}/changes", as_="viewer", run=987654321), 404, f"no {kind} run")
+        for params in ({"run": "last"}, {"run": 0}, {"run": 2**63}, {"since": 1}, {"f": "geojson"}):
+            assert served.get(f"/collections/{name}/changes", as_="viewer", **params).status_code == 400, params
+    assert served.get("/collections/conflicts/changes", as_=None).status_code == 404  # conflicts are internal

@@ -116,7 +116,7 @@ def _centre(served: Server) -> tuple[float, float]:
     """The base map's centre rounded down to 100 m (EPSG:4548)."""
     return query(served.settings, "SELECT floor(ST_X(p) / 100) * 100, floor(ST_Y(p) / 100) * 100 FROM "
                                   "(SELECT ST_Centroid(ST_Collect(geom)) p FROM geoservice.basemap_patch p "
-                                  "JOIN geoservice.integration_run r ON r.id = p.run_id WHERE r.is_current) q")[0]
+                                  "JOIN geoservice.integration_run r ON p.run_id = ANY(r.chain) AND (p.until_run IS NULL OR p.until_run > r.id) WHERE r.is_current) q")[0]
 
 
 def test_exposure_registered_and_uploaded_equal_the_library(served: Server, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from test_serve_html import signed_in_url
 
 def _open_conflict(served: Server) -> int:
     """A conflict of the current run no test has reviewed yet."""
-    return query(served.settings, "SELECT c.id FROM geoservice.conflict c JOIN geoservice.detection_run r ON r.id = c.run_id "
+    return query(served.settings, "SELECT c.id FROM geoservice.conflict c JOIN geoservice.detection_run r ON c.run_id = ANY(r.chain) AND (c.until_run IS NULL OR c.until_run > r.id) "
                                   "JOIN geoservice.conflict_case k ON k.id = c.case_id WHERE r.is_current AND k.status = 'open' "
                                   "AND NOT EXISTS (SELECT 1 FROM geoservice.conflict_case_event e WHERE e.case_id = k.id) "
                                   "ORDER BY c.id DESC LIMIT 1")[0][0]

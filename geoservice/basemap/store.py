@@ -13,7 +13,8 @@ import pyarrow as pa
 from geoservice.basemap.build import DIFFERENCE_CLASSES, BaseMap, build_basemap, difference_classes
 from geoservice.db import bulk, partitions, transaction
 from geoservice.db.layers import FeatureArrays, layers_of_kind, one_layer_of_kind, read_features
-from geoservice.db.read import LayerVersion, active_versions
+from geoservice.db.read import LayerVersion, active_versions, current_run
+from geoservice.db.runs import make_current
 from geoservice.errors import GeoserviceError
 from geoservice.progress import Reporter, SilentReporter
 from geoservice.settings import Settings
@@ -41,9 +42,16 @@ class IntegrationSummary:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     distributed: dict[str, object] | None = None  # where a distributed run ran: scheduler, worker threads, tiles
+    incremental: dict[str, object] | None = None  # an incremental run: its base run, the changes, what it recomputed
 
     def as_dict(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items() if k != "run_id" and (k != "distributed" or v is not None)}
+        return {k: v for k, v in self.__dict__.items()
+                if k != "run_id" and (k not in ("distributed", "incremental") or v is not None)}
+
+
+def run_parameters(settings: Settings) -> dict[str, object]:
+    """What an integration run records of its settings."""
+    return {**settings.integration.model_dump(mode="json"), "construction_codes": list(settings.construction_codes)}
 
 
 @dataclass
@@ -73,13 +81,13 @@ def read_inputs(settings: Settings) -> Inputs:
     """Read the active versions of the plan, district and protection-line layers (one snapshot)."""
     with transaction(settings) as conn, conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        land, plan, district, lines = _pick_inputs(settings, active_versions(cur))
-        used = [land, plan, *([district] if district else []), *(l for ls in lines.values() for l in ls)]
+        layers = _pick_inputs(settings, active_versions(cur))
+        land, plan, district, lines = layers
         return Inputs(
             land=read_features(cur, land), plan=read_features(cur, plan),
             districts=read_features(cur, district) if district else None,
             lines={kind: [read_features(cur, layer) for layer in found] for kind, found in lines.items()},
-            versions={layer.name: {"version": layer.version, "id": layer.version_id} for layer in used},
+            versions=versions_of(layers),
         )
 
 
@@ -104,17 +112,40 @@ def copy_rows(run_id: int, inputs: Inputs, base: BaseMap, differences: np.ndarra
     ], count)
 
 
-def integrate(settings: Settings, reporter: Reporter | None = None, scheduler: str | None = None) -> IntegrationSummary:
+def integrate(settings: Settings, reporter: Reporter | None = None, scheduler: str | None = None,
+              full: bool = False) -> IntegrationSummary:
     """Build and store a new base map; readers see the previous one until this one is committed.
 
-    With a Dask scheduler (`scheduler`, else `compute.scheduler`: an address, or `local:N`) the work runs as spatial
-    tiles on its workers (`basemap.tiled`); without one, here.
+    Incremental (`basemap.incremental`) when the current run was built with these settings from these layers and some
+    have new active versions, unless `full` or the change reaches most of the plans. With a Dask scheduler (`scheduler`, else `compute.scheduler`: an address,
+    or `local:N`) a full run runs as spatial tiles on its workers (`basemap.tiled`); without one, here.
     """
+    reporter = reporter or SilentReporter()
+    if not full:
+        from geoservice.basemap.incremental import base_of, integrate_incremental
+        with transaction(settings) as conn, conn.cursor() as cur:
+            layers = _pick_inputs(settings, active_versions(cur))
+            base = base_of(cur, settings, current_run(cur, "integration"), versions_of(layers))
+        summary = integrate_incremental(settings, reporter, base, layers, versions_of(layers)) if base else None
+        if summary is not None:
+            return summary
     scheduler = scheduler or settings.compute.scheduler
     if scheduler:
         from geoservice.basemap.tiled import integrate_tiled
         return integrate_tiled(settings, scheduler, reporter)
-    reporter = reporter or SilentReporter()
+    return _integrate_full(settings, reporter)
+
+
+def versions_of(layers: tuple[LayerVersion, LayerVersion, LayerVersion | None, dict[str, list[LayerVersion]]]
+                ) -> dict[str, dict[str, int]]:
+    """{name: {"version": n, "id": version id}} of the layers a run reads (`_pick_inputs`)."""
+    land, plan, district, lines = layers
+    used = [land, plan, *([district] if district else []), *(layer for found in lines.values() for layer in found)]
+    return {layer.name: {"version": layer.version, "id": layer.version_id} for layer in used}
+
+
+def _integrate_full(settings: Settings, reporter: Reporter) -> IntegrationSummary:
+    """Build the whole base map in this process and store it as a new current run."""
     started = time.perf_counter()
     timings: dict[str, float] = {}
     mark = [time.perf_counter(), "read layers"]
@@ -142,7 +173,7 @@ def integrate(settings: Settings, reporter: Reporter | None = None, scheduler: s
         with transaction(settings) as conn, conn.cursor() as cur:
             cur.execute(
                 "INSERT INTO geoservice.integration_run (layer_versions, parameters) VALUES (%s, %s) RETURNING id",
-                (json.dumps(inputs.versions), settings.integration.model_dump_json()),
+                (json.dumps(inputs.versions), json.dumps(run_parameters(settings))),
             )
             run_id = cur.fetchone()[0]
             table = partitions.create_partition_table(cur, PARENT, run_id)
@@ -157,7 +188,5 @@ def integrate(settings: Settings, reporter: Reporter | None = None, scheduler: s
                                            seconds))
             summary = IntegrationSummary(run_id, inputs.versions, len(base), base.slivers_dropped,
                                          round(base.slivers_area_m2, 3), by_difference, round(seconds, 3), timings)
-            cur.execute("UPDATE geoservice.integration_run SET is_current = false WHERE is_current")
-            cur.execute("UPDATE geoservice.integration_run SET is_current = true, finished_at = now(), summary = %s "
-                        "WHERE id = %s", (json.dumps(summary.as_dict()), run_id))
+            make_current(cur, "integration", run_id, summary.as_dict())
     return summary

@@ -22,13 +22,14 @@ import psycopg2.extensions
 
 from geoservice.basemap.build import DIFFERENCE_CLASSES, difference_classes, dissolved_parts, split_pieces
 from geoservice.basemap.store import (
-    COPY_BATCH, COPY_COLUMNS, PARENT, Inputs, IntegrationSummary, _pick_inputs, copy_rows,
+    COPY_BATCH, COPY_COLUMNS, PARENT, Inputs, IntegrationSummary, _pick_inputs, copy_rows, run_parameters, versions_of,
 )
 from geoservice.compute import dask_run
 from geoservice.compute.tiles import Tile, kd_tiles, owned
 from geoservice.db import bulk, partitions, transaction
-from geoservice.db.layers import feature_envelopes, read_features, read_tile_features
+from geoservice.db.layers import box_relation, feature_envelopes, read_features, read_features_meeting
 from geoservice.db.read import LayerVersion, active_versions
+from geoservice.db.runs import make_current
 from geoservice.db.tiles import discard_run, forget_tiles, recorded_tiles
 from geoservice.errors import GeoserviceError
 from geoservice.overlay import overlay
@@ -43,9 +44,9 @@ def integrate_tile(cur: psycopg2.extensions.cursor, settings: Settings, run_id: 
                    line_layers: dict[str, list[LayerVersion]]) -> dict:
     """Build and COPY the patches of the plan-union pieces this tile owns; what it did, for the run's summary."""
     srid, threads = settings.working_srid, settings.integration.threads
-    box = tile.box()
-    land = read_tile_features(cur, land_layer, box, srid, [plan_layer])
-    plan = read_tile_features(cur, plan_layer, box, srid, [land_layer])
+    region = box_relation(tile.box(), srid)
+    land = read_features_meeting(cur, land_layer, region, [plan_layer])
+    plan = read_features_meeting(cur, plan_layer, region, [land_layer])
     land_index, plan_index, pieces = overlay(land.geometries, plan.geometries, how="union", threads=threads)
     mine = owned(tile, pieces)
     land_index, plan_index, pieces = land_index[mine], plan_index[mine], pieces[mine]
@@ -94,9 +95,9 @@ def integrate_tiled(settings: Settings, scheduler: str, reporter: Reporter | Non
     started = time.perf_counter()
     timings: dict[str, float] = {}
     with transaction(settings) as conn, conn.cursor() as cur:
-        land, plan, district, lines = _pick_inputs(settings, active_versions(cur))
-        used = [land, plan, *([district] if district else []), *(l for ls in lines.values() for l in ls)]
-        versions = {layer.name: {"version": layer.version, "id": layer.version_id} for layer in used}
+        layers = _pick_inputs(settings, active_versions(cur))
+        land, plan, district, lines = layers
+        versions = versions_of(layers)
     with dask_run.connect(scheduler) as cluster:
         timings["connect"] = round(time.perf_counter() - started, 3)
         clock = time.perf_counter()
@@ -106,7 +107,7 @@ def integrate_tiled(settings: Settings, scheduler: str, reporter: Reporter | Non
         timings["partition"] = round(time.perf_counter() - clock, 3)
         with transaction(settings) as conn, conn.cursor() as cur:
             cur.execute("INSERT INTO geoservice.integration_run (layer_versions, parameters) VALUES (%s, %s) RETURNING id",
-                        (json.dumps(versions), settings.integration.model_dump_json()))
+                        (json.dumps(versions), json.dumps(run_parameters(settings))))
             run_id = cur.fetchone()[0]
             partitions.create_partition_table(cur, PARENT, run_id)
         try:
@@ -128,9 +129,7 @@ def integrate_tiled(settings: Settings, scheduler: str, reporter: Reporter | Non
                 summary = _summary(run_id, versions, results, started, timings, tiles, scheduler, cluster)
                 reporter.line(bulk.stored_line(summary.patches, "patches", {"tiles": timings["tiles"],
                                                                             "indexes": timings["index"]}, summary.seconds))
-                cur.execute("UPDATE geoservice.integration_run SET is_current = false WHERE is_current")
-                cur.execute("UPDATE geoservice.integration_run SET is_current = true, finished_at = now(), summary = %s "
-                            "WHERE id = %s", (json.dumps(summary.as_dict()), run_id))
+                make_current(cur, "integration", run_id, summary.as_dict())
         except BaseException:
             with transaction(settings) as conn, conn.cursor() as cur:
                 discard_run(cur, "integration_run", partitions.partition_table(PARENT, run_id), STAGE, run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 import psycopg2.extensions
 import shapely
+from psycopg2 import sql
 
 from geoservice.conflicts import evaluate
 from geoservice.conflicts.evaluate import Found, Subdivided
@@ -20,9 +22,10 @@ from geoservice.conflicts.rules import (
     ForbiddenOverlap, LinesOverlap, MustBeWithin, PlanDifference, RasterThreshold, Rule, RuleSet, load_rules,
 )
 from geoservice.db import bulk, partitions, transaction
-from geoservice.db.layers import FeatureArrays, one_layer_of_kind, read_features
+from geoservice.db.layers import FeatureArrays, layer_codes, one_layer_of_kind, read_features
 from geoservice.db.patches import read_plan_patches, usable_run
-from geoservice.db.read import LayerVersion, active_versions, current_run
+from geoservice.db.read import LayerVersion, Run, active_versions, current_run
+from geoservice.db.runs import make_current
 from geoservice.errors import ConfigError, GeoserviceError
 from geoservice.overlay import Parts
 from geoservice.overlay.zones import split_by_zones
@@ -66,9 +69,12 @@ class DetectionSummary:
     timings: dict[str, float] = field(default_factory=dict)
     plan_differences_from: int | None = None  # the integration run whose patches gave the plan differences
     distributed: dict[str, object] | None = None  # where a distributed run ran: scheduler, worker threads, tiles
+    rasters: dict[str, str] = field(default_factory=dict)  # SHA-256 of the rasters its rules read, by path
+    incremental: dict[str, object] | None = None  # an incremental run: its base run, the changes, what it recomputed
 
     def as_dict(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items() if k != "run_id" and (k != "distributed" or v is not None)}
+        return {k: v for k, v in self.__dict__.items()
+                if k != "run_id" and (k not in ("distributed", "incremental") or v is not None)}
 
 
 class LayerCatalog:
@@ -90,6 +96,7 @@ class LayerCatalog:
         self.layers = active_versions(cur)
         self.envelope = (*envelope, settings.working_srid) if envelope else None
         self.cache: dict[str, FeatureArrays] = dict(substitutes or {})
+        self.named: set[str] = set()  # layers read, also those whose features were not (plan differences of the base map)
         self.subdivided = Subdivided(None if envelope else settings.integration.subdivide_vertices,
                                      settings.integration.threads)
 
@@ -113,6 +120,14 @@ class LayerCatalog:
                       "urban_plan": self.settings.integration.urban_plan_layer}[kind]
         return self.features(configured or kind, where)
 
+    def plan_layers(self, where: str) -> tuple[LayerVersion, LayerVersion]:
+        """The active land-use plan and urban plan."""
+        config = self.settings.integration
+        plans = (self.resolve(config.land_use_layer or "land_use", where),
+                 self.resolve(config.urban_plan_layer or "urban_plan", where))
+        self.named.update(layer.name for layer in plans)
+        return plans
+
     def district_layer(self) -> LayerVersion | None:
         name = self.settings.integration.district_layer
         found = [layer for layer in self.layers if layer.kind == "district" and (name is None or layer.name == name)]
@@ -127,8 +142,7 @@ class LayerCatalog:
         detection reads, with its sliver area (its plan-difference patches are then this detection's conflicts)."""
         if not self._basemap:
             district = self.district_layer()
-            layers = [self.resolve(self.settings.integration.land_use_layer or "land_use", where),
-                      self.resolve(self.settings.integration.urban_plan_layer or "urban_plan", where), district]
+            layers = [*self.plan_layers(where), district]
             self._basemap.append(usable_run(self.cur, {layer.name: layer.version_id for layer in layers},
                                             self.settings.integration.sliver_area_m2)
                                  if self.use_basemap and district else None)
@@ -137,7 +151,7 @@ class LayerCatalog:
     def used(self) -> dict[str, dict[str, int]]:
         by_name = {layer.name: layer for layer in self.layers}
         return {name: {"version": by_name[name].version, "id": by_name[name].version_id}
-                for name in sorted(self.cache) if name in by_name}
+                for name in sorted(set(self.cache) | self.named) if name in by_name}
 
 
 def evaluate_rule(rule: Rule, catalog: LayerCatalog, settings: Settings) -> list[Found]:
@@ -174,15 +188,18 @@ def finish(found: Found, rule: Rule, zones: np.ndarray | Parts, settings: Settin
 
 
 def plan_difference_of_basemap(rule: PlanDifference, difference: str, catalog: LayerCatalog, run_id: int,
-                               settings: Settings) -> tuple[Found, np.ndarray]:
+                               settings: Settings, region: sql.Composable | None = None) -> tuple[Found, np.ndarray]:
     """A plan-difference rule's conflicts of one class as the base map's patches (split, slivers dropped) whose
-    plan-union piece reaches the rule's minimum area: the same as overlaying the plans again."""
+    plan-union piece reaches the rule's minimum area (and whose box meets a box of `region`): the same as overlaying
+    the plans again."""
     where = f"rule {rule.id}"
-    land, plan = catalog.plan("land_use", where), catalog.plan("urban_plan", where)
-    mask_land, mask_plan = evaluate.difference_masks(land, plan, difference, settings.construction_codes)
-    codes = [sorted(set(layer.codes[mask].tolist()) - {None}) for layer, mask in ((land, mask_land), (plan, mask_plan))]
-    patches = read_plan_patches(catalog.cur, run_id, *codes, rule.min_area_m2)
-    return evaluate.plan_difference_of_patches(land, plan, patches, difference, catalog.districts().source_ids)
+    plans = catalog.plan_layers(where)
+    codes = evaluate.difference_codes(*(layer_codes(catalog.cur, layer.version_id) for layer in plans), difference,
+                                      settings.construction_codes)
+    patches = read_plan_patches(catalog.cur, run_id, plans, *codes, rule.min_area_m2, region)
+    districts = catalog.districts()
+    return evaluate.plan_difference_of_patches(patches, difference,
+                                               districts.source_ids if districts else np.empty(0, dtype=object))
 
 
 def district_zones(catalog: LayerCatalog) -> tuple[FeatureArrays | None, np.ndarray]:
@@ -213,7 +230,7 @@ def run_rules(settings: Settings, rules: list[Rule], catalog: LayerCatalog, repo
     return results
 
 
-def _at(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+def at(values: np.ndarray, index: np.ndarray) -> np.ndarray:
     """values[index] as objects, None where index is -1."""
     out = np.full(len(index), None, dtype=object)
     if len(values):
@@ -230,11 +247,11 @@ def identities(results: list[RuleResult], districts: FeatureArrays | None) -> pd
         a, b = found.layer_a, found.layer_b
         frames.append(pd.DataFrame({
             "rule_id": np.full(n, result.rule.id, dtype=object), "layer_a": np.full(n, a.layer, dtype=object),
-            "feature_a": a.ids[found.index_a], "source_id_a": _at(a.source_ids, found.index_a),
+            "feature_a": a.ids[found.index_a], "source_id_a": at(a.source_ids, found.index_a),
             "layer_b": np.full(n, b.layer if b is not None else None, dtype=object),
-            "feature_b": pd.array(_at(b.ids, found.index_b) if b is not None else np.full(n, None), dtype="Int64"),
-            "source_id_b": _at(b.source_ids, found.index_b) if b is not None else np.full(n, None, dtype=object),
-            "district_code": _at(districts.source_ids if districts is not None else np.empty(0), result.district_index),
+            "feature_b": pd.array(at(b.ids, found.index_b) if b is not None else np.full(n, None), dtype="Int64"),
+            "source_id_b": at(b.source_ids, found.index_b) if b is not None else np.full(n, None, dtype=object),
+            "district_code": at(districts.source_ids if districts is not None else np.empty(0), result.district_index),
         }))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=IDENTITY_COLUMNS)
 
@@ -289,29 +306,99 @@ def summarize(results: list[RuleResult], districts: FeatureArrays | None) -> tup
     return by_rule, table
 
 
+def store_conflicts(cur: psycopg2.extensions.cursor, run_id: int, results: list[RuleResult],
+                    districts: FeatureArrays | None, settings: Settings, link: Link | None, rule_ids: list[str],
+                    timings: dict[str, float], carried: tuple[int, ...] = ()) -> None:
+    """Link the results' conflicts to their review cases (with `link`; an incremental run's rows of `carried` keep
+    theirs), COPY them into the run's table and attach it; the seconds of each step in `timings`."""
+    table_name = partitions.create_partition_table(cur, PARENT, run_id)
+    cases = None
+    if link is not None:
+        clock = time.perf_counter()
+        cases = link(cur, run_id, rule_ids, identities(results, districts), carried)
+        timings["review cases"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    with bulk.BinaryCopyWriter(cur, table_name, COPY_COLUMNS + (LINK_COLUMNS if cases else ()), freeze=True) as writer:
+        start = 0
+        for result in results:  # each result's rows are built on the writer's thread
+            rows = slice(start, start + len(result.found))
+            start = rows.stop
+            writer.put(partial(copy_rows, run_id, result, districts, settings.working_srid,
+                               (cases[0][rows], cases[1][rows]) if cases else None))
+    timings["store"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    partitions.attach_partition(cur, PARENT, "run_id", run_id, ("run_id", "id"),
+                                {"geom": "USING gist (geom)", "rule": "(run_id, rule_id)"})
+    timings["index"] = time.perf_counter() - clock
+
+
+def raster_checksums(settings: Settings, rules: list[Rule]) -> dict[str, str]:
+    """SHA-256 of each raster the rules read, by path: what a run's raster rules found depends on."""
+    paths = sorted({rule.raster for rule in rules if isinstance(rule, RasterThreshold)})
+    return {str(path): hashlib.sha256(settings.path(path).read_bytes()).hexdigest() for path in paths}
+
+
+def insert_run(cur: psycopg2.extensions.cursor, integration: Run | None, versions: dict[str, dict[str, int]],
+               rules: RuleSet, selected: list[Rule]) -> int:
+    """A new detection run's row (not current yet): its base map, layer versions and rules; its id."""
+    cur.execute("INSERT INTO geoservice.detection_run (integration_run_id, layer_versions, rules_checksum, rules) "
+                "VALUES (%s, %s, %s, %s) RETURNING id",
+                (integration.id if integration else None, json.dumps(versions), rules.checksum,
+                 json.dumps([rule.model_dump(mode="json") for rule in selected], ensure_ascii=False)))
+    return cur.fetchone()[0]
+
+
+def summarize_rows(cur: psycopg2.extensions.cursor, rows: sql.Composable, rules: list[Rule],
+                   seconds: dict[str, float]) -> tuple[dict[str, dict[str, object]], list[dict[str, object]]]:
+    """Count, area (ha) and seconds (`seconds`, by rule id) by rule; count and area by rule × district — of the stored
+    conflicts `rows` (a condition on `geoservice.conflict`: a run's rows)."""
+    cur.execute(sql.SQL("SELECT rule_id, coalesce(district_name, '(no district)'), count(*), sum(area_m2) "
+                        "FROM geoservice.conflict WHERE {} GROUP BY 1, 2 ORDER BY 1, 2").format(rows))
+    cells = cur.fetchall()
+    by_rule: dict[str, dict[str, object]] = {}
+    for rule in rules:
+        found = [c for c in cells if c[0] == rule.id]
+        by_rule[rule.id] = {"title_zh": rule.title_zh, "title_en": rule.title_en, "severity": rule.severity,
+                            "count": sum(c[2] for c in found), "ha": round(sum(c[3] for c in found) / 1e4, 4),
+                            "seconds": round(seconds.get(rule.id, 0.0), 3)}
+    return by_rule, [{"rule": rule, "district": district, "count": count, "ha": round(m2 / 1e4, 4)}
+                     for rule, district, count, m2 in cells]
+
+
 #: review's case linking (`review.detect`), run in the detection's transaction before its rows are stored: given the
-#: run id, the evaluated rule ids and the conflicts' `identities`, each conflict's case id and status
-Link = Callable[[psycopg2.extensions.cursor, int, list[str], pd.DataFrame], tuple[np.ndarray, np.ndarray]]
+#: run id, the evaluated rule ids, the conflicts' `identities` and the chain whose rows an incremental run carries
+#: over, each conflict's case id and status
+Link = Callable[[psycopg2.extensions.cursor, int, list[str], pd.DataFrame, tuple[int, ...]], tuple[np.ndarray, np.ndarray]]
+#: review's continuity step of an incremental run (`review.detect`), after its rows are stored and linked, in its
+#: transaction: given the run id and its base run's chain, what became of the cases (counts for the run's summary)
+Continuity = Callable[[psycopg2.extensions.cursor, int, tuple[int, ...]], dict[str, object]]
 
 
 def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Reporter | None = None,
            rules: RuleSet | None = None, link: Link | None = None, basemap: bool = True,
-           scheduler: str | None = None) -> DetectionSummary:
+           scheduler: str | None = None, full: bool = False, continuity: Continuity | None = None) -> DetectionSummary:
     """Run the rules against the active layers; store a new current detection run with its conflicts, each with its
     review case and status when `link` (review's case linking: `review.detect`) is given; `basemap=False` overlays the
     plans for the plan differences even when the current base map has them.
 
-    With a Dask scheduler (`scheduler`, else `compute.scheduler`) the rules run as spatial tiles on its workers
-    (`conflicts.tiled`); without one, here.
+    Incremental (`conflicts.incremental`) when the current run evaluated these rules from this rules file on layers
+    some of which have new versions, unless `full` (or `basemap=False`); `continuity` then reports on the cases. With a Dask scheduler (`scheduler`, else
+    `compute.scheduler`) a full run runs as spatial tiles on its workers (`conflicts.tiled`); without one, here.
     """
+    reporter = reporter or SilentReporter()
+    rules = rules or load_rules(settings.path(settings.paths.rules))
+    selected = rules.selected(rule_ids)
+    if not full and basemap:
+        from geoservice.conflicts.incremental import base_of, detect_incremental
+        with transaction(settings) as conn, conn.cursor() as cur:
+            base = base_of(cur, settings, rules, selected, LayerCatalog(cur, settings))
+        if base is not None:
+            return detect_incremental(settings, reporter, rules, selected, base, link, continuity)
     scheduler = scheduler or settings.compute.scheduler
     if scheduler:
         from geoservice.conflicts.tiled import detect_tiled
         return detect_tiled(settings, scheduler, rule_ids, reporter, rules, link, basemap)
-    reporter = reporter or SilentReporter()
     started = time.perf_counter()
-    rules = rules or load_rules(settings.path(settings.paths.rules))
-    selected = rules.selected(rule_ids)
     with transaction(settings) as conn, conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         catalog = LayerCatalog(cur, settings, basemap=basemap)
@@ -327,39 +414,14 @@ def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Repo
         by_rule.setdefault(rule.id, {"title_zh": rule.title_zh, "title_en": rule.title_en, "severity": rule.severity,
                                      "count": 0, "ha": 0.0, "seconds": 0.0})
     with transaction(settings) as conn, conn.cursor() as cur:
-        cur.execute(
-            "INSERT INTO geoservice.detection_run (integration_run_id, layer_versions, rules_checksum, rules) "
-            "VALUES (%s, %s, %s, %s) RETURNING id",
-            (integration.id if integration else None, json.dumps(versions), rules.checksum,
-             json.dumps([rule.model_dump(mode="json") for rule in selected], ensure_ascii=False)),
-        )
-        run_id = cur.fetchone()[0]
-        table_name = partitions.create_partition_table(cur, PARENT, run_id)
-        cases = None
-        if link is not None:
-            clock = time.perf_counter()
-            cases = link(cur, run_id, [rule.id for rule in selected], identities(results, districts))
-            timings["review cases"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        with bulk.BinaryCopyWriter(cur, table_name, COPY_COLUMNS + (LINK_COLUMNS if cases else ()), freeze=True) as writer:
-            start = 0
-            for result in results:  # each result's rows are built on the writer's thread
-                rows = slice(start, start + len(result.found))
-                start = rows.stop
-                writer.put(partial(copy_rows, run_id, result, districts, settings.working_srid,
-                                   (cases[0][rows], cases[1][rows]) if cases else None))
-        timings["store"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        partitions.attach_partition(cur, PARENT, "run_id", run_id, ("run_id", "id"),
-                                    {"geom": "USING gist (geom)", "rule": "(run_id, rule_id)"})
-        timings["index"] = time.perf_counter() - clock
+        run_id = insert_run(cur, integration, versions, rules, selected)
+        store_conflicts(cur, run_id, results, districts, settings, link, [rule.id for rule in selected], timings)
         seconds = time.perf_counter() - started
         reporter.line(bulk.stored_line(sum(len(r.found) for r in results), "conflicts",
                                        {**({"review cases": timings["review cases"]} if link else {}),
                                         "COPY": timings["store"], "indexes": timings["index"]}, seconds))
         summary = DetectionSummary(run_id, rules.checksum, versions, by_rule, table, round(seconds, 3),
-                                   {name: round(value, 3) for name, value in timings.items()}, from_basemap)
-        cur.execute("UPDATE geoservice.detection_run SET is_current = false WHERE is_current")
-        cur.execute("UPDATE geoservice.detection_run SET is_current = true, finished_at = now(), summary = %s WHERE id = %s",
-                    (json.dumps(summary.as_dict(), ensure_ascii=False), run_id))
+                                   {name: round(value, 3) for name, value in timings.items()}, from_basemap,
+                                   rasters=raster_checksums(settings, selected))
+        make_current(cur, "detection", run_id, summary.as_dict())
     return summary

@@ -108,41 +108,42 @@ def _intersections(a: FeatureArrays, mask_a: np.ndarray, b: FeatureArrays, mask_
     return Found(a, b, rows_a[ia], rows_b[ib], pieces)
 
 
-def difference_masks(land: FeatureArrays, plan: FeatureArrays, difference: str,
+def difference_masks(land_codes: np.ndarray, plan_codes: np.ndarray, difference: str,
                      construction_codes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Which land-use plan (A) and urban plan (B) features can meet in one construction-difference class."""
-    land_c, plan_c = is_construction(land.codes, construction_codes), is_construction(plan.codes, construction_codes)
-    land_n, plan_n = is_classified(land.codes) & ~land_c, is_classified(plan.codes) & ~plan_c
+    """Which land-use plan (A) and urban plan (B) codes can meet in one construction-difference class."""
+    land_c, plan_c = is_construction(land_codes, construction_codes), is_construction(plan_codes, construction_codes)
+    land_n, plan_n = is_classified(land_codes) & ~land_c, is_classified(plan_codes) & ~plan_c
     return {"both_construction": (land_c, plan_c), "urban_only": (land_n, plan_c),
             "land_only": (land_c, plan_n), "both_non_construction": (land_n, plan_n)}[difference]
+
+
+def difference_codes(land_codes: np.ndarray, plan_codes: np.ndarray, difference: str,
+                     construction_codes: list[str]) -> tuple[list[str], list[str]]:
+    """The land-use and urban-plan codes (of those given) that can meet in one construction-difference class."""
+    masks = difference_masks(land_codes, plan_codes, difference, construction_codes)
+    return [sorted(set(codes[mask].tolist()) - {None}) for codes, mask in zip((land_codes, plan_codes), masks)]
 
 
 def plan_difference(land: FeatureArrays, plan: FeatureArrays, difference: str, construction_codes: list[str],
                     threads: int | None, subdivided: Subdivided | None = None) -> Found:
     """Pieces where the land-use plan (A) and the urban plan (B) fall in one construction-difference class."""
-    mask_land, mask_plan = difference_masks(land, plan, difference, construction_codes)
+    mask_land, mask_plan = difference_masks(land.codes, plan.codes, difference, construction_codes)
     found = _intersections(land, mask_land, plan, mask_plan, threads, subdivided)
     found.details = Details({"difference": np.full(len(found), difference, dtype=object)})
     return found
 
 
-def plan_difference_of_patches(land: FeatureArrays, plan: FeatureArrays, patches: PatchArrays, difference: str,
+def plan_difference_of_patches(patches: PatchArrays, difference: str,
                                district_codes: np.ndarray) -> tuple[Found, np.ndarray]:
     """The same conflicts taken from base-map patches of one difference class (already split by district, slivers
-    dropped, pieces under the rule's minimum area left out): (found, each piece's district index, -1 outside)."""
-    found = Found(land, plan, _positions(land.ids, patches.land_ids), _positions(plan.ids, patches.plan_ids),
-                  patches.geometries, Details({"difference": np.full(len(patches), difference, dtype=object)}))
+    dropped, pieces under the rule's minimum area left out; each patch names its two features): (found, each piece's
+    district index, -1 outside)."""
+    rows = np.arange(len(patches))
+    found = Found(patches.land, patches.plan, rows, rows, patches.geometries,
+                  Details({"difference": np.full(len(patches), difference, dtype=object)}))
     first = pd.Series(np.arange(len(district_codes)), index=pd.Index(district_codes, dtype=object))
     first = first[~first.index.duplicated()]
     return found, pd.Series(patches.district_codes, dtype=object).map(first).fillna(-1).to_numpy(np.int64)
-
-
-def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """The position of each of `wanted` in the sorted `ids` (each must be there)."""
-    at = np.searchsorted(ids, wanted)
-    if len(wanted) and (at.max() >= len(ids) or (ids[at] != wanted).any()):
-        raise ValueError("base-map patches name features that are not in the layer read")
-    return at
 
 
 def forbidden_overlap(subject: FeatureArrays, mask: np.ndarray, constraint: FeatureArrays, threads: int | None,

@@ -13,7 +13,6 @@ case ids onto the rows, attaches the table and makes the run current, in one tra
 
 from __future__ import annotations
 
-import json
 import time
 from functools import partial
 
@@ -27,14 +26,15 @@ from geoservice.compute.tiles import Tile, kd_tiles, owned
 from geoservice.conflicts import evaluate
 from geoservice.conflicts.detect import (
     COPY_COLUMNS, IDENTITY_COLUMNS, PARENT, DetectionSummary, LayerCatalog, Link, RuleResult, copy_rows,
-    evaluate_rule, finish,
+    evaluate_rule, finish, insert_run, raster_checksums, summarize_rows,
 )
-from geoservice.conflicts.evaluate import Subdivided
-from geoservice.conflicts.rules import LinesOverlap, MustBeWithin, PlanDifference, Rule, RuleSet, load_rules
+from geoservice.conflicts.regional import RegionCatalog, halos_of, layers_read
+from geoservice.conflicts.rules import PlanDifference, Rule, RuleSet, load_rules
 from geoservice.db import bulk, partitions, transaction
-from geoservice.db.layers import FeatureArrays, feature_envelopes, read_tile_features
-from geoservice.db.patches import read_plan_patches
-from geoservice.db.read import LayerVersion, current_run
+from geoservice.db.layers import box_relation, feature_envelopes, layer_codes
+from geoservice.db.patches import PatchArrays, read_plan_patches
+from geoservice.db.read import LayerVersion, chain_rows_sql, current_run
+from geoservice.db.runs import make_current
 from geoservice.db.tiles import discard_run, forget_tiles, recorded_tiles
 from geoservice.errors import GeoserviceError
 from geoservice.progress import Reporter, SilentReporter
@@ -43,80 +43,31 @@ from geoservice.settings import Settings
 STAGE = "detection"
 
 
-class TileCatalog(LayerCatalog):
-    """The layers as one tile sees them: each read once, the features whose box meets the tile, plus (`halos`: layer
-    name -> the names of layers whose tile features it must be read around) the features meeting those."""
-
-    def __init__(self, cur: psycopg2.extensions.cursor, settings: Settings, layers: list[LayerVersion], tile: Tile,
-                 halos: dict[str, list[str]]) -> None:
-        self.cur, self.settings, self.layers, self.tile, self.halos = cur, settings, layers, tile, halos
-        self.use_basemap, self._basemap, self.envelope = False, [None], None
-        self.cache: dict[str, FeatureArrays] = {}
-        self.subdivided = Subdivided(settings.integration.subdivide_vertices, settings.integration.threads)
-
-    def features(self, name_or_kind: str, where: str) -> FeatureArrays:
-        layer = self.resolve(name_or_kind, where)
-        if layer.name not in self.cache:
-            around = [self.resolve(name, where) for name in self.halos.get(layer.name, ())]
-            self.cache[layer.name] = read_tile_features(self.cur, layer, self.tile.box(), self.settings.working_srid,
-                                                        around)
-        return self.cache[layer.name]
-
-
-def rule_layers(rule: Rule, catalog: LayerCatalog) -> list[str]:
-    """The names of the layers a rule reads (the subject first)."""
-    where = f"rule {rule.id}"
-    settings = catalog.settings.integration
-
-    def plan(kind: str) -> str:
-        return catalog.resolve({"land_use": settings.land_use_layer, "urban_plan": settings.urban_plan_layer}[kind]
-                               or kind, where).name
-
-    if isinstance(rule, PlanDifference):
-        return [plan("land_use"), plan("urban_plan")]
-    if isinstance(rule, LinesOverlap):
-        return [catalog.resolve(name, where).name for name in rule.layers]
-    subject = plan(rule.subject.plan) if rule.subject.plan else catalog.resolve(rule.subject.layer, where).name
-    other = getattr(rule, "constraint", None) or getattr(rule, "container", None)
-    return [subject, *([catalog.resolve(other, where).name] if other else [])]
-
-
-def halos_of(rules: list[Rule], catalog: LayerCatalog) -> dict[str, list[str]]:
-    """Container layer -> subject layers: a subject feature's part outside the container needs every container feature
-    meeting it, also those whose box misses the tile."""
-    halos: dict[str, set[str]] = {}
-    for rule in rules:
-        if isinstance(rule, MustBeWithin):
-            subject, container = rule_layers(rule, catalog)
-            halos.setdefault(container, set()).add(subject)
-    return {name: sorted(found) for name, found in halos.items()}
-
-
 def detect_tile(cur: psycopg2.extensions.cursor, settings: Settings, run_id: int, tile: Tile,
                 layers: list[LayerVersion], rules: list[Rule], halos: dict[str, list[str]],
                 district_layer: LayerVersion | None, basemap_run: int | None) -> dict:
     """Evaluate the rules on one tile and COPY the conflicts it owns; what it did, for the run's summary."""
-    catalog = TileCatalog(cur, settings, layers, tile, halos)
-    srid, box = settings.working_srid, tile.box()
+    srid = settings.working_srid
+    region = box_relation(tile.box(), srid)
+    catalog = RegionCatalog(cur, settings, layers, region, halos)
     raw: list[tuple[Rule, evaluate.Found]] = []
-    from_patches: list[tuple[Rule, str, FeatureArrays, FeatureArrays, object]] = []
+    from_patches: list[tuple[Rule, str, PatchArrays]] = []
     seconds: dict[str, float] = {}
     for rule in rules:
         started = time.perf_counter()
         where = f"rule {rule.id}"
         if isinstance(rule, PlanDifference) and basemap_run is not None:
-            land, plan = catalog.plan("land_use", where), catalog.plan("urban_plan", where)
+            plans = catalog.plan_layers(where)
             for difference in rule.classes:
-                mask_land, mask_plan = evaluate.difference_masks(land, plan, difference, settings.construction_codes)
-                codes = [sorted(set(layer.codes[mask].tolist()) - {None})
-                         for layer, mask in ((land, mask_land), (plan, mask_plan))]
-                patches = read_plan_patches(cur, basemap_run, *codes, rule.min_area_m2, (*box, srid))
-                from_patches.append((rule, difference, land, plan, patches.take(owned(tile, patches.geometries))))
+                codes = evaluate.difference_codes(*(layer_codes(cur, layer.version_id) for layer in plans), difference,
+                                                  settings.construction_codes)
+                patches = read_plan_patches(cur, basemap_run, plans, *codes, rule.min_area_m2, region)
+                from_patches.append((rule, difference, patches.take(owned(tile, patches.geometries))))
         else:
             for found in evaluate_rule(rule, catalog, settings):
                 raw.append((rule, found.take(owned(tile, found.pieces))))
         seconds[rule.id] = seconds.get(rule.id, 0.0) + time.perf_counter() - started
-    pieces = [found.pieces for _, found in raw] + [p[4].geometries for p in from_patches]
+    pieces = [found.pieces for _, found in raw] + [p[2].geometries for p in from_patches]
     everything = np.concatenate(pieces) if pieces else np.empty(0, dtype=object)
     districts, zones = None, np.empty(0, dtype=object)
     if district_layer is not None and len(everything):  # read and cut once per worker process, as in process
@@ -128,9 +79,9 @@ def detect_tile(cur: psycopg2.extensions.cursor, settings: Settings, run_id: int
         split, district_index = finish(found, rule, zones, settings)
         results.append(RuleResult(rule, split, district_index, 0.0))
         seconds[rule.id] += time.perf_counter() - started
-    for rule, difference, land, plan, patches in from_patches:
+    for rule, difference, patches in from_patches:
         codes = districts.source_ids if districts is not None else np.empty(0, dtype=object)
-        found, district_index = evaluate.plan_difference_of_patches(land, plan, patches, difference, codes)
+        found, district_index = evaluate.plan_difference_of_patches(patches, difference, codes)
         results.append(RuleResult(rule, found, district_index, 0.0))
     rows = sum(len(r.found) for r in results)
     if rows:
@@ -154,12 +105,8 @@ def detect_tiled(settings: Settings, scheduler: str, rule_ids: list[str] | None 
     selected = rules.selected(rule_ids)
     with transaction(settings) as conn, conn.cursor() as cur:
         catalog = LayerCatalog(cur, settings, basemap=basemap)
-        names = {name for rule in selected for name in rule_layers(rule, catalog)}
+        versions = layers_read(catalog, selected)
         district = catalog.district_layer()
-        if district is not None:
-            names.add(district.name)
-        by_name = {layer.name: layer for layer in catalog.layers}
-        versions = {name: {"version": by_name[name].version, "id": by_name[name].version_id} for name in sorted(names)}
         halos = halos_of(selected, catalog)
         from_basemap = (catalog.basemap_run("plan differences")
                         if any(isinstance(rule, PlanDifference) for rule in selected) else None)
@@ -178,12 +125,7 @@ def detect_tiled(settings: Settings, scheduler: str, rule_ids: list[str] | None 
             tiles = kd_tiles(bounds, vertices, target)
         timings["partition"] = round(time.perf_counter() - clock, 3)
         with transaction(settings) as conn, conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO geoservice.detection_run (integration_run_id, layer_versions, rules_checksum, rules) "
-                "VALUES (%s, %s, %s, %s) RETURNING id",
-                (integration.id if integration else None, json.dumps(versions), rules.checksum,
-                 json.dumps([rule.model_dump(mode="json") for rule in selected], ensure_ascii=False)))
-            run_id = cur.fetchone()[0]
+            run_id = insert_run(cur, integration, versions, rules, selected)
             partitions.create_partition_table(cur, PARENT, run_id)
         table = partitions.partition_table(PARENT, run_id)
         try:
@@ -207,7 +149,7 @@ def detect_tiled(settings: Settings, scheduler: str, rule_ids: list[str] | None 
                                             {"geom": "USING gist (geom)", "rule": "(run_id, rule_id)"})
                 timings["index"] = round(time.perf_counter() - clock, 3)
                 forget_tiles(cur, STAGE, run_id)
-                by_rule, cells = summarize_table(cur, table, selected, results)
+                by_rule, cells = summarize_rows(cur, chain_rows_sql((run_id,), run_id), selected, rule_seconds(results))
                 seconds = time.perf_counter() - started
                 stored = sum(r["rows"] for r in results)
                 reporter.line(bulk.stored_line(stored, "conflicts", {
@@ -216,10 +158,8 @@ def detect_tiled(settings: Settings, scheduler: str, rule_ids: list[str] | None 
                 summary = DetectionSummary(
                     run_id, rules.checksum, versions, by_rule, cells, round(seconds, 3), timings, from_basemap,
                     {**dask_run.describe(scheduler, cluster), "tiles": len(tiles),
-                     "features_read": sum(r["features"] for r in results)})
-                cur.execute("UPDATE geoservice.detection_run SET is_current = false WHERE is_current")
-                cur.execute("UPDATE geoservice.detection_run SET is_current = true, finished_at = now(), summary = %s "
-                            "WHERE id = %s", (json.dumps(summary.as_dict(), ensure_ascii=False), run_id))
+                     "features_read": sum(r["features"] for r in results)}, raster_checksums(settings, selected))
+                make_current(cur, "detection", run_id, summary.as_dict())
         except BaseException:
             with transaction(settings) as conn, conn.cursor() as cur:
                 discard_run(cur, "detection_run", table, STAGE, run_id)
@@ -236,7 +176,7 @@ def link_rows(cur: psycopg2.extensions.cursor, link: Link, table: sql.Composable
     rows = cur.fetchall()
     frame = pd.DataFrame(rows, columns=["id", *IDENTITY_COLUMNS], dtype=object)
     frame["feature_b"] = pd.array(frame["feature_b"].tolist(), dtype="Int64")
-    case_ids, statuses = link(cur, run_id, rule_ids, frame.drop(columns=["id"]))
+    case_ids, statuses = link(cur, run_id, rule_ids, frame.drop(columns=["id"]), ())
     if not len(rows):
         return
     cur.execute("CREATE TEMP TABLE linked_row (id bigint, case_id bigint, status text) ON COMMIT DROP")
@@ -248,17 +188,10 @@ def link_rows(cur: psycopg2.extensions.cursor, link: Link, table: sql.Composable
                 .format(table))
 
 
-def summarize_table(cur: psycopg2.extensions.cursor, table: sql.Composable, rules: list[Rule],
-                    results: list[dict]) -> tuple[dict[str, dict[str, object]], list[dict[str, object]]]:
-    """Count, area (ha) and seconds (summed over the tiles) by rule; count and area by rule × district."""
-    cur.execute(sql.SQL("SELECT rule_id, coalesce(district_name, '(no district)'), count(*), sum(area_m2) FROM {} "
-                        "GROUP BY 1, 2 ORDER BY 1, 2").format(table))
-    cells = cur.fetchall()
-    by_rule: dict[str, dict[str, object]] = {}
-    for rule in rules:
-        found = [c for c in cells if c[0] == rule.id]
-        by_rule[rule.id] = {"title_zh": rule.title_zh, "title_en": rule.title_en, "severity": rule.severity,
-                            "count": sum(c[2] for c in found), "ha": round(sum(c[3] for c in found) / 1e4, 4),
-                            "seconds": round(sum(r["rule_seconds"].get(rule.id, 0.0) for r in results), 3)}
-    return by_rule, [{"rule": rule, "district": district, "count": count, "ha": round(m2 / 1e4, 4)}
-                     for rule, district, count, m2 in cells]
+def rule_seconds(results: list[dict]) -> dict[str, float]:
+    """Seconds by rule summed over the tiles."""
+    seconds: dict[str, float] = {}
+    for result in results:
+        for rule, value in result["rule_seconds"].items():
+            seconds[rule] = seconds.get(rule, 0.0) + value
+    return seconds

@@ -130,24 +130,30 @@ def feature_envelopes(cur: psycopg2.extensions.cursor, layers: list[LayerVersion
     return bounds, table["n"].to_numpy().astype(np.float64)
 
 
-def read_tile_features(cur: psycopg2.extensions.cursor, layer: LayerVersion, box: tuple[float, float, float, float],
-                       srid: int, halo_of: list[LayerVersion] = ()) -> FeatureArrays:
-    """The features of a layer version whose box meets `box`, and those whose box meets the box of a feature of one of
-    `halo_of` that meets `box` (the partners a feature of the tile needs for its differences), by id.
+def box_relation(box: tuple[float, float, float, float], srid: int) -> sql.Composed:
+    """One box (xmin, ymin, xmax, ymax) as a relation with a column `box`, for `read_features_meeting`."""
+    return sql.SQL("(SELECT ST_MakeEnvelope({}, {}, {}, {}, {}) AS box)").format(*map(sql.Literal, (*box, srid)))
+
+
+def read_features_meeting(cur: psycopg2.extensions.cursor, layer: LayerVersion, region: sql.Composable,
+                          halo_of: list[LayerVersion] = ()) -> FeatureArrays:
+    """The features of a layer version whose box meets a box of `region` (a relation with a column `box`: a tile's
+    `box_relation`, a table of boxes), and those whose box meets the box of a feature of one of `halo_of` that meets
+    `region` (the partners a feature of the region needs for its differences), by id.
 
     Box tests are PostGIS's `&&` (boxes rounded outwards: a few more features, never fewer). Only the `halo_of`
-    features crossing the box's edge are looked up: the partners of one inside the box meet the box themselves (a
+    features crossing a region box's edge are looked up: the partners of one inside the box meet the box themselves (a
     tenth of the probes, and at 1M features a thirtieth of the time).
     """
-    envelope = (*box, srid)
-    query = ["SELECT id FROM geoservice.feature WHERE version_id = %s AND geom && ST_MakeEnvelope(%s, %s, %s, %s, %s)"]
-    params: list[object] = [layer.version_id, *envelope]
+    query = [sql.SQL("SELECT f.id FROM {} r JOIN {} f ON f.geom && r.box WHERE f.version_id = %s").format(
+        region, qualified("feature"))]
+    params: list[object] = [layer.version_id]
     for other in halo_of:
-        query.append("SELECT f.id FROM geoservice.feature o JOIN geoservice.feature f ON f.geom && o.geom "
-                     "WHERE o.version_id = %s AND o.geom && ST_MakeEnvelope(%s, %s, %s, %s, %s) "
-                     "AND NOT o.geom @ ST_MakeEnvelope(%s, %s, %s, %s, %s) AND f.version_id = %s")
-        params += [other.version_id, *envelope, *envelope, layer.version_id]
-    cur.execute(" UNION ".join(query), params)
+        query.append(sql.SQL("SELECT f.id FROM {region} r JOIN {feature} o ON o.geom && r.box AND NOT o.geom @ r.box "
+                             "JOIN {feature} f ON f.geom && o.geom WHERE o.version_id = %s AND f.version_id = %s").format(
+            region=region, feature=qualified("feature")))
+        params += [other.version_id, layer.version_id]
+    cur.execute(sql.SQL(" UNION ").join(query), params)
     ids = sorted(row[0] for row in cur.fetchall())
     table, geometries = read_with_geometry(
         cur, {"id": pa.int64(), "class_code": pa.string(), "name": pa.string(), "source_id": pa.string()},
@@ -155,3 +161,15 @@ def read_tile_features(cur: psycopg2.extensions.cursor, layer: LayerVersion, box
         (layer.version_id, ids))
     return FeatureArrays(layer.name, table["id"].to_numpy().astype(np.int64), texts(table, "class_code"),
                          texts(table, "name"), texts(table, "source_id"), geometries)
+
+
+def layer_codes(cur: psycopg2.extensions.cursor, version_id: int) -> np.ndarray:
+    """The distinct unified class codes of a layer version (a skip scan of its class index), sorted."""
+    cur.execute("""
+        WITH RECURSIVE c (code) AS (
+            SELECT min(class_code) FROM geoservice.feature WHERE version_id = %(key)s
+            UNION ALL
+            SELECT (SELECT min(class_code) FROM geoservice.feature WHERE version_id = %(key)s AND class_code > c.code)
+            FROM c WHERE c.code IS NOT NULL)
+        SELECT code FROM c WHERE code IS NOT NULL""", {"key": version_id})
+    return np.asarray([row[0] for row in cur.fetchall()], dtype=object)

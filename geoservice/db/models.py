@@ -6,8 +6,9 @@
 The migrations in sql/ define the schema; these models describe it (tests/test_models.py compares every table, column,
 type, SRID, nullability, key and default with the database the migrations create). The stages themselves write with
 COPY and read with hand-written SQL on psycopg2 cursors; nothing here is on their paths. `feature`, `basemap_patch`
-and `conflict` are partitioned per load or run: filter them by `version_id` / `run_id` (or join the active version or
-current run) so PostgreSQL reads one partition. Geometry columns are in the working CRS: `engine(settings)` sets
+and `conflict` are partitioned per load or run: filter features by `version_id` (or join the active version), and
+join a run's patches or conflicts with `in_run` (an incremental run reads its chain's partitions: `run_id` is the run
+that stored a row, which the runs after it share until one drops it). Geometry columns are in the working CRS: `engine(settings)` sets
 their SRID from `working_crs`.
 """
 
@@ -18,9 +19,10 @@ from typing import Any
 
 from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
-    BigInteger, Boolean, Computed, DateTime, Double, Engine, ForeignKey, Integer, Text, create_engine, text,
+    BigInteger, Boolean, ColumnElement, Computed, DateTime, Double, Engine, ForeignKey, Integer, Text, and_, any_,
+    create_engine, or_, text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, foreign, mapped_column, relationship
 
 from geoservice.db.connection import connect_url, database_url
@@ -60,6 +62,11 @@ def _geometry() -> Any:
 def _partition_id(sequence: str) -> Any:
     """The id of a partitioned table's row: from the table's own sequence, unique across partitions."""
     return mapped_column(BigInteger, primary_key=True, server_default=text(f"nextval('{SCHEMA}.{sequence}'::regclass)"))
+
+
+def _chain() -> Any:
+    """A run's chain: the runs whose stored rows it reads (its own id last)."""
+    return mapped_column(ARRAY(BigInteger), server_default=text("'{}'::bigint[]"))
 
 
 def _schema(partition_by: str | None = None) -> dict[str, Any]:
@@ -194,6 +201,8 @@ class IntegrationRun(Base):
     parameters: Mapped[dict[str, Any]] = _empty(json=True)
     summary: Mapped[dict[str, Any]] = _empty(json=True)
     is_current: Mapped[bool] = _flag()
+    base_run_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.integration_run.id"))
+    chain: Mapped[list[int]] = _chain()
 
 
 class BasemapPatch(Base):
@@ -220,7 +229,9 @@ class BasemapPatch(Base):
     area_m2: Mapped[float]
     geom: Mapped[WKBElement] = _geometry()
     piece_m2: Mapped[float | None]
+    until_run: Mapped[int | None] = mapped_column(BigInteger)
 
+    #: the run that stored the patch (the runs of its chain after it share it: `in_run`)
     run: Mapped[IntegrationRun] = relationship(primaryjoin=lambda: foreign(BasemapPatch.run_id) == IntegrationRun.id,
                                                viewonly=True)
 
@@ -240,8 +251,10 @@ class DetectionRun(Base):
     rules: Mapped[list[Any]]
     summary: Mapped[dict[str, Any]] = _empty(json=True)
     is_current: Mapped[bool] = _flag()
+    base_run_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.detection_run.id"))
+    chain: Mapped[list[int]] = _chain()
 
-    integration_run: Mapped[IntegrationRun | None] = relationship()
+    integration_run: Mapped[IntegrationRun | None] = relationship(foreign_keys=[integration_run_id])
 
 
 class Conflict(Base):
@@ -270,7 +283,9 @@ class Conflict(Base):
     status: Mapped[str] = mapped_column(server_default=text("'open'"))
     geom: Mapped[WKBElement] = _geometry()
     case_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.conflict_case.id"))
+    until_run: Mapped[int | None] = mapped_column(BigInteger)
 
+    #: the run that stored the conflict (the runs of its chain after it share it: `in_run`)
     run: Mapped[DetectionRun] = relationship(primaryjoin=lambda: foreign(Conflict.run_id) == DetectionRun.id, viewonly=True)
     case: Mapped[ConflictCase | None] = relationship(back_populates="conflicts")
 
@@ -308,6 +323,19 @@ class DisappearedCase(Base):
 
     run_id: Mapped[int] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.detection_run.id"), primary_key=True)
     case_id: Mapped[int] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.conflict_case.id"), primary_key=True)
+
+
+class CaseOrigin(Base):
+    """Where a changed conflict's case came from: a case of a dropped conflict of the same rule it overlaps (split,
+    merged, shrunk, grown, reshaped), recorded by the incremental detection run that linked it."""
+
+    __tablename__ = "case_origin"
+    __table_args__ = _schema()
+
+    run_id: Mapped[int] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.detection_run.id"), primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.conflict_case.id"), primary_key=True)
+    from_case: Mapped[int] = mapped_column(BigInteger, ForeignKey(f"{SCHEMA}.conflict_case.id"), primary_key=True)
+    change: Mapped[str]
 
 
 class ConflictCaseEvent(Base):
@@ -394,6 +422,12 @@ class RunTile(Base):
     tile: Mapped[int] = mapped_column(primary_key=True)
     summary: Mapped[dict[str, Any]]
     finished_at: Mapped[datetime] = _now()
+
+
+def in_run(rows: type[BasemapPatch] | type[Conflict], run: type[IntegrationRun] | type[DetectionRun]) -> ColumnElement[bool]:
+    """The rows of a run, for a join: an incremental run shares its base run's unchanged rows, so a run's rows are
+    those stored by a run of its chain and not dropped by a later run up to it."""
+    return and_(rows.run_id == any_(run.chain), or_(rows.until_run.is_(None), rows.until_run > run.id))
 
 
 def use_working_srid(srid: int) -> None:

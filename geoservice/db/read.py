@@ -18,7 +18,7 @@ RUN_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "integration": ("integration_run", ()),
     "detection": ("detection_run", ("integration_run_id", "rules_checksum", "rules")),
 }
-_RUN_COLUMNS = ("id", "started_at", "finished_at", "is_current", "layer_versions")
+_RUN_COLUMNS = ("id", "started_at", "finished_at", "is_current", "layer_versions", "base_run_id", "chain")
 
 _VERSIONS_SQL = sql.SQL(
     "SELECT l.name, l.kind, l.title, v.version, v.id, v.feature_count, v.loaded_at, v.is_active, v.source_path, "
@@ -88,7 +88,8 @@ class RunRule:
 class Run:
     """One integration or detection run: when, whether it is the current one of its kind, and the layer versions it
     read ({name: {"version": n, "id": version id}}); a detection run also the base map (integration run) it read, the
-    checksum of its rules file and its rules in config order."""
+    checksum of its rules file and its rules in config order. An incremental run names its base run and reads the rows
+    its chain's runs stored (`rows_of_run`)."""
 
     kind: RunKind
     id: int
@@ -96,6 +97,8 @@ class Run:
     finished_at: datetime | None
     is_current: bool
     layer_versions: dict[str, dict[str, int]] = field(compare=False)
+    base_run_id: int | None = None
+    chain: tuple[int, ...] = ()
     integration_run_id: int | None = None
     rules_checksum: str | None = None
     rules: tuple[RunRule, ...] = ()
@@ -120,7 +123,15 @@ def _run(cur: psycopg2.extensions.cursor, kind: RunKind, where: str, params: tup
         return None
     values = dict(zip(columns, row))
     rules = tuple(RunRule(r["id"], r["type"], r["title_zh"], r["title_en"], r["severity"]) for r in values.pop("rules", ()))
+    values["chain"] = tuple(values["chain"] or (values["id"],))
     return Run(kind, rules=rules, **values)
+
+
+def run_summary(cur: psycopg2.extensions.cursor, kind: RunKind, run_id: int) -> dict[str, Any]:
+    """What a run recorded of itself (counts, timings; an incremental run's changes); {} for no such run."""
+    cur.execute(sql.SQL("SELECT summary FROM {} WHERE id = %s").format(qualified(RUN_TABLES[kind][0])), (run_id,))
+    row = cur.fetchone()
+    return row[0] if row else {}
 
 
 def current_run(cur: psycopg2.extensions.cursor, kind: RunKind) -> Run | None:
@@ -131,6 +142,29 @@ def current_run(cur: psycopg2.extensions.cursor, kind: RunKind) -> Run | None:
 def read_run(cur: psycopg2.extensions.cursor, kind: RunKind, run_id: int) -> Run | None:
     """A run of a kind by id; None when there is no such run."""
     return _run(cur, kind, "id = %s", (run_id,))
+
+
+def rows_of_run(run: Run, alias: str | None = None) -> sql.Composed:
+    """The condition selecting a run's rows of `basemap_patch` (integration) or `conflict` (detection)."""
+    return chain_rows_sql(run.chain, run.id, alias)
+
+
+def chain_rows_sql(chain: tuple[int, ...], run_id: int, alias: str | None = None) -> sql.Composed:
+    """The rows of run `run_id` whose chain is `chain`: stored by a run of the chain and not dropped by a later run up
+    to it. The chain is a literal, so PostgreSQL plans only its partitions."""
+    def column(name: str) -> sql.Composable:
+        return sql.Identifier(alias, name) if alias else sql.Identifier(name)
+
+    return sql.SQL("{run_id} = ANY({chain}::bigint[]) AND ({until} IS NULL OR {until} > {id})").format(
+        run_id=column("run_id"), chain=sql.Literal(list(chain)), until=column("until_run"), id=sql.Literal(run_id))
+
+
+def current_rows_sql(kind: RunKind, alias: str) -> str:
+    """`rows_of_run` for the current run as scalar subqueries (its rows in the same round trip as what a statement
+    selects: a prepared point lookup)."""
+    table = f"{SCHEMA}.{RUN_TABLES[kind][0]}"
+    return (f"{alias}.run_id = ANY((SELECT chain FROM {table} WHERE is_current)::bigint[]) AND ({alias}.until_run IS NULL "
+            f"OR {alias}.until_run > {current_run_id_sql(kind)})")
 
 
 def current_run_id_sql(kind: RunKind) -> str:

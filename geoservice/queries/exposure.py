@@ -16,7 +16,7 @@ import shapely
 from pyproj import CRS
 
 from geoservice.classes import is_construction
-from geoservice.db.read import current_run_id_sql
+from geoservice.db.read import current_rows_sql
 from geoservice.queries.points import QueryError, cached_transformer
 from geoservice.raster import RasterError, Untrusted, open_raster, zonal_sums
 from geoservice.settings import Settings
@@ -27,7 +27,7 @@ SELECT p.id, p.land_code, p.plan_code, p.district_code, p.district_name, p.area_
 FROM geoservice.basemap_patch p
 LEFT JOIN geoservice.land_class lc ON lc.code = p.land_code
 LEFT JOIN geoservice.land_class pc ON pc.code = p.plan_code
-WHERE p.run_id = {current_run_id_sql("integration")}
+WHERE {current_rows_sql("integration", "p")}
   AND p.geom && ST_MakeEnvelope(%s, %s, %s, %s, %s)
 ORDER BY p.id
 """

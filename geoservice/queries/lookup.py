@@ -10,7 +10,7 @@ import numpy as np
 import psycopg2.extensions
 import shapely
 
-from geoservice.db.read import current_run_id_sql
+from geoservice.db.read import current_rows_sql, current_run_id_sql
 from geoservice.queries.points import QueryError, input_crs, to_working
 from geoservice.settings import Settings
 
@@ -26,11 +26,12 @@ runs AS (SELECT {current_run_id_sql("integration")} AS basemap, {current_run_id_
 patch AS (
     SELECT p.id, p.area_m2, p.difference, p.district_code, p.district_name,
            p.land_feature_id, p.land_code, lc.name_zh AS land_zh, lc.name_en AS land_en,
-           p.plan_feature_id, p.plan_code, pc.name_zh AS plan_zh, pc.name_en AS plan_en, p.run_id
+           p.plan_feature_id, p.plan_code, pc.name_zh AS plan_zh, pc.name_en AS plan_en,
+           (SELECT basemap FROM runs) AS run_id
     FROM geoservice.basemap_patch p CROSS JOIN pt
     LEFT JOIN geoservice.land_class lc ON lc.code = p.land_code
     LEFT JOIN geoservice.land_class pc ON pc.code = p.plan_code
-    WHERE p.run_id = (SELECT basemap FROM runs) AND ST_Intersects(p.geom, pt.g)
+    WHERE {current_rows_sql("integration", "p")} AND ST_Intersects(p.geom, pt.g)
     ORDER BY p.id LIMIT 1),
 lines AS (
     SELECT coalesce(jsonb_agg(jsonb_build_object('layer', v.layer, 'kind', l.kind, 'title', l.title, 'feature_id', f.id,
@@ -45,9 +46,9 @@ conflicts AS (
                                                  'title_en', t.rule->>'title_en', 'severity', c.severity,
                                                  'area_m2', c.area_m2, 'code_a', c.code_a, 'code_b', c.code_b,
                                                  'status', c.status) ORDER BY c.id), '[]') AS found
-    FROM geoservice.conflict c JOIN geoservice.detection_run r ON r.id = c.run_id CROSS JOIN pt
+    FROM geoservice.conflict c JOIN geoservice.detection_run r ON r.is_current CROSS JOIN pt
     CROSS JOIN LATERAL (SELECT e FROM jsonb_array_elements(r.rules) e WHERE e->>'id' = c.rule_id) t(rule)
-    WHERE $6 AND c.run_id = (SELECT detection FROM runs) AND c.status = 'open' AND ST_Intersects(c.geom, pt.g))
+    WHERE $6 AND {current_rows_sql("detection", "c")} AND c.status = 'open' AND ST_Intersects(c.geom, pt.g))
 SELECT runs.basemap, patch.*, lines.found, conflicts.found
 FROM runs LEFT JOIN patch ON true CROSS JOIN lines CROSS JOIN conflicts
 """

@@ -10,15 +10,16 @@ import numpy as np
 import pandas as pd
 import psycopg2.extensions
 import shapely
+from psycopg2 import sql
 
 from geoservice.db import transaction
-from geoservice.db.read import Run, current_run, read_run
+from geoservice.db.read import Run, current_run, read_run, rows_of_run
 from geoservice.errors import GeoserviceError
 from geoservice.settings import Settings
 
 LEDGER_SQL = """
 WITH found AS (
-    SELECT c.*, false AS disappeared FROM geoservice.conflict c WHERE c.run_id = %(run)s
+    SELECT c.*, false AS disappeared FROM geoservice.conflict c WHERE {rows}
   UNION ALL
     SELECT c.*, true FROM geoservice.disappeared_case d
     CROSS JOIN LATERAL (SELECT max(run_id) AS run_id FROM geoservice.conflict
@@ -106,9 +107,9 @@ def read_districts(cur: psycopg2.extensions.cursor, run: Run) -> Districts:
                      shapely.from_wkb(np.asarray([bytes(w) for w in wkb], dtype=object)))
 
 
-def read_ledger_rows(cur: psycopg2.extensions.cursor, run_id: int) -> tuple[pd.DataFrame, np.ndarray]:
+def read_ledger_rows(cur: psycopg2.extensions.cursor, run: Run) -> tuple[pd.DataFrame, np.ndarray]:
     """The ledger rows of a run and their geometries."""
-    cur.execute(LEDGER_SQL, {"run": run_id})
+    cur.execute(sql.SQL(LEDGER_SQL).format(rows=rows_of_run(run, "c")), {"run": run.id})
     names = [d.name for d in cur.description]
     frame = pd.DataFrame.from_records(cur.fetchall(), columns=names).astype(LEDGER_DTYPES)
     geometries = shapely.from_wkb(np.asarray([bytes(w) for w in frame.pop("wkb")], dtype=object))
@@ -117,8 +118,9 @@ def read_ledger_rows(cur: psycopg2.extensions.cursor, run_id: int) -> tuple[pd.D
 
 def read_patches(cur: psycopg2.extensions.cursor, integration_run_id: int | None) -> pd.DataFrame:
     """Difference class, district and area of every base-map patch of an integration run (none: no rows)."""
-    cur.execute("SELECT difference, coalesce(district_code, ''), coalesce(district_name, ''), area_m2 "
-                "FROM geoservice.basemap_patch WHERE run_id = %s", (integration_run_id,))
+    run = read_run(cur, "integration", integration_run_id) if integration_run_id is not None else None
+    cur.execute(sql.SQL("SELECT difference, coalesce(district_code, ''), coalesce(district_name, ''), area_m2 "
+                        "FROM geoservice.basemap_patch WHERE {}").format(rows_of_run(run) if run else sql.SQL("false")))
     columns = ["difference", "district_code", "district_name", "area_m2"]
     return pd.DataFrame.from_records(cur.fetchall(), columns=columns).astype({"area_m2": float})
 
@@ -128,6 +130,6 @@ def read_ledger(settings: Settings, run_id: int | None = None) -> Ledger:
     with transaction(settings) as conn, conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         run = resolve_run(cur, run_id)
-        rows, geometries = read_ledger_rows(cur, run.id)
+        rows, geometries = read_ledger_rows(cur, run)
         return Ledger(run, settings.working_crs, rows, geometries, read_districts(cur, run),
                       read_patches(cur, run.integration_run_id))

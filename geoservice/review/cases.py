@@ -69,9 +69,13 @@ class CaseEvent:
 
 
 def _case_select() -> sql.Composed:
-    return sql.SQL("SELECT {}, (SELECT max(c.run_id) FROM {} c WHERE c.case_id = k.id) FROM {} k").format(
+    """The cases with their latest run: the newest run holding one of their conflicts (a conflict row belongs to every
+    run of its chain up to the one that dropped it)."""
+    return sql.SQL(
+        "SELECT {}, (SELECT max(r.id) FROM {} c JOIN {} r ON c.run_id = ANY(r.chain) "
+        "AND (c.until_run IS NULL OR c.until_run > r.id) WHERE c.case_id = k.id) FROM {} k").format(
         sql.SQL(", ").join(sql.Identifier("k", c) for c in CASE_COLUMNS), qualified("conflict"),
-        qualified("conflict_case"))
+        qualified("detection_run"), qualified("conflict_case"))
 
 
 def case_id_of_conflict(cur: psycopg2.extensions.cursor, conflict_id: int) -> int:
@@ -122,10 +126,11 @@ def case_keys(conflicts: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def link_run(cur: psycopg2.extensions.cursor, run_id: int, rule_ids: list[str],
-             conflicts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def link_run(cur: psycopg2.extensions.cursor, run_id: int, rule_ids: list[str], conflicts: pd.DataFrame,
+             carried: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """At detect time, in its transaction, before a new run's conflict rows are stored: each conflict's case id and
-    status (`conflicts`: `conflicts.detect.identities`).
+    status (`conflicts`: `conflicts.detect.identities`, the rows the run computed). An incremental run also keeps the
+    rows of `carried` (its base run's chain) not dropped: their cases are found again without linking.
 
     Creates the cases seen for the first time (the cases found again are not written: a case's latest run is that of
     its newest conflict), and marks disappeared the cases of the evaluated rules that this run did not find (once:
@@ -166,7 +171,11 @@ def link_run(cur: psycopg2.extensions.cursor, run_id: int, rule_ids: list[str],
         FROM unnest(%(rules)s::text[]) AS r (rule_id)
         CROSS JOIN LATERAL (SELECT max(d.id) AS id FROM geoservice.detection_run d
                             WHERE d.id < %(run)s AND d.rules @> jsonb_build_array(jsonb_build_object('id', r.rule_id))) p
-        JOIN geoservice.conflict c ON c.run_id = p.id AND c.rule_id = r.rule_id
+        JOIN geoservice.detection_run pr ON pr.id = p.id
+        JOIN geoservice.conflict c ON c.run_id = ANY(pr.chain) AND (c.until_run IS NULL OR c.until_run > pr.id)
+                                  AND c.rule_id = r.rule_id
         WHERE c.case_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM linked_case l WHERE l.id = c.case_id)
-    """, {"run": run_id, "rules": rule_ids})
+          AND NOT EXISTS (SELECT 1 FROM geoservice.conflict kept WHERE kept.case_id = c.case_id
+                          AND kept.run_id = ANY(%(carried)s::bigint[]) AND kept.until_run IS NULL)
+    """, {"run": run_id, "rules": rule_ids, "carried": list(carried)})
     return np.asarray(case_id, np.int64), np.asarray(status, dtype=object)

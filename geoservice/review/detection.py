@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from geoservice.progress import Reporter
 from geoservice.review.cases import link_run
+from geoservice.review.continuity import case_continuity
 from geoservice.settings import Settings
 
 if TYPE_CHECKING:
@@ -14,8 +15,9 @@ if TYPE_CHECKING:
 
 
 def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Reporter | None = None,
-           rules: RuleSet | None = None, scheduler: str | None = None) -> DetectionSummary:
-    """Detect and link: cases carried across runs keep their status and history."""
+           rules: RuleSet | None = None, scheduler: str | None = None, full: bool = False) -> DetectionSummary:
+    """Detect and link: cases carried across runs keep their status and history (incremental unless `full`)."""
     from geoservice import conflicts  # the geometry stack only when a detection runs
 
-    return conflicts.detect(settings, rule_ids, reporter, rules, link=link_run, scheduler=scheduler)
+    return conflicts.detect(settings, rule_ids, reporter, rules, link=link_run, scheduler=scheduler, full=full,
+                            continuity=case_continuity)

@@ -15,7 +15,9 @@ from typing import Any
 import psycopg2.extensions
 from psycopg2 import sql
 
-from geoservice.db.read import SCHEMA, LayerVersion, active_versions, current_run, masked_attribute, qualified
+from geoservice.db.read import (
+    SCHEMA, LayerVersion, active_versions, chain_rows_sql, current_run, masked_attribute, qualified, rows_of_run,
+)
 from geoservice.edit import editable
 from geoservice.errors import GeoserviceError
 from geoservice.settings import GRADES, AccessSettings
@@ -25,7 +27,7 @@ from geoservice.settings import GRADES, AccessSettings
 BASEMAP, CONFLICTS, CATALOG = "basemap", "conflicts", "catalog"
 #: columns every served table has that are not properties: partition keys, the id, geometry, raw attributes, a
 #: written feature's revision (its ETag)
-NOT_PROPERTIES = {"version_id", "run_id", "id", "geom", "attributes", "revision"}
+NOT_PROPERTIES = {"version_id", "run_id", "until_run", "id", "geom", "attributes", "revision"}
 _SQL_TYPES = {"text": "string", "bigint": "integer", "integer": "integer", "smallint": "integer",
               "double precision": "number", "real": "number", "numeric": "number", "boolean": "boolean",
               "jsonb": "object", "json": "object"}
@@ -90,6 +92,13 @@ class Collection:
     masks: tuple[tuple[str, str, str], ...] = ()  # (attribute, method, grade that sees it unmasked)
     modified: str = ""                           # ISO time the version was loaded / the run made (Last-Modified)
     editable: bool = False                       # written over Part 4: counted and cached by revision, not snapshot
+    chain: tuple[int, ...] = ()                  # a run's chain: the runs whose stored rows it reads
+
+    def rows_sql(self) -> sql.Composable:
+        """The condition selecting this collection's rows of its table: its layer version, or its run's rows."""
+        if self.partition_column == "run_id":
+            return chain_rows_sql(self.chain, self.partition_key)
+        return sql.SQL("{} = {}").format(sql.Identifier(self.partition_column), sql.Literal(self.partition_key))
 
     def field(self, name: str) -> Field | None:
         return self._by_name.get(name)
@@ -125,6 +134,7 @@ class Collection:
         values["fields"] = tuple(Field(**f) for f in data["fields"])
         values["keywords"] = tuple(data["keywords"])
         values["masks"] = tuple(tuple(m) for m in data.get("masks", ()))
+        values["chain"] = tuple(data.get("chain", ()))
         for key in ("extent", "crs84_extent", "temporal"):
             values[key] = tuple(data[key]) if data.get(key) is not None else None
         return cls(**values)
@@ -179,12 +189,12 @@ def _checked_temporal(cur: psycopg2.extensions.cursor, version_id: int, candidat
 Extents = dict[str, tuple[float, float, float, float] | None]
 
 
-def _extents(cur: psycopg2.extensions.cursor, table: str, column: str, key: int) -> Extents:
+def _extents(cur: psycopg2.extensions.cursor, table: str, rows: sql.Composable) -> Extents:
     """The data's extent in the working CRS and in CRS84 (each geometry transformed: exact, rounded outwards)."""
     cur.execute(sql.SQL(
         "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e), ST_XMin(g), ST_YMin(g), ST_XMax(g), ST_YMax(g) "
-        "FROM (SELECT ST_Extent(geom) AS e, ST_Extent(ST_Transform(geom, 4326)) AS g FROM {} WHERE {} = %s) s"
-    ).format(qualified(table), sql.Identifier(column)), (key,))
+        "FROM (SELECT ST_Extent(geom) AS e, ST_Extent(ST_Transform(geom, 4326)) AS g FROM {} WHERE {}) s"
+    ).format(qualified(table), rows))
     row = cur.fetchone()
     if row[0] is None:
         return {"extent": None, "crs84_extent": None}
@@ -228,7 +238,7 @@ def _layer_collection(cur: psycopg2.extensions.cursor, layer: LayerVersion, colu
         + f" Version {layer.version}, loaded {layer.loaded_at:%Y-%m-%d %H:%M} UTC.",
         keywords=tuple(definition.get("keywords") or []) + (layer.kind,),
         table="feature", partition_column="version_id", partition_key=layer.version_id, fields=tuple(columns + attributes),
-        feature_count=layer.feature_count, **_extents(cur, "feature", "version_id", layer.version_id),
+        feature_count=layer.feature_count, **_extents(cur, "feature", sql.SQL("version_id = {}").format(sql.Literal(layer.version_id))),
         time_field=time_field.name if time_field else None,
         temporal=_temporal(cur, layer.version_id, time_field) if time_field else None,
         title_field="name", grade=definition.get("access", "internal"), kind=layer.kind,
@@ -244,7 +254,7 @@ def _basemap_collection(cur: psycopg2.extensions.cursor, grade: str, known: Know
     key = ("basemap_patch", run.id, grade)
     if key in known:
         return known[key]
-    cur.execute("SELECT count(*) FROM geoservice.basemap_patch WHERE run_id = %s", (run.id,))
+    cur.execute(sql.SQL("SELECT count(*) FROM geoservice.basemap_patch WHERE {}").format(rows_of_run(run)))
     count = cur.fetchone()[0]
     known[key] = Collection(
         name=BASEMAP, title=f"一张图 base map (integration run {run.id})",
@@ -255,7 +265,7 @@ def _basemap_collection(cur: psycopg2.extensions.cursor, grade: str, known: Know
         keywords=("一张图", "多规合一", "base map", "land use"),
         table="basemap_patch", partition_column="run_id", partition_key=run.id,
         fields=tuple(_column_fields(cur, "basemap_patch")), feature_count=count, grade=grade,
-        modified=run.started_at.isoformat(), **_extents(cur, "basemap_patch", "run_id", run.id),
+        modified=run.started_at.isoformat(), chain=run.chain, **_extents(cur, "basemap_patch", rows_of_run(run)),
     )
     return known[key]
 
@@ -267,7 +277,7 @@ def _conflicts_collection(cur: psycopg2.extensions.cursor, grade: str, known: Kn
     key = ("conflict", run.id, grade)
     if key in known:
         return known[key]
-    cur.execute("SELECT count(*) FROM geoservice.conflict WHERE run_id = %s", (run.id,))
+    cur.execute(sql.SQL("SELECT count(*) FROM geoservice.conflict WHERE {}").format(rows_of_run(run)))
     count = cur.fetchone()[0]
     rule_list = "; ".join(f"{r.id}: {r.title_zh or r.title_en or r.type}" for r in run.rules)
     known[key] = Collection(
@@ -277,7 +287,8 @@ def _conflicts_collection(cur: psycopg2.extensions.cursor, grade: str, known: Kn
         keywords=("冲突检测", "多规合一", "conflicts", *(r.id for r in run.rules)),
         table="conflict", partition_column="run_id", partition_key=run.id,
         fields=tuple(_column_fields(cur, "conflict")), feature_count=count,
-        title_field="rule_id", grade=grade, modified=run.started_at.isoformat(), **_extents(cur, "conflict", "run_id", run.id),
+        title_field="rule_id", grade=grade, modified=run.started_at.isoformat(), chain=run.chain,
+        **_extents(cur, "conflict", rows_of_run(run)),
     )
     return known[key]
 

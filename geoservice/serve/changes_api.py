@@ -1,6 +1,7 @@
 """A layer's versions and the change report between two of them (变更报告), per served layer collection:
 GET /collections/{layer}/versions and GET /collections/{layer}/changes?from=V1&to=V2 (default: the version before
-the active one → the active one); with f=geojson the report is a GeoJSON FeatureCollection of the changed features
+the active one → the active one), and what a base-map or detection run changed, GET /collections/basemap/changes and
+/collections/conflicts/changes (?run=ID; default the current run); with f=geojson the report is a GeoJSON FeatureCollection of the changed features
 (CRS84; the new geometry of added and changed features, the old one of removed features) carrying the report's
 counts and area tables as foreign members — the /map viewer draws it, as no older version has tiles. Like everything
 else, 404 when the caller may not read the layer."""
@@ -20,13 +21,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from geoservice.db import transaction
-from geoservice.db.read import LayerVersion, layer_versions
+from geoservice.db.read import LayerVersion, RunKind, layer_versions, read_run, run_summary
 from geoservice.governance import ChangeReportError, LayerChanges, change_geometries, layer_changes
 from geoservice.queries.points import cached_transformer
+from geoservice.serve.catalog import BASEMAP, CONFLICTS
+from geoservice.serve.params import RequestError, integer_param
 from geoservice.serve.problems import problem
 from geoservice.settings import Settings
 
 FORMATS = ("json", "geojson")
+#: the run collections and their runs' kind
+RUN_KINDS: dict[str, RunKind] = {BASEMAP: "integration", CONFLICTS: "detection"}
 
 
 def list_versions(settings: Settings, layer: str) -> list[LayerVersion]:
@@ -68,6 +73,8 @@ class ChangeEndpoints:
 
     async def changes(self, request: Request) -> Response:
         name = request.path_params["collection_id"]
+        if name in RUN_KINDS and request.state.view.collection(name) is not None:
+            return await self._run_changes(request, name)
         refusal = self._hidden(request, name)
         if refusal:
             return refusal
@@ -83,6 +90,34 @@ class ChangeEndpoints:
             collection = await run_in_threadpool(self._feature_collection, report)
             return Response(orjson.dumps(collection, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/geo+json")
         return Response(orjson.dumps(report.as_dict()), media_type="application/json")
+
+    async def _run_changes(self, request: Request, name: str) -> Response:
+        """What a base-map or detection run changed (default: the current run; `run`: another): an incremental run's
+        changes of its inputs, what it recomputed and the area gained and lost by class (rule) and district."""
+        params = request.query_params
+        try:
+            unknown = sorted(set(params) - {"run", "f"})
+            if unknown:
+                raise RequestError(f"unknown parameter {unknown[0]!r} (give run, a run id)")
+            if params.get("f", "json") != "json":
+                raise RequestError(f"f: {params['f'][:20]!r} is not offered here (json)")
+            run_id = integer_param(params, "run", request.state.view.collection(name).partition_key, 1)
+            if run_id >= 2**62:
+                raise RequestError("run: no such run")
+        except RequestError as exc:
+            return problem(HTTPStatus.BAD_REQUEST, "InvalidParameterValue", str(exc))
+        found = await run_in_threadpool(self._run_summary, RUN_KINDS[name], run_id)
+        if found is None:
+            return problem(HTTPStatus.NOT_FOUND, "NotFound", f"no {RUN_KINDS[name]} run {run_id}")
+        return Response(orjson.dumps({"collection": name, **found}), media_type="application/json")
+
+    def _run_summary(self, kind: RunKind, run_id: int) -> dict[str, Any] | None:
+        with transaction(self.settings) as conn, conn.cursor() as cur:
+            run = read_run(cur, kind, run_id)
+            if run is None or not run.finished_at:
+                return None
+            return {"run_id": run.id, "finished_at": run.finished_at.isoformat(), "is_current": run.is_current,
+                    "base_run_id": run.base_run_id, "incremental": run_summary(cur, kind, run.id).get("incremental")}
 
     def _feature_collection(self, report: LayerChanges) -> dict[str, Any]:
         """The report as GeoJSON in CRS84: a feature per change, the rest of the report beside the features."""

@@ -127,6 +127,14 @@ def own_paths(config: dict[str, Any]) -> dict[str, Any]:
             "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": "integer"}, "description": d}
                            for n, d in (("from", "The older version (default: the one before `to`)."),
                                         ("to", "The newer version (default: the active one)."))]}}
+    for name in ("basemap", "conflicts"):
+        if name in config["resources"]:
+            paths[f"/collections/{name}/changes"] = {"get": {
+                "summary": f"What a run of the {name} changed: its inputs' changes, what it recomputed, area gained and "
+                           "lost by class and district (an incremental run)", "tags": [name],
+                "parameters": [{"name": "run", "in": "query", "required": False, "schema": {"type": "integer"},
+                                "description": "The run (default: the current one)."}],
+                "responses": {"200": json_doc, "400": error, "404": {"$ref": "#/components/responses/NotFound"}}}}
     if "conflicts" in config["resources"]:
         paths["/report"] = {"get": {"summary": "The conflict report of the current detection run (HTML)",
                                     "tags": ["conflicts"], "responses": {"200": {"description": "An HTML page.",

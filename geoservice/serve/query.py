@@ -146,7 +146,7 @@ def _keyset_sql(collection: Collection, keys: tuple[SortKey, ...], after: tuple[
 
 
 def _where(collection: Collection, selection: Selection, working_srid: int, bind: Bindings) -> list[sql.Composable]:
-    where = [sql.SQL("{} = {}").format(sql.Identifier(collection.partition_column), sql.Literal(collection.partition_key))]
+    where = [collection.rows_sql()]
     if selection.bbox is not None:
         region = shapely.from_wkb(selection.bbox)
         where.append(sql.SQL("ST_Intersects(geom, {})").format(ewkb_sql(region, working_srid, bind)))
@@ -200,7 +200,7 @@ def page_statement(collection: Collection, request: PageRequest, working_srid: i
 def item_statement(collection: Collection, identifier: int, crs: ServingCrs, working_srid: int) -> Statement:
     """The statement for one feature by id."""
     bind = Bindings()
-    query = sql.SQL("SELECT {} FROM {} WHERE {} = {} AND id = {}").format(
+    query = sql.SQL("SELECT {} FROM {} WHERE {} AND id = {}").format(
         feature_json(collection, crs, working_srid, None, False), sql.Identifier(SCHEMA, collection.table),
-        sql.Identifier(collection.partition_column), sql.Literal(collection.partition_key), bind.add(identifier))
+        collection.rows_sql(), bind.add(identifier))
     return Statement(query, bind.values)

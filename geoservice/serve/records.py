@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 import psycopg2.extensions
+from psycopg2 import sql
 from pygeoapi.api import SYSTEM_LOCALE, APIRequest
 from pygeoapi.util import render_j2_template
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from geoservice.db.layers import layer_codes
 from geoservice.db.read import LayerVersion, layer_versions
 from geoservice.serve.caching import not_modified, validators, with_validators
 from geoservice.serve.catalog import BASEMAP, CATALOG, CONFLICTS, Collection
@@ -154,19 +156,13 @@ def _moment(value: datetime) -> str:
 def _class_codes(cur: psycopg2.extensions.cursor, collection: Collection) -> tuple[str, ...]:
     """The unified class codes a collection's features carry (a layer's by a skip scan of its class index)."""
     if collection.table == "feature":
-        cur.execute("""
-            WITH RECURSIVE c (code) AS (
-                SELECT min(class_code) FROM geoservice.feature WHERE version_id = %(key)s
-                UNION ALL
-                SELECT (SELECT min(class_code) FROM geoservice.feature WHERE version_id = %(key)s AND class_code > c.code)
-                FROM c WHERE c.code IS NOT NULL)
-            SELECT code FROM c WHERE code IS NOT NULL""", {"key": collection.partition_key})
-    elif collection.name == BASEMAP:
-        cur.execute("SELECT DISTINCT code FROM geoservice.basemap_patch, unnest(ARRAY[land_code, plan_code]) code "
-                    "WHERE run_id = %s AND code IS NOT NULL ORDER BY 1", (collection.partition_key,))
+        return tuple(layer_codes(cur, collection.partition_key))
+    if collection.name == BASEMAP:
+        cur.execute(sql.SQL("SELECT DISTINCT code FROM geoservice.basemap_patch, unnest(ARRAY[land_code, plan_code]) code "
+                            "WHERE {} AND code IS NOT NULL ORDER BY 1").format(collection.rows_sql()))
     else:
-        cur.execute("SELECT DISTINCT code FROM geoservice.conflict, unnest(ARRAY[code_a, code_b]) code "
-                    "WHERE run_id = %s AND code IS NOT NULL ORDER BY 1", (collection.partition_key,))
+        cur.execute(sql.SQL("SELECT DISTINCT code FROM geoservice.conflict, unnest(ARRAY[code_a, code_b]) code "
+                            "WHERE {} AND code IS NOT NULL ORDER BY 1").format(collection.rows_sql()))
     return tuple(row[0] for row in cur.fetchall())
 
 

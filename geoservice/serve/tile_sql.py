@@ -5,7 +5,7 @@
              SELECT id, ST_AsMVTGeom(<geom carried into the grid's CRS>, envelope, 4096, 64) AS geom,
                     <the properties: columns, and the layer attributes masked as in items as one jsonb>
              FROM geoservice.basemap_patch, tile
-             WHERE run_id = k AND geom && <the tile in the working CRS> AND area_m2 >= <min area>) t), '')
+             WHERE <the run's rows> AND geom && <the tile in the working CRS> AND area_m2 >= <min area>) t), '')
         || coalesce(<the next layer>, '') …
 
 The stored geometry stays in the working CRS: the tile (plus the MVT buffer) is carried into it exactly — clipped to
@@ -239,10 +239,10 @@ def _layer_sql(layer: TileLayer, srid: int, working_srid: int, bind: Bindings) -
         projected=projected, extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER))
     rows = sql.SQL(
         "SELECT id, {geometry} AS geom{properties} FROM {table}, tile "
-        "WHERE {partition} = {key} AND geom && {region} AND area_m2 >= {min_area}"
+        "WHERE {rows} AND geom && {region} AND area_m2 >= {min_area}"
     ).format(geometry=geometry, properties=_properties_sql(layer.fields),
-             table=sql.Identifier(SCHEMA, collection.table), partition=sql.Identifier(collection.partition_column),
-             key=sql.Literal(collection.partition_key), region=ewkb_sql(layer.region, working_srid, bind),
+             table=sql.Identifier(SCHEMA, collection.table), rows=collection.rows_sql(),
+             region=ewkb_sql(layer.region, working_srid, bind),
              min_area=bind.add(layer.min_area_m2))
     # ST_AsMVT skips the rows whose geometry ST_AsMVTGeom clipped away (NULL): filtering them would compute it twice
     return sql.SQL("coalesce((SELECT ST_AsMVT(t, {name}, {extent}, 'geom', 'id') FROM ({rows}) t), ''::bytea)").format(
@@ -269,7 +269,7 @@ def _cells_sql(layer: TileLayer, srid: int, working_srid: int) -> sql.Composable
         "(ST_XMax(envelope) - ST_XMin(envelope)) / {side} AS step FROM tile), "
         "c AS MATERIALIZED (SELECT i, j, ST_Transform({centre}, {working}) AS centre "
         "FROM g, generate_series({first}, {last}) i, generate_series({top}, {bottom}) j), "
-        "hit AS (SELECT i, j, hit.* FROM c, LATERAL (SELECT {named} FROM {table} WHERE {partition} = {key} "
+        "hit AS (SELECT i, j, hit.* FROM c, LATERAL (SELECT {named} FROM {table} WHERE {rows} "
         "AND geom && c.centre AND ST_Intersects(geom, c.centre) LIMIT 1) hit), "
         "runs AS (SELECT {grouped}, j, min(i) AS i0, max(i) AS i1 FROM (SELECT *, i - row_number() OVER "
         "(PARTITION BY j, {grouped} ORDER BY i) AS run FROM hit) h GROUP BY {grouped}, j, run) "
@@ -279,7 +279,7 @@ def _cells_sql(layer: TileLayer, srid: int, working_srid: int) -> sql.Composable
     ).format(grouped=grouped, named=named, centre=centre, srid=sql.Literal(srid), working=sql.Literal(working_srid),
              extent=sql.Literal(EXTENT), side=sql.Literal(side), first=sql.Literal(first), last=sql.Literal(last),
              top=sql.Literal(top), bottom=sql.Literal(bottom), table=sql.Identifier(SCHEMA, collection.table),
-             partition=sql.Identifier(collection.partition_column), key=sql.Literal(collection.partition_key))
+             rows=collection.rows_sql())
     return sql.SQL("coalesce((SELECT ST_AsMVT(t, {name}, {extent}, 'geom') FROM ({cells}) t), ''::bytea)").format(
         name=sql.Literal(collection.name), extent=sql.Literal(EXTENT), cells=cells)
 
