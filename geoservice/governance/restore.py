@@ -94,31 +94,36 @@ def existing_tables(url: str) -> list[str]:
 _MIGRATOR_TABLES = {f"{SCHEMA}.schema_migrations", f"{SCHEMA}.meta"}
 
 
-def _holds_rows(url: str, tables: list[str]) -> bool:
-    """Whether any of the tables (schema.table) holds a row, the migrator's own aside."""
+def _with_rows(url: str, tables: list[str]) -> list[str]:
+    """The tables (schema.table) that hold a row, the migrator's own aside."""
     conn = connect_url(url)
     try:
         with conn.cursor() as cur:
+            holding = []
             for name in tables:
                 if name not in _MIGRATOR_TABLES:
                     cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(*name.split(".", 1))))
                     if cur.fetchone()[0]:
-                        return True
-        return False
+                        holding.append(name)
+        return holding
     finally:
         conn.close()
 
 
 def _check_empty(url: str) -> bool:
-    """RestoreError naming what the target holds, unless it holds nothing but its extensions — or a geoservice schema
-    with no data, as `db up` or a running server prepared it (True: that schema is to be dropped before the restore)."""
+    """RestoreError naming what the target holds (the tables with rows first), unless it holds nothing but its
+    extensions — or a geoservice schema with no data, as `db up` or a running server prepared it (True: that schema
+    is to be dropped before the restore)."""
     found = existing_tables(url)
-    if found and all(name.startswith(f"{SCHEMA}.") for name in found) and not _holds_rows(url, found):
+    if not found:
+        return False
+    holding = _with_rows(url, [name for name in found if name.startswith(f"{SCHEMA}.")])
+    if all(name.startswith(f"{SCHEMA}.") for name in found) and not holding:
         return True
-    if found:
-        shown = ", ".join(found[:TABLES_SHOWN]) + (f" and {len(found) - TABLES_SHOWN} more" if len(found) > TABLES_SHOWN else "")
-        raise RestoreError(f"{redact(url)}: not empty, it has {shown}: restore into an empty database "
-                           "(a new database.name / GEOSERVICE_DB_NAME, or a new GEOSERVICE_DATABASE_URL)")
+    found = holding + [name for name in found if name not in holding]
+    shown = ", ".join(found[:TABLES_SHOWN]) + (f" and {len(found) - TABLES_SHOWN} more" if len(found) > TABLES_SHOWN else "")
+    raise RestoreError(f"{redact(url)}: not empty, it has {shown}: restore into an empty database "
+                       "(a new database.name / GEOSERVICE_DB_NAME, or a new GEOSERVICE_DATABASE_URL)")
 
 
 def _mismatches(manifest: Manifest, tables: dict[str, TableEntry], sequences: dict[str, int]) -> list[str]:
