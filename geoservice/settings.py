@@ -133,6 +133,7 @@ class TileSettings(_Strict):
     min_area_px: float = Field(0.25, ge=0)            # features smaller than this share of a pixel² are left out
     cell_px: int = Field(2, ge=0, le=64)              # a filled collection denser than these cells (pixels a side): cells
     detail_px: int = Field(8, ge=0, le=256)           # denser than these squares: only the properties it is drawn by
+    parallel_workers: int = Field(1, ge=0, le=8)      # PostgreSQL workers a tile's statement may add (where it pays)
 
     @field_validator("min_zoom")
     @classmethod

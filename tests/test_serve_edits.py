@@ -30,6 +30,7 @@ from geoservice.serve import read_served_collections
 from servers import ROOT, TOKENS, Server, bearer, running_server
 from sql_helpers import query
 from test_cli import run
+from test_serve_schemathesis import is_feature_write, server_errors
 
 pytestmark = pytest.mark.http
 
@@ -409,3 +410,15 @@ def _quietly(function: Any, *args: Any, **kwargs: Any) -> None:
         function(*args, **kwargs)
     except requests.RequestException:
         pass
+
+
+def test_part_4_is_in_the_openapi_document_and_no_generated_write_gets_a_server_error(edited: Server) -> None:
+    paths = edited.get("/openapi", f="json").json()["paths"]
+    assert {"post", "options"} <= set(paths[PROJECTS]) and {"put", "patch", "delete", "options"} <= set(
+        paths[PROJECTS + "/{featureId}"])
+    assert "If-Match" in [p.get("name") for p in paths[PROJECTS + "/{featureId}"]["put"]["parameters"]]
+    assert {"get", "post"} <= set(paths[PROJECTS + "/{featureId}/review"])
+    assert "post" not in paths["/collections/red_line/items"] and "put" not in paths["/collections/red_line/items/{featureId}"]
+    operations, failures = server_errors(edited.url, bearer("tester"), 8, is_feature_write)
+    assert operations >= 4
+    assert failures == []

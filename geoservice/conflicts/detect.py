@@ -23,7 +23,7 @@ from geoservice.conflicts.rules import (
 )
 from geoservice.db import bulk, partitions, transaction
 from geoservice.db.layers import FeatureArrays, layer_codes, one_layer_of_kind, read_features
-from geoservice.db.patches import read_plan_patches, usable_run
+from geoservice.db.patches import PlanSelection, read_plan_patches, usable_run
 from geoservice.db.read import LayerVersion, Run, active_versions, current_run
 from geoservice.db.runs import make_current
 from geoservice.errors import ConfigError, GeoserviceError
@@ -196,7 +196,7 @@ def plan_difference_of_basemap(rule: PlanDifference, difference: str, catalog: L
     plans = catalog.plan_layers(where)
     codes = evaluate.difference_codes(*(layer_codes(catalog.cur, layer.version_id) for layer in plans), difference,
                                       settings.construction_codes)
-    patches = read_plan_patches(catalog.cur, run_id, plans, *codes, rule.min_area_m2, region)
+    patches, = read_plan_patches(catalog.cur, run_id, plans, [PlanSelection(*codes, rule.min_area_m2)], region)
     districts = catalog.districts()
     return evaluate.plan_difference_of_patches(patches, difference,
                                                districts.source_ids if districts else np.empty(0, dtype=object))

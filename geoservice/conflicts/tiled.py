@@ -32,7 +32,7 @@ from geoservice.conflicts.regional import RegionCatalog, halos_of, layers_read
 from geoservice.conflicts.rules import PlanDifference, Rule, RuleSet, load_rules
 from geoservice.db import bulk, partitions, transaction
 from geoservice.db.layers import box_relation, feature_envelopes, layer_codes
-from geoservice.db.patches import PatchArrays, read_plan_patches
+from geoservice.db.patches import PatchArrays, PlanSelection, read_plan_patches
 from geoservice.db.read import LayerVersion, chain_rows_sql, current_run
 from geoservice.db.runs import make_current
 from geoservice.db.tiles import discard_run, forget_tiles, recorded_tiles
@@ -51,22 +51,15 @@ def detect_tile(cur: psycopg2.extensions.cursor, settings: Settings, run_id: int
     region = box_relation(tile.box(), srid)
     catalog = RegionCatalog(cur, settings, layers, region, halos)
     raw: list[tuple[Rule, evaluate.Found]] = []
-    from_patches: list[tuple[Rule, str, PatchArrays]] = []
     seconds: dict[str, float] = {}
     for rule in rules:
-        started = time.perf_counter()
-        where = f"rule {rule.id}"
-        if isinstance(rule, PlanDifference) and basemap_run is not None:
-            plans = catalog.plan_layers(where)
-            for difference in rule.classes:
-                codes = evaluate.difference_codes(*(layer_codes(cur, layer.version_id) for layer in plans), difference,
-                                                  settings.construction_codes)
-                patches = read_plan_patches(cur, basemap_run, plans, *codes, rule.min_area_m2, region)
-                from_patches.append((rule, difference, patches.take(owned(tile, patches.geometries))))
-        else:
+        if not (isinstance(rule, PlanDifference) and basemap_run is not None):
+            started = time.perf_counter()
             for found in evaluate_rule(rule, catalog, settings):
                 raw.append((rule, found.take(owned(tile, found.pieces))))
-        seconds[rule.id] = seconds.get(rule.id, 0.0) + time.perf_counter() - started
+            seconds[rule.id] = seconds.get(rule.id, 0.0) + time.perf_counter() - started
+    from_patches = _plan_differences(cur, settings, tile, region, catalog,
+                                     [r for r in rules if isinstance(r, PlanDifference)], basemap_run, seconds)
     pieces = [found.pieces for _, found in raw] + [p[2].geometries for p in from_patches]
     everything = np.concatenate(pieces) if pieces else np.empty(0, dtype=object)
     districts, zones = None, np.empty(0, dtype=object)
@@ -91,6 +84,27 @@ def detect_tile(cur: psycopg2.extensions.cursor, settings: Settings, run_id: int
                 writer.put(partial(copy_rows, run_id, result, districts, srid, None))
     return {"features": sum(len(f) for f in catalog.cache.values()), "rows": rows,
             "rule_seconds": {k: round(v, 3) for k, v in seconds.items()}}
+
+
+def _plan_differences(cur: psycopg2.extensions.cursor, settings: Settings, tile: Tile, region: sql.Composable,
+                      catalog: RegionCatalog, rules: list[PlanDifference], basemap_run: int | None,
+                      seconds: dict[str, float]) -> list[tuple[Rule, str, PatchArrays]]:
+    """The tile's own base-map patches of every class of the plan-difference rules, read in one scan (its time shared
+    among the rules in `seconds`)."""
+    if not rules or basemap_run is None:
+        return []
+    started = time.perf_counter()
+    plans = catalog.plan_layers(f"rule {rules[0].id}")
+    codes = [layer_codes(cur, layer.version_id) for layer in plans]
+    classes = [(rule, difference) for rule in rules for difference in rule.classes]
+    selections = [PlanSelection(*evaluate.difference_codes(*codes, difference, settings.construction_codes),
+                                rule.min_area_m2) for rule, difference in classes]
+    read = read_plan_patches(cur, basemap_run, plans, selections, region)
+    share = (time.perf_counter() - started) / len(rules)
+    for rule in rules:
+        seconds[rule.id] = seconds.get(rule.id, 0.0) + share
+    return [(rule, difference, patches.take(owned(tile, patches.geometries)))
+            for (rule, difference), patches in zip(classes, read, strict=True)]
 
 
 def detect_tiled(settings: Settings, scheduler: str, rule_ids: list[str] | None = None,

@@ -59,7 +59,7 @@ def one_layer_of_kind(layers: list[LayerVersion], kind: str, name: str | None) -
 
 
 def read_with_geometry(cur: psycopg2.extensions.cursor, columns: dict[str, pa.DataType], rows: sql.Composable,
-                       params: tuple[object, ...]) -> tuple[pa.Table, np.ndarray]:
+                       params: tuple[object, ...] | dict[str, object]) -> tuple[pa.Table, np.ndarray]:
     """`columns` (names -> Arrow types) and `geom` of `rows` ("FROM … WHERE … ORDER BY …", its values in `params`).
 
     Two COPYs of the same rows, parsed by Arrow with no loop over rows: the columns and each geometry's WKB length as

@@ -253,6 +253,8 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
     """pygeoapi's OpenAPI document for the config, self-contained, with the filter parameters."""
     from pygeoapi.openapi import get_oas
 
+    from geoservice.serve.openapi_edits import edit_paths  # it needs serve.edits, which needs this module
+
     document = get_oas(config)
     for name, resource in config["resources"].items():
         items = document["paths"].get(f"/collections/{name}/items", {}).get("get")
@@ -261,6 +263,8 @@ def openapi_document(config: dict[str, Any]) -> dict[str, Any]:
     document["paths"].update(own_paths(config))
     document["paths"].update(tile_paths(config))
     document["paths"].update(record_paths())
+    for path, operations in edit_paths(config).items():
+        document["paths"].setdefault(path, {}).update(operations)
     used: dict[str, set[str]] = {}
     document = _localize(document, used)
     used.setdefault("schemas", set()).update(("exception", "link", "featureGeoJSON", "featureCollectionGeoJSON"))

@@ -93,6 +93,17 @@ class ConnectionPool:
             self._slots.release()
 
 
+@contextmanager
+def parallel(cur: psycopg2.extensions.cursor, workers: int) -> Iterator[None]:
+    """Statements on the cursor's pooled connection planned with up to `workers` parallel workers, then none again."""
+    cur.execute(sql.SQL("SET max_parallel_workers_per_gather = {}").format(sql.Literal(workers)))
+    try:
+        yield
+    finally:
+        if not cur.connection.closed:
+            cur.execute("SET max_parallel_workers_per_gather = 0")
+
+
 _pools: dict[str, ConnectionPool] = {}
 _lock = threading.Lock()
 

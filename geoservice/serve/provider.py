@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -36,7 +37,7 @@ from geoservice import gcj02
 from geoservice.serve.catalog import Collection
 from geoservice.serve.crs import CrsCatalog, ServingCrs
 from geoservice.serve.paging import TOO_MANY, PagingMemory
-from geoservice.serve.pool import PoolExhausted, pool_for
+from geoservice.serve.pool import PoolExhausted, parallel, pool_for
 from geoservice.serve.problems import ClientError
 from geoservice.serve.query import (
     PageRequest,
@@ -176,13 +177,14 @@ class GeoserviceProvider(BaseProvider):
         rows = self.fetch(statement.sql, statement.values)
         return rows[0][0] if rows else None
 
-    def fetch(self, query: Any, values: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def fetch(self, query: Any, values: dict[str, Any], parallel_workers: int = 0) -> list[tuple[Any, ...]]:
         """The rows of a statement on the collection's database (Unavailable, or RequestError for a value PostgreSQL
-        refuses)."""
+        refuses), planned with up to `parallel_workers` parallel workers (the pool's sessions have none)."""
         try:
             with pool_for(self.data, self.pool_size).connection() as conn, conn.cursor() as cur:
-                cur.execute(query, values)
-                return cur.fetchall()
+                with parallel(cur, parallel_workers) if parallel_workers else nullcontext():
+                    cur.execute(query, values)
+                    return cur.fetchall()
         except (psycopg2.OperationalError, psycopg2.InterfaceError, PoolExhausted) as exc:
             raise Unavailable("the database is not available") from exc
         except (psycopg2.DataError, psycopg2.ProgrammingError) as exc:

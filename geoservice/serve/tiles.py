@@ -366,5 +366,5 @@ class TileEndpoints:
         if not layers:
             return b""
         statement = tile_statement(grid, zoom, row, col, layers, self.working_srid)
-        rows = view.providers[collections[0].name].fetch(statement.sql, statement.values)
+        rows = view.providers[collections[0].name].fetch(statement.sql, statement.values, self.tiles.parallel_workers)
         return bytes(rows[0][0])
