@@ -4,6 +4,7 @@ and scattered (a random sample), against a full run of the same inputs, in one r
 
     .venv/bin/python -m bench.incremental                              # the 1,000,000-patch city (quiet machine)
     .venv/bin/python -m bench.incremental --patches 2000 --fractions 0.01   # a smoke run
+    .venv/bin/python -m bench.incremental --fractions 0.001,0.01 --patterns clustered   # the two targets alone
 
 The city is bench/city.py's database geoservice_bench_city_N, reused when it holds a current integration run (kept by
 `bench.city --keep` or `bench.tiles --keep`), else generated, ingested, integrated and detected. Its active land-use
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patches", type=int, default=1_000_000, help="land-use patches of the generated city")
     parser.add_argument("--fractions", default="0.001,0.01,0.1", help="shares of the land-use features changed")
+    parser.add_argument("--patterns", default=",".join(PATTERNS), help="how the changed features lie, comma-separated")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--work", type=Path, default=WORK, help="where generated cities are kept")
     parser.add_argument("--no-restore", action="store_true", help="leave the last edited version active")
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
             print("baseline version ingested; full runs …", flush=True)
             timed(settings, full=True)
             for number, (fraction, pattern) in enumerate(
-                    ((float(f), p) for f in args.fractions.split(",") for p in PATTERNS), start=1):
+                    ((float(f), p) for f in args.fractions.split(",") for p in args.patterns.split(",")), start=1):
                 cases.append(run_case(settings, frame, fraction, pattern, folder, number, rng))
                 print(f"  {cases[-1].row()}", flush=True)
         if not args.no_restore:

@@ -147,7 +147,7 @@ def _changed_areas(old: pa.Table, old_geometries: np.ndarray, built: BaseMap, di
     keys = [pd.DataFrame({"difference": classes, "district": pd.Series(district, dtype=object).fillna("(no district)")})
             for classes, district in ((texts(old, "difference"), texts(old, "district_name")),
                                       (differences, new_districts))]
-    return change_tables(gained_lost(old_geometries, keys[0], built.geometries, keys[1]), "difference")
+    return change_tables(gained_lost(old_geometries, keys[0], built.geometries, keys[1], disjoint=True), "difference")
 
 
 def _summary(run_id: int, base: Run, with_base: dict, versions: dict[str, dict[str, int]], built: BaseMap,

@@ -39,15 +39,20 @@ def usable_run(cur: psycopg2.extensions.cursor, versions: dict[str, int], sliver
     """The current integration run when it was built from exactly these layer versions (name -> version id; others it
     used do not matter) with this sliver area, and records its patches' piece areas; else None."""
     cur.execute(sql.SQL("""
-        SELECT r.id FROM {run} r
+        SELECT r.id, r.chain FROM {run} r
         WHERE r.is_current AND (r.parameters ->> 'sliver_area_m2')::float8 = %(sliver)s
           AND NOT EXISTS (SELECT 1 FROM jsonb_each_text(%(versions)s::jsonb) v
                           WHERE (r.layer_versions -> v.key ->> 'id') IS DISTINCT FROM v.value)
-          AND EXISTS (SELECT 1 FROM {patch} p WHERE p.run_id = ANY(r.chain) AND p.piece_m2 IS NOT NULL)
-    """).format(run=qualified("integration_run"), patch=qualified("basemap_patch")),
+    """).format(run=qualified("integration_run")),
         {"sliver": sliver_area_m2, "versions": psycopg2.extras.Json({k: str(v) for k, v in versions.items()})})
     row = cur.fetchone()
-    return row[0] if row else None
+    if row is None:
+        return None
+    # the chain's first run (a full one: the incremental runs after it store what it stores) records piece areas;
+    # its id a literal, so that only its partition is read (with the chain a column, every run's partition was)
+    cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE run_id = %s AND piece_m2 IS NOT NULL)").format(
+        qualified("basemap_patch")), ((row[1] or [row[0]])[0],))
+    return row[0] if cur.fetchone()[0] else None
 
 
 @dataclass(frozen=True)

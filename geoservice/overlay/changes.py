@@ -8,12 +8,20 @@ import pandas as pd
 import shapely
 
 
-def gained_lost(old: np.ndarray, old_keys: pd.DataFrame, new: np.ndarray, new_keys: pd.DataFrame) -> pd.DataFrame:
+def gained_lost(old: np.ndarray, old_keys: pd.DataFrame, new: np.ndarray, new_keys: pd.DataFrame,
+                disjoint: bool = False) -> pd.DataFrame:
     """For each distinct key (a row of the key columns, the same columns in both frames): area (m²) of the union of the
-    new pieces of that key outside the old ones (`gained_m2`), of the old outside the new (`lost_m2`), and the net."""
+    new pieces of that key outside the old ones (`gained_m2`), of the old outside the new (`lost_m2`), and the net.
+
+    `disjoint`: the pieces of each side do not overlap (a base map's patches), so a piece found in both sides with
+    the same key and the same coordinates changes neither area and is left out before the unions."""
     columns = list(old_keys.columns)
     both = pd.concat([old_keys.assign(side=0, piece=np.arange(len(old))),
                       new_keys.assign(side=1, piece=np.arange(len(new)))], ignore_index=True)
+    if disjoint and len(both):
+        both["shape"] = np.concatenate([shapely.to_wkb(old), shapely.to_wkb(new)])
+        sides = both.groupby([*columns, "shape"], dropna=False, sort=False)["side"].transform("nunique")
+        both = both[sides.to_numpy() < 2].drop(columns="shape")
     rows = []
     for key, group in both.groupby(columns, dropna=False, sort=True):
         was = shapely.union_all(old[group.loc[group["side"] == 0, "piece"].to_numpy()])

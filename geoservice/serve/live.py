@@ -146,11 +146,10 @@ class LiveCatalog:
         """The state, by the statement prepared on the pooled connection (planning it took four fifths of its time)."""
         with self.pool.connection() as conn, conn.cursor() as cur:
             try:
-                try:
-                    cur.execute(f"EXECUTE {_PREPARED}")
-                except psycopg2.errors.InvalidSqlStatementName:  # a connection's first check
+                if _PREPARED not in conn.prepared:  # a connection's first check
                     cur.execute(f"PREPARE {_PREPARED} AS {_STATE}")
-                    cur.execute(f"EXECUTE {_PREPARED}")
+                    conn.prepared.add(_PREPARED)
+                cur.execute(f"EXECUTE {_PREPARED}")
             except psycopg2.errors.UndefinedTable:  # no schema yet (PostgreSQL plans it again when there is one)
                 return CatalogState(None)
             return CatalogState(*cur.fetchone())

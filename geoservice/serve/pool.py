@@ -23,6 +23,14 @@ _SESSION = ("SET default_transaction_read_only = on; SET max_parallel_workers_pe
             f"SET TIME ZONE 'UTC'; SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
 
 
+class PooledConnection(psycopg2.extensions.connection):
+    """A pooled connection that remembers the statements prepared on its session."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.prepared: set[str] = set()
+
+
 class PoolExhausted(RuntimeError):
     """No connection became free in time."""
 
@@ -37,7 +45,8 @@ class ConnectionPool:
         self._lock = threading.Lock()
 
     def _open(self) -> psycopg2.extensions.connection:
-        conn = psycopg2.connect(self.url, application_name="geoservice serve", connect_timeout=10)
+        conn = psycopg2.connect(self.url, application_name="geoservice serve", connect_timeout=10,
+                                connection_factory=PooledConnection)
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute(_SESSION)
