@@ -166,25 +166,25 @@ def link_run(cur: psycopg2.extensions.cursor, run_id: int, rule_ids: list[str], 
     # is marked once, in the first run that misses it). The previous runs' chains also go in as a literal, so that
     # PostgreSQL reads only their partitions; the rows this run carries keep their cases and are not candidates.
     cur.execute("""
-        SELECT DISTINCT unnest(pr.chain) FROM unnest(%(rules)s::text[]) AS r (rule_id)
+        SELECT r.rule_id, pr.id, pr.chain FROM unnest(%(rules)s::text[]) AS r (rule_id)
         CROSS JOIN LATERAL (SELECT max(d.id) AS id FROM geoservice.detection_run d
                             WHERE d.id < %(run)s AND d.rules @> jsonb_build_array(jsonb_build_object('id', r.rule_id))) p
         JOIN geoservice.detection_run pr ON pr.id = p.id
     """, {"run": run_id, "rules": rule_ids})
-    previous = [row[0] for row in cur.fetchall()]
+    evaluated = cur.fetchall()  # per rule: the previous run that evaluated it, and its chain
+    previous = sorted({run for *_, chain in evaluated for run in chain})
     cur.execute(sql.SQL("""
         ANALYZE linked_case;
         INSERT INTO geoservice.disappeared_case (run_id, case_id)
         SELECT DISTINCT %(run)s, c.case_id
-        FROM unnest(%(rules)s::text[]) AS r (rule_id)
-        CROSS JOIN LATERAL (SELECT max(d.id) AS id FROM geoservice.detection_run d
-                            WHERE d.id < %(run)s AND d.rules @> jsonb_build_array(jsonb_build_object('id', r.rule_id))) p
-        JOIN geoservice.detection_run pr ON pr.id = p.id
+        FROM unnest(%(rules)s::text[], %(previous)s::bigint[]) AS r (rule_id, previous_id)
+        JOIN geoservice.detection_run pr ON pr.id = r.previous_id
         JOIN geoservice.conflict c ON c.run_id = ANY(pr.chain) AND (c.until_run IS NULL OR c.until_run > pr.id)
-                                  AND c.rule_id = r.rule_id AND c.run_id = ANY({previous}::bigint[])
+                                  AND c.rule_id = r.rule_id AND c.run_id = ANY({chains}::bigint[])
         WHERE c.case_id IS NOT NULL AND NOT (c.run_id = ANY({carried}::bigint[]) AND c.until_run IS NULL)
           AND NOT EXISTS (SELECT 1 FROM linked_case l WHERE l.id = c.case_id)
           AND NOT EXISTS (SELECT 1 FROM geoservice.conflict kept WHERE kept.case_id = c.case_id
                           AND kept.run_id = ANY({carried}::bigint[]) AND kept.until_run IS NULL)
-    """).format(previous=sql.Literal(previous), carried=sql.Literal(list(carried))), {"run": run_id, "rules": rule_ids})
+    """).format(chains=sql.Literal(previous), carried=sql.Literal(list(carried))),
+        {"run": run_id, "rules": [rule for rule, *_ in evaluated], "previous": [run for _, run, _ in evaluated]})
     return np.asarray(case_id, np.int64), np.asarray(status, dtype=object)
