@@ -358,17 +358,58 @@ def test_demo_conflicts_on_dask_equal_in_process(demo, scheduler) -> None:
 def test_city_conflicts_on_tiny_tiles_equal_in_process(city, scheduler, basemap) -> None:
     from geoservice.conflicts import detect
     from geoservice.conflicts.tiled import detect_tiled
-    from geoservice.review.cases import link_run
+    from geoservice.review import linking
 
-    want = detect(city, link=link_run, basemap=basemap)
+    want = detect(city, link=linking(), basemap=basemap)
     tiles = _tiles_of(city, target=12)
-    got = detect_tiled(city, scheduler, link=link_run, basemap=basemap, tiles=tiles)
+    got = detect_tiled(city, scheduler, link=linking(), basemap=basemap, tiles=tiles)
     assert (got.plan_differences_from is not None) == basemap
     expected = assert_same_conflicts(city, want, got)
     assert len(expected) > 500
     boxes = np.array(query(city, "SELECT ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom) "
                                  "FROM geoservice.conflict WHERE run_id = %s", got.run_id))
     assert (_tiles_met(tiles, boxes) > 1).mean() > 0.3  # many conflicts cross a tile edge
+
+
+def test_a_review_while_the_tiles_run_is_on_the_new_rows(city, scheduler, tmp_path) -> None:
+    """The tiles link their conflicts to the cases as they go, reading each case's status; a reviewer who confirms a
+    case after its tile read it (while other tiles may still run) finds the confirmation on the new run's rows."""
+    from geoservice.review import detect, set_status
+
+    previous = detect(city).run_id  # in process: every case exists
+    settings, mark = city, tmp_path / "reviewed-case"
+
+    def sabotage() -> None:
+        from psycopg2 import sql
+
+        from geoservice.conflicts import tiled
+        from geoservice.db import partitions
+
+        work = tiled.detect_tile
+
+        def detect_tile(cur, tile_settings, run_id, tile, *args):
+            result = work(cur, tile_settings, run_id, tile, *args)  # linked: its cases' statuses read
+            if tile.index == 0:  # one of its open cases is confirmed before the tile commits
+                cur.execute(sql.SQL("SELECT o.id, o.case_id FROM {} t JOIN geoservice.conflict o ON o.case_id = t.case_id "
+                                    "AND o.run_id = %s WHERE t.status = 'open' ORDER BY o.id LIMIT 1").format(
+                    partitions.partition_table("conflict", run_id)), (previous,))
+                conflict_id, case_id = cur.fetchone()
+                set_status(settings, conflict_id, "confirmed", "checked on site", "reviewer-1")
+                mark.write_text(str(case_id))
+            return result
+
+        tiled.detect_tile = detect_tile
+
+    sabotaged(scheduler, sabotage)
+    try:
+        run_id = detect(city, scheduler=scheduler).run_id
+    finally:
+        restart(scheduler)
+    case_id = int(mark.read_text())
+    assert query(city, "SELECT DISTINCT status FROM geoservice.conflict WHERE run_id = %s AND case_id = %s",
+                 run_id, case_id) == [("confirmed",)]
+    assert query(city, "SELECT count(*) FROM geoservice.conflict c JOIN geoservice.conflict_case k ON k.id = c.case_id "
+                       "WHERE c.run_id = %s AND c.status <> k.status", run_id) == [(0,)]
 
 
 def test_a_detection_tile_failing_for_good_keeps_the_previous_run(city, scheduler) -> None:

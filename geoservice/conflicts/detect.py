@@ -315,7 +315,7 @@ def store_conflicts(cur: psycopg2.extensions.cursor, run_id: int, results: list[
     cases = None
     if link is not None:
         clock = time.perf_counter()
-        cases = link(cur, run_id, rule_ids, identities(results, districts), carried)
+        cases = link.cases(cur, run_id, identities(results, districts), False)
         timings["review cases"] = time.perf_counter() - clock
     clock = time.perf_counter()
     with bulk.BinaryCopyWriter(cur, table_name, COPY_COLUMNS + (LINK_COLUMNS if cases else ()), freeze=True) as writer:
@@ -330,6 +330,10 @@ def store_conflicts(cur: psycopg2.extensions.cursor, run_id: int, results: list[
     partitions.attach_partition(cur, PARENT, "run_id", run_id, ("run_id", "id"),
                                 {"geom": "USING gist (geom)", "rule": "(run_id, rule_id)"})
     timings["index"] = time.perf_counter() - clock
+    if link is not None:
+        clock = time.perf_counter()
+        link.settle(cur, run_id, rule_ids, carried)
+        timings["review cases"] += time.perf_counter() - clock
 
 
 def raster_checksums(settings: Settings, rules: list[Rule]) -> dict[str, str]:
@@ -365,10 +369,21 @@ def summarize_rows(cur: psycopg2.extensions.cursor, rows: sql.Composable, rules:
                      for rule, district, count, m2 in cells]
 
 
-#: review's case linking (`review.detect`), run in the detection's transaction before its rows are stored: given the
-#: run id, the evaluated rule ids, the conflicts' `identities` and the chain whose rows an incremental run carries
-#: over, each conflict's case id and status
-Link = Callable[[psycopg2.extensions.cursor, int, list[str], pd.DataFrame, tuple[int, ...]], tuple[np.ndarray, np.ndarray]]
+@dataclass(frozen=True)
+class Link:
+    """review's case linking (`review.detect` hands it in: conflicts/ does not import review/).
+
+    `cases` runs before a run's rows are stored, in the transaction that stores them: given the run id, the conflicts'
+    `identities` and whether other transactions link at once (a distributed run's tiles), each conflict's case id and
+    status. `settle` runs once the run's rows are attached, in that transaction: given the run id, the evaluated rule
+    ids and the chain whose rows an incremental run carries over, it marks the cases not found again. `forget` removes
+    the cases a failed run created."""
+
+    cases: Callable[[psycopg2.extensions.cursor, int, pd.DataFrame, bool], tuple[np.ndarray, np.ndarray]]
+    settle: Callable[[psycopg2.extensions.cursor, int, list[str], tuple[int, ...]], None]
+    forget: Callable[[psycopg2.extensions.cursor, int], None]
+
+
 #: review's continuity step of an incremental run (`review.detect`), after its rows are stored and linked, in its
 #: transaction: given the run id and its base run's chain, what became of the cases (counts for the run's summary)
 Continuity = Callable[[psycopg2.extensions.cursor, int, tuple[int, ...]], dict[str, object]]

@@ -5,10 +5,11 @@ the run's table and submits one task per tile. A task (`detect_tile`) reads the 
 whole, not clipped — and, for a container of `must_be_within` (whose differences need every container feature
 meeting a subject feature), the container's features meeting the tile's subject features; it runs the in-process
 rule code (`evaluate_rule`), keeps the raw conflict pieces whose reference point it owns (`compute.tiles`) and
-finishes them as in process with the districts (read and cut once per worker process) (minimum area, district split, slivers); plan differences taken
-from the base map are its patches owned by the tile. It COPYs the conflicts into the run's table. When every tile has
-committed, the client links the conflicts to their review cases (from the rows' identities, no geometry), writes the
-case ids onto the rows, attaches the table and makes the run current, in one transaction.
+finishes them as in process with the districts (read and cut once per worker process) (minimum area, district
+split, slivers); plan differences taken from the base map are its patches owned by the tile. It links its conflicts to
+their review cases (creating the new ones, which other tiles may share: `Link.cases` with `shared`) and COPYs them into
+the run's table. When every tile has committed, the client attaches the table, settles the cases (the disappeared ones,
+statuses reviewed meanwhile) and makes the run current, in one transaction.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import time
 from functools import partial
 
 import numpy as np
-import pandas as pd
 import psycopg2.extensions
 from psycopg2 import sql
 
@@ -25,8 +25,8 @@ from geoservice.compute import dask_run
 from geoservice.compute.tiles import Tile, kd_tiles, owned
 from geoservice.conflicts import evaluate
 from geoservice.conflicts.detect import (
-    COPY_COLUMNS, IDENTITY_COLUMNS, PARENT, DetectionSummary, LayerCatalog, Link, RuleResult, copy_rows,
-    evaluate_rule, finish, insert_run, raster_checksums, summarize_rows,
+    COPY_COLUMNS, LINK_COLUMNS, PARENT, DetectionSummary, LayerCatalog, Link, RuleResult, copy_rows,
+    evaluate_rule, finish, identities, insert_run, raster_checksums, summarize_rows,
 )
 from geoservice.conflicts.regional import RegionCatalog, halos_of, layers_read
 from geoservice.conflicts.rules import PlanDifference, Rule, RuleSet, load_rules
@@ -45,8 +45,9 @@ STAGE = "detection"
 
 def detect_tile(cur: psycopg2.extensions.cursor, settings: Settings, run_id: int, tile: Tile,
                 layers: list[LayerVersion], rules: list[Rule], halos: dict[str, list[str]],
-                district_layer: LayerVersion | None, basemap_run: int | None) -> dict:
-    """Evaluate the rules on one tile and COPY the conflicts it owns; what it did, for the run's summary."""
+                district_layer: LayerVersion | None, basemap_run: int | None, link: Link | None) -> dict:
+    """Evaluate the rules on one tile and COPY the conflicts it owns, linked to their review cases with `link`; what it
+    did, for the run's summary."""
     srid = settings.working_srid
     region = box_relation(tile.box(), srid)
     catalog = RegionCatalog(cur, settings, layers, region, halos)
@@ -78,10 +79,15 @@ def detect_tile(cur: psycopg2.extensions.cursor, settings: Settings, run_id: int
         results.append(RuleResult(rule, found, district_index, 0.0))
     rows = sum(len(r.found) for r in results)
     if rows:
+        cases = link.cases(cur, run_id, identities(results, districts), True) if link is not None else None
         table = partitions.partition_table(PARENT, run_id)
-        with bulk.BinaryCopyWriter(cur, table, COPY_COLUMNS) as writer:
+        with bulk.BinaryCopyWriter(cur, table, COPY_COLUMNS + (LINK_COLUMNS if cases else ())) as writer:
+            start = 0
             for result in results:
-                writer.put(partial(copy_rows, run_id, result, districts, srid, None))
+                rows_of = slice(start, start + len(result.found))
+                start = rows_of.stop
+                writer.put(partial(copy_rows, run_id, result, districts, srid,
+                                   (cases[0][rows_of], cases[1][rows_of]) if cases else None))
     return {"features": sum(len(f) for f in catalog.cache.values()), "rows": rows,
             "rule_seconds": {k: round(v, 3) for k, v in seconds.items()}}
 
@@ -145,7 +151,7 @@ def detect_tiled(settings: Settings, scheduler: str, rule_ids: list[str] | None 
         try:
             clock = time.perf_counter()
             task = partial(dask_run.tile_task, detect_tile, dask_run.worker_settings(settings), STAGE, run_id,
-                           (list(catalog.layers), selected, halos, district, from_basemap))
+                           (list(catalog.layers), selected, halos, district, from_basemap, link))
             results = dask_run.run_tiles(cluster, task, tiles, settings.compute.retries, reporter, "detect")
             timings["tiles"] = round(time.perf_counter() - clock, 3)
             timings["tile seconds (sum)"] = round(sum(r["seconds"] for r in results), 3)
@@ -154,14 +160,14 @@ def detect_tiled(settings: Settings, scheduler: str, rule_ids: list[str] | None 
                 if done != [tile.index for tile in tiles]:
                     raise GeoserviceError(f"detection run {run_id}: {len(tiles) - len(done)} of {len(tiles)} tiles "
                                           "have no committed rows")
-                if link is not None:
-                    clock = time.perf_counter()
-                    link_rows(cur, link, table, run_id, [rule.id for rule in selected])
-                    timings["review cases"] = round(time.perf_counter() - clock, 3)
                 clock = time.perf_counter()
                 partitions.attach_partition(cur, PARENT, "run_id", run_id, ("run_id", "id"),
                                             {"geom": "USING gist (geom)", "rule": "(run_id, rule_id)"})
                 timings["index"] = round(time.perf_counter() - clock, 3)
+                if link is not None:
+                    clock = time.perf_counter()
+                    link.settle(cur, run_id, [rule.id for rule in selected], ())
+                    timings["review cases"] = round(time.perf_counter() - clock, 3)
                 forget_tiles(cur, STAGE, run_id)
                 by_rule, cells = summarize_rows(cur, chain_rows_sql((run_id,), run_id), selected, rule_seconds(results))
                 seconds = time.perf_counter() - started
@@ -176,30 +182,11 @@ def detect_tiled(settings: Settings, scheduler: str, rule_ids: list[str] | None 
                 make_current(cur, "detection", run_id, summary.as_dict())
         except BaseException:
             with transaction(settings) as conn, conn.cursor() as cur:
+                if link is not None:
+                    link.forget(cur, run_id)
                 discard_run(cur, "detection_run", table, STAGE, run_id)
             raise
     return summary
-
-
-def link_rows(cur: psycopg2.extensions.cursor, link: Link, table: sql.Composable, run_id: int,
-              rule_ids: list[str]) -> None:
-    """Link the stored conflicts to their review cases (their identities read back, no geometry) and write each row's
-    case id and status — the rows were stored by the tiles before the cases existed."""
-    cur.execute(sql.SQL("SELECT id, {} FROM {} ORDER BY id").format(
-        sql.SQL(", ").join(map(sql.Identifier, IDENTITY_COLUMNS)), table))
-    rows = cur.fetchall()
-    frame = pd.DataFrame(rows, columns=["id", *IDENTITY_COLUMNS], dtype=object)
-    frame["feature_b"] = pd.array(frame["feature_b"].tolist(), dtype="Int64")
-    case_ids, statuses = link(cur, run_id, rule_ids, frame.drop(columns=["id"]), ())
-    if not len(rows):
-        return
-    cur.execute("CREATE TEMP TABLE linked_row (id bigint, case_id bigint, status text) ON COMMIT DROP")
-    with bulk.BinaryCopyWriter(cur, sql.Identifier("linked_row"), ("id", "case_id", "status")) as writer:
-        ids = np.asarray(frame["id"].tolist(), np.int64)
-        writer.put(bulk.binary_rows([bulk.int_field(ids, len(ids)), bulk.int_field(np.asarray(case_ids, np.int64), len(ids)),
-                                     bulk.text_binary_field(np.asarray(statuses, dtype=object), len(ids))], len(ids)))
-    cur.execute(sql.SQL("UPDATE {} t SET case_id = l.case_id, status = l.status FROM linked_row l WHERE t.id = l.id")
-                .format(table))
 
 
 def rule_seconds(results: list[dict]) -> dict[str, float]:

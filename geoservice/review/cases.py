@@ -126,16 +126,16 @@ def case_keys(conflicts: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def link_run(cur: psycopg2.extensions.cursor, run_id: int, rule_ids: list[str], conflicts: pd.DataFrame,
-             carried: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """At detect time, in its transaction, before a new run's conflict rows are stored: each conflict's case id and
-    status (`conflicts`: `conflicts.detect.identities`, the rows the run computed). An incremental run also keeps the
-    rows of `carried` (its base run's chain) not dropped: their cases are found again without linking.
+def link_cases(cur: psycopg2.extensions.cursor, run_id: int, conflicts: pd.DataFrame,
+               shared: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Before a run's conflict rows are stored, in the transaction that stores them: each conflict's case id and status
+    (`conflicts`: `conflicts.detect.identities`). Creates the cases seen for the first time; the cases found again are
+    not written (a case's latest run is that of its newest conflict). The keys go over in one binary COPY.
 
-    Creates the cases seen for the first time (the cases found again are not written: a case's latest run is that of
-    its newest conflict), and marks disappeared the cases of the evaluated rules that this run did not find (once:
-    in the first run after the last that found it). The keys go over in one binary COPY; the conflict rows are never
-    rewritten after storing.
+    One linker at a time takes the cases' lock (the new keys then need no ON CONFLICT, which costs half the insert;
+    review writes wait until the run commits). `shared`: many transactions link at once (a distributed run's tiles),
+    so the new keys go in by key order with ON CONFLICT DO NOTHING — a tile waits for another that inserted the same
+    key to commit, never for a whole run, and two tiles take their keys' locks in one order.
     """
     keys = case_keys(conflicts)
     cur.execute(sql.SQL("CREATE TEMP TABLE incoming_case (k bigint, {}) ON COMMIT DROP").format(
@@ -146,25 +146,43 @@ def link_run(cur: psycopg2.extensions.cursor, run_id: int, rule_ids: list[str], 
                                     len(keys)))
     same_key = sql.SQL(" AND ").join(sql.SQL("k.{0} = i.{0}").format(sql.Identifier(c)) for c in KEY_COLUMNS)
     columns = sql.SQL(", ").join(map(sql.Identifier, KEY_COLUMNS))
-    # One linker at a time (so the new keys need no ON CONFLICT, which costs half the insert); review writes wait.
-    # DISTINCT reads every key before the first is inserted (no scan of rows this statement inserts).
+    # DISTINCT reads every key before the first is inserted (no scan of rows this statement inserts)
     cur.execute(sql.SQL("""
-        LOCK TABLE geoservice.conflict_case IN SHARE ROW EXCLUSIVE MODE;
+        {lock}
         ANALYZE incoming_case;
         INSERT INTO geoservice.conflict_case ({columns}, first_run_id)
         SELECT DISTINCT {columns}, %(run)s FROM incoming_case i
-        WHERE NOT EXISTS (SELECT 1 FROM geoservice.conflict_case k WHERE {same_key});
-        CREATE TEMP TABLE linked_case ON COMMIT DROP AS
-        SELECT i.k, k.id, k.status FROM incoming_case i JOIN geoservice.conflict_case k ON {same_key};
-        SELECT k, id, status FROM linked_case ORDER BY k;
-    """).format(columns=columns, same_key=same_key), {"run": run_id})
+        WHERE NOT EXISTS (SELECT 1 FROM geoservice.conflict_case k WHERE {same_key}) {order};
+        SELECT k.id, k.status FROM incoming_case i JOIN geoservice.conflict_case k ON {same_key} ORDER BY i.k;
+    """).format(columns=columns, same_key=same_key,
+                lock=sql.SQL("" if shared else "LOCK TABLE geoservice.conflict_case IN SHARE ROW EXCLUSIVE MODE;"),
+                order=sql.SQL("ORDER BY {} ON CONFLICT DO NOTHING").format(columns) if shared else sql.SQL("")),
+        {"run": run_id})
     linked = cur.fetchall()
     if len(linked) != len(keys):
         raise RuntimeError(f"{len(keys) - len(linked)} conflicts were not linked to a case")
-    _, case_id, status = zip(*linked) if linked else ((), (), ())
-    # Disappeared: the cases of each evaluated rule in the previous run that evaluated it, not found now (so a case
-    # is marked once, in the first run that misses it). The previous runs' chains also go in as a literal, so that
-    # PostgreSQL reads only their partitions; the rows this run carries keep their cases and are not candidates.
+    case_id, status = zip(*linked) if linked else ((), ())
+    return np.asarray(case_id, np.int64), np.asarray(status, dtype=object)
+
+
+def settle_cases(cur: psycopg2.extensions.cursor, run_id: int, rule_ids: list[str],
+                 carried: tuple[int, ...] = ()) -> None:
+    """After a run's linked rows are stored and attached, in that transaction: mark disappeared the cases of the
+    evaluated rules that the run did not find, and give the run's rows the status of cases reviewed while it ran
+    (a distributed run's tiles read the statuses without holding the cases' lock). An incremental run's rows carried
+    from `carried` (its base run's chain) keep their cases and are not candidates.
+
+    Disappeared: the cases of each evaluated rule in the previous run that evaluated it, not found now (so a case is
+    marked once, in the first run that misses it). The previous runs' chains go in as a literal, so that PostgreSQL
+    reads only their partitions.
+    """
+    cur.execute("LOCK TABLE geoservice.conflict_case IN SHARE ROW EXCLUSIVE MODE")
+    cur.execute("""
+        UPDATE geoservice.conflict c SET status = k.status
+        FROM geoservice.conflict_case k, geoservice.detection_run r
+        WHERE r.id = %(run)s AND k.reviewed_at >= r.started_at AND c.run_id = %(run)s AND c.case_id = k.id
+          AND c.status <> k.status
+    """, {"run": run_id})
     cur.execute("""
         SELECT r.rule_id, pr.id, pr.chain FROM unnest(%(rules)s::text[]) AS r (rule_id)
         CROSS JOIN LATERAL (SELECT max(d.id) AS id FROM geoservice.detection_run d
@@ -174,7 +192,6 @@ def link_run(cur: psycopg2.extensions.cursor, run_id: int, rule_ids: list[str], 
     evaluated = cur.fetchall()  # per rule: the previous run that evaluated it, and its chain
     previous = sorted({run for *_, chain in evaluated for run in chain})
     cur.execute(sql.SQL("""
-        ANALYZE linked_case;
         INSERT INTO geoservice.disappeared_case (run_id, case_id)
         SELECT DISTINCT %(run)s, c.case_id
         FROM unnest(%(rules)s::text[], %(previous)s::bigint[]) AS r (rule_id, previous_id)
@@ -182,9 +199,15 @@ def link_run(cur: psycopg2.extensions.cursor, run_id: int, rule_ids: list[str], 
         JOIN geoservice.conflict c ON c.run_id = ANY(pr.chain) AND (c.until_run IS NULL OR c.until_run > pr.id)
                                   AND c.rule_id = r.rule_id AND c.run_id = ANY({chains}::bigint[])
         WHERE c.case_id IS NOT NULL AND NOT (c.run_id = ANY({carried}::bigint[]) AND c.until_run IS NULL)
-          AND NOT EXISTS (SELECT 1 FROM linked_case l WHERE l.id = c.case_id)
+          AND NOT EXISTS (SELECT 1 FROM geoservice.conflict found WHERE found.run_id = {run}
+                          AND found.case_id = c.case_id)
           AND NOT EXISTS (SELECT 1 FROM geoservice.conflict kept WHERE kept.case_id = c.case_id
                           AND kept.run_id = ANY({carried}::bigint[]) AND kept.until_run IS NULL)
-    """).format(chains=sql.Literal(previous), carried=sql.Literal(list(carried))),
+    """).format(chains=sql.Literal(previous), carried=sql.Literal(list(carried)), run=sql.Literal(run_id)),
         {"run": run_id, "rules": [rule for rule, *_ in evaluated], "previous": [run for _, run, _ in evaluated]})
-    return np.asarray(case_id, np.int64), np.asarray(status, dtype=object)
+
+
+def forget_cases(cur: psycopg2.extensions.cursor, run_id: int) -> None:
+    """A failed run: remove the cases it created (a distributed run's tiles commit theirs before the run does).
+    Nobody reviewed them: their conflicts were never served."""
+    cur.execute("DELETE FROM geoservice.conflict_case WHERE first_run_id = %s", (run_id,))

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from geoservice.progress import Reporter
-from geoservice.review.cases import link_run
+from geoservice.review.cases import forget_cases, link_cases, settle_cases
 from geoservice.review.continuity import case_continuity
 from geoservice.settings import Settings
 
 if TYPE_CHECKING:
     from geoservice.conflicts import DetectionSummary, RuleSet
+    from geoservice.conflicts.detect import Link
 
 
 def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Reporter | None = None,
@@ -19,5 +20,12 @@ def detect(settings: Settings, rule_ids: list[str] | None = None, reporter: Repo
     """Detect and link: cases carried across runs keep their status and history (incremental unless `full`)."""
     from geoservice import conflicts  # the geometry stack only when a detection runs
 
-    return conflicts.detect(settings, rule_ids, reporter, rules, link=link_run, scheduler=scheduler, full=full,
+    return conflicts.detect(settings, rule_ids, reporter, rules, link=linking(), scheduler=scheduler, full=full,
                             continuity=case_continuity)
+
+
+def linking() -> Link:
+    """The review cases' linking, as detection calls it."""
+    from geoservice.conflicts.detect import Link
+
+    return Link(link_cases, settle_cases, forget_cases)
