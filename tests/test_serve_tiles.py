@@ -19,15 +19,17 @@ import numpy as np
 import pytest
 import requests
 import shapely
+from psycopg2 import sql
 from shapely.geometry import shape
 
 from conftest import demo_database
 from geoservice.basemap import integrate
+from geoservice.db import transaction
 from geoservice.serve.spatial import transform
 from geoservice.serve.live import LiveCatalog
 from geoservice.serve.tile_cache import TileCache, TileKey
 from geoservice.serve.tile_seed import seed_tiles
-from geoservice.serve.tile_sql import AFFINE_TOLERANCE, EXTENT, tile_affine
+from geoservice.serve.tile_sql import AFFINE_TOLERANCE, EXTENT, straight_sql, tile_affine
 from geoservice.serve.tiles import MVT, TileEndpoints, cache_root
 from geoservice.serve.tms import GRIDS
 from geoservice.serve.viewer import shown_at_start
@@ -463,3 +465,37 @@ def test_a_dense_collection_carries_its_id_and_what_it_is_drawn_by(tuned: tuple[
                         "WebMercatorQuad", close, lon, lat)
     assert found["id"] == patch
     _same_properties(found["properties"], server.get(f"/collections/basemap/items/{patch}", as_=None).json()["properties"])
+
+
+def test_patches_inside_a_tile_are_wound_as_the_clipped_ones(served_tiles: Server) -> None:
+    """Inside a tile the patches go straight into the MVT grid (snapped, not clipped by ST_AsMVTGeom): decoded, their
+    shells are wound as those of the patches ST_AsMVTGeom clips at the tile's edge."""
+    _, lon, lat = _inside(served_tiles.settings, "geoservice.basemap_patch", "area_m2 < 20000")
+    tile = _tile_of("WebMercatorQuad", lon, lat, 12)
+    layer = _decoded(served_tiles.get(_path("/collections/basemap", "WebMercatorQuad", tile), as_=None))["basemap"]
+    polygons = [p for f in layer["features"] for p in shapely.get_parts(shape(f["geometry"]))]
+    clipped = [p for p in polygons if min(p.bounds[:2]) < 0 or max(p.bounds[2:]) > EXTENT]
+    inside = [p for p in polygons if 0 <= min(p.bounds[:2]) and max(p.bounds[2:]) <= EXTENT]
+    assert len(clipped) > 10 and len(inside) > 10
+    assert {p.exterior.is_ccw for p in clipped} == {p.exterior.is_ccw for p in inside} == {False}
+
+
+@pytest.mark.parametrize("zoom", [14, 17])
+def test_a_holed_patch_goes_straight_into_the_grid_as_st_asmvtgeom_puts_it(settings: Settings, zoom: int) -> None:
+    """A patch with a hole, inside the tile: carried straight into the grid it is the polygon ST_AsMVTGeom makes of it
+    (a vertex may round to the next unit: the tile's affine map is off from PROJ by up to half a unit), shell and hole
+    wound as it winds them."""
+    grid = GRIDS["WebMercatorQuad"]
+    tile = grid.tms.tile(118.1, 24.48, zoom)
+    near = tile_affine(grid.id, zoom, tile.y, tile.x, settings.working_srid)
+    assert near is not None
+    xmin, ymin, xmax, ymax = near.inside
+    cx, cy, r = (xmin + xmax) / 2, (ymin + ymax) / 2, (xmax - xmin) / 4
+    holed = shapely.Point(cx, cy).buffer(r).difference(shapely.box(cx - r / 3, cy - r / 3, cx + r / 3, cy + r / 3))
+    statement = sql.SQL(
+        "SELECT ST_HausdorffDistance(s, c) <= 1, ST_IsPolygonCCW(s), ST_IsPolygonCCW(c), ST_NRings(s) FROM (SELECT "
+        "ST_SetSRID({straight}, 3857) s, ST_AsMVTGeom(ST_Transform(geom, 3857), ST_TileEnvelope(%s, %s, %s), 4096, 64, "
+        "true) c FROM (SELECT ST_GeomFromText(%s, %s) geom) g) q").format(straight=straight_sql(near))
+    with transaction(settings) as conn, conn.cursor() as cur:
+        cur.execute(statement, (zoom, tile.x, tile.y, holed.wkt, settings.working_srid))
+        assert cur.fetchone() == (True, True, True, 2)

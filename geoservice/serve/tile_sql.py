@@ -16,6 +16,14 @@ map is off by a quarter of an MVT unit), so a feature inside the tile's neighbou
 `ST_Affine` with the map fitted for that tile, and only larger ones (and the tiles of low zooms, where the map is off
 by more than half a unit) by PROJ: the city's densest z14 tile has 85k vertices, and PROJ took two thirds of its time.
 
+Inside the tile: ST_AsMVTGeom runs Wagyu's polygon clipping on every feature, a clip to the tile that also rebuilds
+its rings valid; that was two thirds of the densest z14 tile's time. A feature inside the tile (and the affine map's
+box) needs no clip: one ST_Affine carries it straight into the MVT grid, ST_SnapToGrid quantises it as ST_AsMVTGeom
+would (rounding each vertex to the nearest unit, dropping repeated points and rings that collapse) and
+ST_ForcePolygonCCW gives its rings the MVT winding. Only the features crossing the tile's edge go through
+ST_AsMVTGeom. Left as they come out of the snap are the self-touching rings a part narrower than one unit (an eighth
+of a rendered pixel) may get: renderers draw them as they are.
+
 Generalisation: ST_AsMVTGeom quantises every vertex to the tile's 4096 grid by the same rule, so neighbours' shared
 vertices stay shared and keep their common edges (no gaps, unlike a per-feature simplification); repeated points go.
 Before PROJ a geometry is snapped in the working CRS to a grid of one MVT unit at that zoom, so that fewer vertices are
@@ -86,10 +94,14 @@ class TileLayer:
 @dataclass(frozen=True)
 class Near:
     """Around a tile, the working CRS → grid CRS projection as an affine map (ST_Affine's a, b, d, e, xoff, yoff):
-    within `box` (working CRS) it is off by at most `AFFINE_TOLERANCE` of an MVT unit, far below the quantisation."""
+    within `box` (working CRS) it is off by at most `AFFINE_TOLERANCE` of an MVT unit, far below the quantisation.
+    `units` is the same map straight into the tile's MVT grid (y down), and `inside` a box of the working CRS inside
+    the tile and its buffer: a feature within it needs no clipping."""
 
     box: tuple[float, float, float, float]
     matrix: tuple[float, float, float, float, float, float]
+    units: tuple[float, float, float, float, float, float]
+    inside: tuple[float, float, float, float]
 
 
 #: the largest error the affine map may make, in MVT units: half the quantisation step, by which ST_AsMVTGeom moves
@@ -120,7 +132,24 @@ def tile_affine(grid_id: str, zoom: int, row: int, col: int, working_srid: int) 
         return None
     (a, d), (b, e), (x0, y0) = solution.tolist()
     ox, oy = origin.tolist()
-    return Near(box, (a, b, d, e, x0 - a * ox - b * oy, y0 - d * ox - e * oy))
+    xoff, yoff = x0 - a * ox - b * oy, y0 - d * ox - e * oy
+    sx, sy = EXTENT / (xmax - xmin), EXTENT / (ymax - ymin)
+    units = (a * sx, b * sx, -d * sy, -e * sy, (xoff - xmin) * sx, (ymax - yoff) * sy)
+    return Near(box, (a, b, d, e, xoff, yoff), units, _inner_box(grid, zoom, row, col, working_srid))
+
+
+def _inner_box(grid: Grid, zoom: int, row: int, col: int, working_srid: int) -> tuple[float, float, float, float]:
+    """An axis-parallel box of the working CRS inside the tile and its buffer (a near-rectangle there): each side at the
+    innermost coordinate of the matching side of the buffered tile carried into the working CRS."""
+    xmin, ymin, xmax, ymax = grid.bounds(zoom, row, col)
+    margin = (xmax - xmin) * BUFFER / EXTENT
+    xmin, ymin, xmax, ymax = xmin - margin, ymin - margin, xmax + margin, ymax + margin
+    steps = np.linspace(0.0, 1.0, AFFINE_SAMPLES)
+    sides = [np.column_stack([np.full_like(steps, x), ymin + steps * (ymax - ymin)]) for x in (xmin, xmax)] + \
+            [np.column_stack([xmin + steps * (xmax - xmin), np.full_like(steps, y)]) for y in (ymin, ymax)]
+    left, right, bottom, top = (shapely.get_coordinates(transform(shapely.points(side), grid.srid, working_srid))
+                                for side in sides)
+    return float(left[:, 0].max()), float(bottom[:, 1].max()), float(right[:, 0].min()), float(top[:, 1].min())
 
 
 #: the properties a filled collection is drawn by (what its cells and dense tiles carry): the class codes of the base
@@ -237,6 +266,11 @@ def _layer_sql(layer: TileLayer, srid: int, working_srid: int, bind: Bindings) -
             projected=projected)
     geometry = sql.SQL("ST_AsMVTGeom({projected}, tile.envelope, {extent}, {buffer}, true)").format(
         projected=projected, extent=sql.Literal(EXTENT), buffer=sql.Literal(BUFFER))
+    if layer.near is not None:  # a feature inside the tile goes straight into the grid (see the module's docstring)
+        geometry = sql.SQL("CASE WHEN geom @ ST_MakeEnvelope({inside}, {working}) THEN {straight} ELSE {geometry} END"
+                           ).format(inside=sql.SQL(", ").join(map(sql.Literal, layer.near.inside)),
+                                    working=sql.Literal(working_srid), straight=straight_sql(layer.near),
+                                    geometry=geometry)
     rows = sql.SQL(
         "SELECT id, {geometry} AS geom{properties} FROM {table}, tile "
         "WHERE {rows} AND geom && {region} AND area_m2 >= {min_area}"
@@ -244,9 +278,18 @@ def _layer_sql(layer: TileLayer, srid: int, working_srid: int, bind: Bindings) -
              table=sql.Identifier(SCHEMA, collection.table), rows=collection.rows_sql(),
              region=ewkb_sql(layer.region, working_srid, bind),
              min_area=bind.add(layer.min_area_m2))
+    if layer.near is not None:  # a feature the snap collapsed to a line is left out, as ST_AsMVTGeom leaves it (OFFSET 0
+        # keeps the subquery whole: inlined, the geometry would be computed twice)
+        rows = sql.SQL("SELECT * FROM ({} OFFSET 0) s WHERE ST_Area(geom) > 0").format(rows)
     # ST_AsMVT skips the rows whose geometry ST_AsMVTGeom clipped away (NULL): filtering them would compute it twice
     return sql.SQL("coalesce((SELECT ST_AsMVT(t, {name}, {extent}, 'geom', 'id') FROM ({rows}) t), ''::bytea)").format(
         name=sql.Literal(collection.name), extent=sql.Literal(EXTENT), rows=rows)
+
+
+def straight_sql(near: Near) -> sql.Composable:
+    """`geom`, a feature inside the tile, carried straight into its MVT grid: quantised, wound as MVT wants."""
+    return sql.SQL("ST_ForcePolygonCCW(ST_SnapToGrid(ST_Affine(geom, {}), 1))").format(
+        sql.SQL(", ").join(map(sql.Literal, near.units)))
 
 
 def _cells_sql(layer: TileLayer, srid: int, working_srid: int) -> sql.Composable:
