@@ -76,37 +76,36 @@ def kd_tiles(bounds: np.ndarray, vertices: np.ndarray, target: float) -> list[Ti
 
     A KD split: a rectangle holding more than `target` is cut across its centres' longer spread at the weighted median
     of the centres along that axis, and each half again. A cut never separates equal centres, so a rectangle whose
-    centres all coincide stays whole.
+    centres all coincide stays whole. The centres are sorted once along each axis; a rectangle keeps its rows in both
+    orders, and a cut splits each order by a mask, which keeps it sorted (no sort per rectangle).
     """
     if target <= 0:
         raise ValueError(f"target must be positive, got {target}")
     bounds = np.asarray(bounds, np.float64).reshape(-1, 4)
-    centres = (bounds[:, :2] + bounds[:, 2:]) / 2
+    centres = tuple((bounds[:, axis] + bounds[:, axis + 2]) / 2 for axis in (0, 1))  # x, y: each contiguous
     weights = feature_weights(vertices)
     done: list[tuple[float, float, float, float, np.ndarray]] = []
-    work = [(-math.inf, -math.inf, math.inf, math.inf, np.arange(len(bounds)))]
+    orders = tuple(np.argsort(values, kind="stable") for values in centres)
+    work = [(-math.inf, -math.inf, math.inf, math.inf, orders)]
     while work:
-        x0, y0, x1, y1, rows = work.pop()
-        total = weights[rows].sum()
-        if total <= target or len(rows) < 2:
-            done.append((x0, y0, x1, y1, rows))
+        x0, y0, x1, y1, (by_x, by_y) = work.pop()
+        total = weights[by_x].sum()
+        if total <= target or len(by_x) < 2:
+            done.append((x0, y0, x1, y1, by_x))
             continue
-        spread = centres[rows].max(axis=0) - centres[rows].min(axis=0)
+        spread = [centres[0][by_x[-1]] - centres[0][by_x[0]], centres[1][by_y[-1]] - centres[1][by_y[0]]]
         axis = int(spread[1] > spread[0])
-        values = centres[rows, axis]
-        order = np.argsort(values, kind="stable")
-        cumulative = np.cumsum(weights[rows][order])
-        at = int(np.searchsorted(cumulative, total / 2))
-        sorted_values = values[order]
+        sorted_values = centres[axis][(by_x, by_y)[axis]]
+        at = int(np.searchsorted(np.cumsum(weights[(by_x, by_y)[axis]]), total / 2))
         # cut between two distinct centres next to the median, so that equal centres stay on one side
         distinct = np.flatnonzero(sorted_values[1:] > sorted_values[:-1])
         if len(distinct) == 0:
-            done.append((x0, y0, x1, y1, rows))
+            done.append((x0, y0, x1, y1, by_x))
             continue
         k = distinct[np.argmin(np.abs(distinct - at))]
         cut = (sorted_values[k] + sorted_values[k + 1]) / 2
-        low = rows[values < cut]
-        high = rows[values >= cut]
+        low = tuple(rows[centres[axis][rows] < cut] for rows in (by_x, by_y))
+        high = tuple(rows[centres[axis][rows] >= cut] for rows in (by_x, by_y))
         if axis == 0:
             work += [(cut, y0, x1, y1, high), (x0, y0, cut, y1, low)]
         else:
