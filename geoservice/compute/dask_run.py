@@ -206,22 +206,21 @@ def worker_transaction(settings: Settings) -> Iterator[psycopg2.extensions.conne
     tile ~0.25 s before its first row (the backend's start and its catalog caches, for partitioned tables of many
     partitions). Committed on success, rolled back on any error; a connection that broke is closed and forgotten, so
     that the retry connects anew."""
-    url = settings.database.url
-    conn = getattr(_connections, "by_url", {}).get(url)
+    url, kept = settings.database.url, _connections.__dict__.setdefault("by_url", {})
+    conn = kept.get(url)
     if conn is not None and not conn.closed:
         try:
             conn.poll()  # reads what the server sent meanwhile: a session it ended (DROP DATABASE … FORCE) shows here
         except psycopg2.Error:
             conn.close()
     if conn is None or conn.closed:
-        conn = connect_url(url)
-        _connections.by_url = {**getattr(_connections, "by_url", {}), url: conn}
+        conn = kept[url] = connect_url(url)
     try:
         with conn:
             yield conn
     except BaseException:
         if conn.closed or conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN:
-            _connections.by_url.pop(url, None)
+            kept.pop(url, None)
             conn.close()
         raise
 

@@ -306,6 +306,20 @@ def summarize(results: list[RuleResult], districts: FeatureArrays | None) -> tup
     return by_rule, table
 
 
+def copy_results(cur: psycopg2.extensions.cursor, table: sql.Composable, run_id: int, results: list[RuleResult],
+                 districts: FeatureArrays | None, srid: int, cases: tuple[np.ndarray, np.ndarray] | None,
+                 freeze: bool = False) -> None:
+    """One binary COPY of the results' conflicts into `table`, with their case ids and statuses when `cases` (in the
+    results' order); each result's rows are built on the writer's thread."""
+    with bulk.BinaryCopyWriter(cur, table, COPY_COLUMNS + (LINK_COLUMNS if cases else ()), freeze=freeze) as writer:
+        start = 0
+        for result in results:
+            rows = slice(start, start + len(result.found))
+            start = rows.stop
+            writer.put(partial(copy_rows, run_id, result, districts, srid,
+                               (cases[0][rows], cases[1][rows]) if cases else None))
+
+
 def store_conflicts(cur: psycopg2.extensions.cursor, run_id: int, results: list[RuleResult],
                     districts: FeatureArrays | None, settings: Settings, link: Link | None, rule_ids: list[str],
                     timings: dict[str, float], carried: tuple[int, ...] = ()) -> None:
@@ -318,13 +332,7 @@ def store_conflicts(cur: psycopg2.extensions.cursor, run_id: int, results: list[
         cases = link.cases(cur, run_id, identities(results, districts), False)
         timings["review cases"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    with bulk.BinaryCopyWriter(cur, table_name, COPY_COLUMNS + (LINK_COLUMNS if cases else ()), freeze=True) as writer:
-        start = 0
-        for result in results:  # each result's rows are built on the writer's thread
-            rows = slice(start, start + len(result.found))
-            start = rows.stop
-            writer.put(partial(copy_rows, run_id, result, districts, settings.working_srid,
-                               (cases[0][rows], cases[1][rows]) if cases else None))
+    copy_results(cur, table_name, run_id, results, districts, settings.working_srid, cases, freeze=True)
     timings["store"] = time.perf_counter() - clock
     clock = time.perf_counter()
     partitions.attach_partition(cur, PARENT, "run_id", run_id, ("run_id", "id"),

@@ -25,8 +25,8 @@ from geoservice.compute import dask_run
 from geoservice.compute.tiles import Tile, kd_tiles, owned
 from geoservice.conflicts import evaluate
 from geoservice.conflicts.detect import (
-    COPY_COLUMNS, LINK_COLUMNS, PARENT, DetectionSummary, LayerCatalog, Link, RuleResult, copy_rows,
-    evaluate_rule, finish, identities, insert_run, raster_checksums, summarize_rows,
+    PARENT, DetectionSummary, LayerCatalog, Link, RuleResult, copy_results, evaluate_rule, finish, identities,
+    insert_run, raster_checksums, summarize_rows,
 )
 from geoservice.conflicts.regional import RegionCatalog, halos_of, layers_read
 from geoservice.conflicts.rules import PlanDifference, Rule, RuleSet, load_rules
@@ -80,14 +80,7 @@ def detect_tile(cur: psycopg2.extensions.cursor, settings: Settings, run_id: int
     rows = sum(len(r.found) for r in results)
     if rows:
         cases = link.cases(cur, run_id, identities(results, districts), True) if link is not None else None
-        table = partitions.partition_table(PARENT, run_id)
-        with bulk.BinaryCopyWriter(cur, table, COPY_COLUMNS + (LINK_COLUMNS if cases else ())) as writer:
-            start = 0
-            for result in results:
-                rows_of = slice(start, start + len(result.found))
-                start = rows_of.stop
-                writer.put(partial(copy_rows, run_id, result, districts, srid,
-                                   (cases[0][rows_of], cases[1][rows_of]) if cases else None))
+        copy_results(cur, partitions.partition_table(PARENT, run_id), run_id, results, districts, srid, cases)
     return {"features": sum(len(f) for f in catalog.cache.values()), "rows": rows,
             "rule_seconds": {k: round(v, 3) for k, v in seconds.items()}}
 

@@ -128,7 +128,7 @@ def feature_envelopes(cur: psycopg2.extensions.cursor, layers: list[LayerVersion
         "(FORMAT binary)", ([layer.version_id for layer in layers],)).decode(), out)
     data = out.getbuffer()
     rows = np.frombuffer(data[COPY_HEADER:len(data) - COPY_TRAILER], dtype=ENVELOPE_ROW)
-    values = np.column_stack([rows[f"value{i}"] for i in range(5)]).astype(np.float64).reshape(-1, 5)
+    values = np.column_stack([rows[f"value{i}"] for i in range(5)]).astype(np.float64)
     return values[:, :4], values[:, 4]
 
 
